@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# make check  - the whole test suite: unit tests, package build, lintian and
+#               the package test in a Debian chroot (needs root)
+# make demo   - build the package, install it in a throwaway chroot and show
+#               what an administrator sees
+# Both install what they need with apt-get first (tools/install-deps).
+
+SHELL := /bin/bash
+# Debian's python3 and tools, never a python3 from another PATH entry.
+export PATH := /usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL := C.UTF-8
+PYTHON := /usr/bin/python3
+BUILD := build
+TIMED := tools/timed
+
+.PHONY: check deps unit deb lintian package-test demo clean
+
+check:
+	@$(TIMED) deps tools/install-deps
+	@$(TIMED) unit $(MAKE) -s unit
+	@$(TIMED) deb $(MAKE) -s deb
+	@$(TIMED) lintian $(MAKE) -s lintian
+	@$(TIMED) package-test $(MAKE) -s package-test
+
+deps:
+	tools/install-deps
+
+unit:
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit
+	LC_ALL=C $(PYTHON) -m pytest -q -p no:cacheprovider tests/unit
+
+deb:
+	tools/build-deb $(BUILD)
+
+lintian:
+	lintian --fail-on error,warning --info --display-info $(BUILD)/systraq_*.changes
+
+package-test:
+	SYSTRAQ_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -p no:cacheprovider tests/package
+
+demo:
+	@tools/install-deps
+	@tools/build-deb $(BUILD) >/dev/null
+	@$(PYTHON) tools/demo $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

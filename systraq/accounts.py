@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The passwd database: which accounts exist and where their homes are.
+
+On the real system the NSS database is asked (``pwd``), so accounts from
+LDAP or systemd-homed count too.  Below another root (tests, --root) the
+root's own ``/etc/passwd`` is read, since NSS would answer for the host.
+"""
+
+import pwd
+from collections import namedtuple
+
+from systraq.errors import ConfigError
+
+Account = namedtuple("Account", "name uid gid home shell")
+
+
+def _parse_passwd(path):
+    accounts = []
+    try:
+        with open(path, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                line = line.rstrip(b"\n")
+                if not line or line.startswith((b"#", b"+", b"-")):
+                    continue
+                fields = line.split(b":")
+                if len(fields) != 7:
+                    raise ConfigError.single(path.decode(errors="replace"), number,
+                                             "not a passwd line (7 fields expected)")
+                try:
+                    uid, gid = int(fields[2]), int(fields[3])
+                except ValueError:
+                    raise ConfigError.single(path.decode(errors="replace"), number,
+                                             "uid and gid must be numbers") from None
+                accounts.append(Account(fields[0].decode("utf-8", "replace"),
+                                        uid, gid, fields[5], fields[6]))
+    except FileNotFoundError:
+        return []
+    return accounts
+
+
+def accounts(settings):
+    """Every account, in database order; home and shell are bytes."""
+    if settings.is_host_root:
+        return [Account(entry.pw_name, entry.pw_uid, entry.pw_gid,
+                        entry.pw_dir.encode("utf-8", "surrogateescape"),
+                        entry.pw_shell.encode("utf-8", "surrogateescape"))
+                for entry in pwd.getpwall()]
+    return _parse_passwd(settings.passwd_file)
+
+
+def home_directories(settings):
+    """Logical paths of the distinct home directories, ``/`` and empty ones left out.
+
+    Several system accounts share a home (/nonexistent, /var/lib/...);
+    each directory is listed once, in the order first seen.
+    """
+    seen = []
+    for account in accounts(settings):
+        home = account.home.rstrip(b"/")
+        if not home or not home.startswith(b"/") or home in seen:
+            continue
+        seen.append(home)
+    return seen

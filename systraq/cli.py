@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The command line: ``systraq [OPTIONS] COMMAND``.
+
+Parses arguments with argparse, builds the settings and configuration,
+runs the command and turns expected failures into one line on stderr and
+an exit status (0 nothing to warn about, 1 warnings, 2 usage or
+configuration error, 3 could not complete).
+"""
+
+import argparse
+import os
+import sys
+
+from systraq import __version__, config, status
+from systraq.errors import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, ConfigError,
+                            SystraqError, UsageError)
+from systraq.settings import Settings
+
+
+def _cmd_status(settings, conf, args):
+    data = status.collect(settings, conf)
+    text = status.render_json(data) if args.json else status.render_text(data)
+    sys.stdout.write(text)
+    if data["problems"]:
+        for line in data["problems"]:
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="systraq",
+        description="Watch this Debian system and tell its administrator when "
+                    "system files change.",
+        epilog="See systraq(8) for the files, list formats and exit statuses.")
+    parser.add_argument("--version", action="version",
+                        version=f"systraq {__version__}")
+    parser.add_argument("--config", metavar="FILE",
+                        help="read settings from FILE instead of "
+                             "/etc/systraq/systraq.conf (FILE must exist)")
+    parser.add_argument("--root", metavar="DIR", default="/",
+                        help="work on the system whose root directory is DIR: "
+                             "every file systraq reads or writes is taken below "
+                             "DIR (default: /)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    cmd = commands.add_parser(
+        "status", help="show configuration, list files, state and queue",
+        description="Show the effective configuration, every list file with "
+                    "how many paths it names now, the state directory and "
+                    "what is queued but not yet delivered.")
+    cmd.add_argument("--json", action="store_true",
+                     help="print the status as JSON (keys are stable)")
+    cmd.set_defaults(func=_cmd_status)
+    return parser
+
+
+def _run(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        raise UsageError("a command is required; see 'systraq --help'")
+    if not os.path.isdir(args.root):
+        raise UsageError(f"--root {args.root}: not a directory")
+    settings = Settings(root=args.root, config_file=args.config)
+    conf = config.load(settings.config_file, required=args.config is not None)
+    for warning in conf.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return args.func(settings, conf, args)
+
+
+def main(argv=None):
+    # A file name may hold bytes the terminal's encoding cannot show; they
+    # are escaped by pathcodec, and anything left is escaped, not fatal.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except AttributeError:
+            pass
+    try:
+        return _run(argv)
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return exc.exit_status
+    except SystraqError as exc:
+        for line in exc.lines():
+            print(f"systraq: {line}", file=sys.stderr)
+        return exc.exit_status
+    except BrokenPipeError:
+        # The reader went away (systraq status | head): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except OSError as exc:
+        where = f": {os.fsdecode(exc.filename)}" if exc.filename else ""
+        print(f"systraq: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    except KeyboardInterrupt:
+        return 130

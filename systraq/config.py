@@ -1,0 +1,184 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Reading /etc/systraq/systraq.conf: keys, defaults, checks, and where each value came from.
+
+The file is INI syntax read with configparser (no interpolation, so a '%'
+in a value is just a '%').  Every key systraq knows is listed in ``SCHEMA``
+with its default and how to check it; the shipped file has each of them
+commented out with that default, and systraq.conf(5) documents them.
+An unknown section or key is a warning, not an error, so that a file
+written for a newer systraq still works.  A value that does not parse is
+an error naming the file and line.
+"""
+
+import configparser
+import os
+import re
+
+from systraq.errors import ConfigError
+
+
+def _absolute_paths(value):
+    """One absolute path per line; returns a tuple of bytes."""
+    paths = []
+    for item in value.splitlines():
+        item = item.strip()
+        if not item:
+            continue
+        if not item.startswith("/"):
+            raise ValueError(f"not an absolute path: {item!r}")
+        paths.append(os.fsencode(item.rstrip("/") or "/"))
+    return tuple(paths)
+
+
+def _show_paths(paths):
+    return " ".join(os.fsdecode(p) for p in paths) if paths else "(none)"
+
+
+# section -> key -> (default text, parse function, show function)
+SCHEMA = {
+    "snapshot": {
+        # Paths (directories or files) never listed or walked into when a
+        # list names a directory above them; /proc, /sys, /dev and /run are
+        # always left out.
+        "exclude": ("", _absolute_paths, _show_paths),
+    },
+}
+
+
+class Config:
+    """The effective configuration: every key, from the file or its default."""
+
+    def __init__(self, source, values, origins, warnings):
+        self.source = source          # bytes path, or None when no file was read
+        self._values = values         # (section, key) -> parsed value
+        self._origins = origins       # (section, key) -> line number in source
+        self.warnings = warnings      # list of "FILE:LINE: text" strings
+
+    def get(self, section, key):
+        return self._values[(section, key)]
+
+    @property
+    def exclude(self):
+        return self.get("snapshot", "exclude")
+
+    def effective(self):
+        """``(section, key, shown value, origin)`` for every known key."""
+        rows = []
+        for section, keys in SCHEMA.items():
+            for key, (_default, _parse, show) in keys.items():
+                line = self._origins.get((section, key))
+                origin = ("default" if line is None
+                          else f"{os.fsdecode(self.source)}:{line}")
+                rows.append((section, key, show(self.get(section, key)), origin))
+        return rows
+
+
+_SECTION_RE = re.compile(r"\s*\[([^\]]+)\]")
+_KEY_RE = re.compile(r"([^\s=:#;\[][^=:]*?)\s*[=:]")
+
+
+def _key_lines(text):
+    """Map (section, key) and (section, None) to the line they are on.
+
+    configparser keeps no line numbers; this scan follows its syntax
+    closely enough for the headers and keys it accepted.
+    """
+    lines = {}
+    section = None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip()[:1] in ("#", ";"):
+            continue
+        match = _SECTION_RE.match(line)
+        if match:
+            section = match.group(1)
+            lines.setdefault((section, None), number)
+            continue
+        if line[:1].isspace():  # continuation of a multi-line value
+            continue
+        match = _KEY_RE.match(line)
+        if match and section is not None:
+            lines.setdefault((section, match.group(1).strip().lower()), number)
+    return lines
+
+
+def _parse_errors(name, text, exc):
+    """configparser's exception as a ConfigError with line numbers."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return ConfigError.single(name, exc.lineno,
+                                  "a [section] header must come before any key")
+    if isinstance(exc, configparser.ParsingError):
+        # exc.errors holds repr()s of the lines; show the lines themselves.
+        source = text.splitlines()
+        return ConfigError([(name, lineno, f"cannot parse {source[lineno - 1].strip()!r}"
+                             " (expected 'key = value')")
+                            for lineno, _line in exc.errors])
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return ConfigError.single(name, exc.lineno,
+                                  f"section [{exc.section}] given twice")
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return ConfigError.single(name, exc.lineno,
+                                  f"key {exc.option!r} given twice in [{exc.section}]")
+    return ConfigError.single(name, None, str(exc))
+
+
+def load(path, required=False):
+    """Read the configuration at ``path`` (bytes).
+
+    A missing file gives the defaults, unless ``required`` (the admin named
+    it with --config), which makes it an error.
+    """
+    name = os.fsdecode(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        if required:
+            raise ConfigError.single(name, None, "no such file") from None
+        return _build(None, None, {}, {}, [])
+    except OSError as exc:
+        raise ConfigError.single(name, None, f"cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError.single(name, line, "not valid UTF-8") from None
+
+    # default_section is set to a name no file can contain, so that a
+    # [DEFAULT] section is reported as unknown instead of silently
+    # applying to every section.
+    parser = configparser.ConfigParser(interpolation=None, strict=True,
+                                       default_section="\0")
+    try:
+        parser.read_string(text, source=name)
+    except configparser.Error as exc:
+        raise _parse_errors(name, text, exc) from None
+    return _build(path, name, parser, _key_lines(text), [])
+
+
+def _build(path, name, parser, lines, warnings):
+    values = {}
+    origins = {}
+    problems = []
+    for section in (parser.sections() if parser else []):
+        if section not in SCHEMA:
+            warnings.append(f"{name}:{lines.get((section, None), '?')}: "
+                            f"unknown section [{section}], ignored")
+            continue
+        for key in parser[section]:
+            if key not in SCHEMA[section]:
+                warnings.append(f"{name}:{lines.get((section, key), '?')}: "
+                                f"unknown key {key!r} in [{section}], ignored")
+    for section, keys in SCHEMA.items():
+        for key, (default, parse, _show) in keys.items():
+            text = default
+            if parser and parser.has_option(section, key):
+                text = parser.get(section, key)
+                origins[(section, key)] = lines.get((section, key), "?")
+            try:
+                values[(section, key)] = parse(text)
+            except ValueError as exc:
+                problems.append((name, origins.get((section, key)),
+                                 f"[{section}] {key}: {exc}"))
+    if problems:
+        raise ConfigError(problems)
+    return Config(path, values, origins, warnings)

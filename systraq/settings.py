@@ -1,0 +1,115 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Every path systraq touches, derived from one root.
+
+On a real system the root is ``/``.  Tests, the demo and ``--root`` point it
+at another tree: then every file systraq reads or writes lies below that
+root, as with debsums' ``--root``.  No other module builds a system path
+from a literal; they ask this object.
+
+Paths the admin writes (list entries, ``exclude``) are *logical*: absolute
+paths as seen from inside the root.  ``host()`` maps them to where they
+really are, with chroot semantics: ``..`` never climbs above the root.
+"""
+
+import glob
+import os
+import posixpath
+
+# Pseudo file systems: never walked into, whatever a list says.  Their
+# contents are not files an administrator configures, reading some of them
+# blocks or has side effects, and /proc alone holds more entries than the
+# rest of the system.
+NEVER_WALK = (b"/proc", b"/sys", b"/dev", b"/run")
+
+LIST_FILES = (
+    # (name, kind) -- kind "system" holds absolute paths, "home" holds paths
+    # relative to each home directory.  filetraq.conf is generated from
+    # filetraq.main.conf and the admin's filetraq.tail.conf.
+    ("snapshot_pub.list", "system"),
+    ("snapshot_root.list", "system"),
+    ("snapshot_pub.homelist", "home"),
+    ("snapshot_root.homelist", "home"),
+    ("filetraq.conf", "system"),
+)
+
+SYSTEM_USER = "debian-systraq"
+
+
+class Settings:
+    """Where everything is, below ``root``.
+
+    ``config_file`` may be given separately (``--config``); it is taken as
+    it is, not below the root, because the admin names it on the command
+    line.
+    """
+
+    def __init__(self, root="/", config_file=None):
+        root = os.fsencode(root)
+        if not root.startswith(b"/"):
+            root = os.fsencode(os.path.abspath(root))
+        self.root = posixpath.normpath(root)
+        self.conf_dir = self.host(b"/etc/systraq")
+        self.config_file = (os.fsencode(config_file) if config_file
+                            else posixpath.join(self.conf_dir, b"systraq.conf"))
+        self.state_dir = self.host(b"/var/lib/systraq")
+        self.spool_dir = posixpath.join(self.state_dir, b"spool")
+        self.passwd_file = self.host(b"/etc/passwd")
+
+    @property
+    def is_host_root(self):
+        return self.root == b"/"
+
+    def host(self, logical):
+        """Where the logical absolute path ``logical`` (bytes) lives on this host.
+
+        ``..`` components are resolved first, as the kernel does at a
+        chroot's root, so the result never lies outside ``self.root``.
+        """
+        if isinstance(logical, str):
+            logical = os.fsencode(logical)
+        if not logical.startswith(b"/"):
+            raise ValueError(f"not an absolute path: {logical!r}")
+        clean = posixpath.normpath(logical)
+        # normpath keeps a leading '//' (POSIX allows it a meaning); fold it.
+        clean = b"/" + clean.lstrip(b"/")
+        if self.is_host_root:
+            return clean
+        return self.root + clean if clean != b"/" else self.root
+
+    def logical(self, host_path):
+        """The logical path of ``host_path``, which must lie below the root."""
+        if self.is_host_root:
+            return host_path
+        if host_path == self.root:
+            return b"/"
+        if not host_path.startswith(self.root + b"/"):
+            raise ValueError(f"{host_path!r} is outside {self.root!r}")
+        return host_path[len(self.root):]
+
+    def contains(self, host_path):
+        """True when ``host_path`` really lies below the root, symlinks resolved.
+
+        Used where the kernel would follow a symlink (glob expands through
+        directories): an absolute symlink inside a test tree points at the
+        real system, which a run against that tree must not read.
+        """
+        if self.is_host_root:
+            return True
+        real_root = os.path.realpath(self.root)
+        real = os.path.realpath(host_path)
+        return real == real_root or real.startswith(real_root + b"/")
+
+    def list_file(self, name):
+        return posixpath.join(self.conf_dir, os.fsencode(name))
+
+    def list_files(self):
+        """``(name, kind, host path)`` for each list file, in a fixed order."""
+        return [(name, kind, self.list_file(name)) for name, kind in LIST_FILES]
+
+    def host_glob(self, logical):
+        """Like ``host()``, for a shell pattern: the root part is escaped,
+        so that a '[' or '*' in the root's own name is taken literally."""
+        clean = self.host(logical)
+        if self.is_host_root:
+            return clean
+        return glob.escape(self.root) + clean[len(self.root):]

@@ -1,0 +1,90 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The spool: change records waiting to be delivered.
+
+Collectors hand their change records to the spool before anything is
+mailed, so that nothing detected is lost when the mail fails or the
+machine crashes.  A run writes its records as one *batch*: a file of JSON
+lines in ``spool/``, written atomically, never modified afterwards.  A
+batch is pending until delivery succeeded; then it is moved (one rename,
+atomic) to ``spool/delivered/``.  A batch is therefore pending or
+delivered, never both, and is delivered at most once.
+
+Batch names sort by creation time: ``YYYYmmddTHHMMSS.ffffffZ-SOURCE-PID.jsonl``.
+"""
+
+import json
+import os
+import re
+import time
+from collections import namedtuple
+
+from systraq.fsutil import atomic_write, fsync_directory
+
+_NAME = re.compile(rb"^(\d{8}T\d{6}\.\d{6}Z)-([a-z0-9_]+)-(\d+)\.jsonl$")
+DELIVERED = b"delivered"
+
+Batch = namedtuple("Batch", "name created source path")
+
+
+class Spool:
+    """The spool directory of one settings object."""
+
+    def __init__(self, settings):
+        self.directory = settings.spool_dir
+        self.delivered_dir = os.path.join(self.directory, DELIVERED)
+
+    def add(self, source, records, now=None):
+        """Write ``records`` (a list of JSON-serialisable dicts) as one batch.
+
+        Returns the batch name, or None when there was nothing to write.
+        """
+        if not records:
+            return None
+        if not re.fullmatch(r"[a-z0-9_]+", source):
+            raise ValueError(f"bad spool source name: {source!r}")
+        now = time.time() if now is None else now
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+        micro = int((now % 1) * 1_000_000)
+        name = f"{stamp}.{micro:06d}Z-{source}-{os.getpid()}.jsonl".encode()
+        os.makedirs(self.directory, mode=0o750, exist_ok=True)
+        data = b"".join(json.dumps(record, sort_keys=True).encode("ascii") + b"\n"
+                        for record in records)
+        atomic_write(os.path.join(self.directory, name), data)
+        return name
+
+    def _batches(self, directory):
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return []
+        batches = []
+        for name in names:
+            match = _NAME.match(name)
+            if match:  # temporary files of an interrupted write are skipped
+                batches.append(Batch(name, match.group(1).decode(),
+                                     match.group(2).decode(),
+                                     os.path.join(directory, name)))
+        return sorted(batches)
+
+    def pending(self):
+        """Batches not yet delivered, oldest first."""
+        return self._batches(self.directory)
+
+    def delivered(self):
+        return self._batches(self.delivered_dir)
+
+    @staticmethod
+    def records(batch):
+        """The records of ``batch``, in the order they were added."""
+        with open(batch.path, "rb") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+    def mark_delivered(self, batches):
+        """Move ``batches`` to delivered/; call only after delivery succeeded."""
+        if not batches:
+            return
+        os.makedirs(self.delivered_dir, mode=0o750, exist_ok=True)
+        for batch in batches:
+            os.rename(batch.path, os.path.join(self.delivered_dir, batch.name))
+        fsync_directory(self.delivered_dir)
+        fsync_directory(self.directory)

@@ -1,0 +1,85 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+import os
+
+import pytest
+
+from systraq import config
+from systraq.errors import ConfigError
+
+
+def load(root, text, **kwargs):
+    path = root.write("/etc/systraq/systraq.conf", text)
+    return path, config.load(path, **kwargs)
+
+
+def error_lines(root, text):
+    path = root.write("/etc/systraq/systraq.conf", text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert info.value.exit_status == 2
+    return os.fsdecode(path), info.value.lines()
+
+
+def test_a_missing_default_file_gives_the_defaults(root):
+    conf = config.load(root.host("/etc/systraq/systraq.conf"))
+    assert conf.source is None
+    assert conf.exclude == ()
+    assert conf.effective() == [("snapshot", "exclude", "(none)", "default")]
+
+
+def test_a_missing_file_named_by_the_admin_is_an_error(root):
+    with pytest.raises(ConfigError) as info:
+        config.load(root.host("/etc/other.conf"), required=True)
+    assert info.value.lines() == [f"{os.fsdecode(root.host('/etc/other.conf'))}: no such file"]
+
+
+def test_values_are_read_with_their_line(root):
+    path, conf = load(root, "# comment\n[snapshot]\n\nexclude = /var/cache\n   /srv/x/\n")
+    assert conf.exclude == (b"/var/cache", b"/srv/x")
+    assert conf.effective() == [
+        ("snapshot", "exclude", "/var/cache /srv/x", f"{os.fsdecode(path)}:4")]
+
+
+def test_percent_signs_are_plain_text(root):
+    _path, conf = load(root, "[snapshot]\nexclude = /srv/100%\n")
+    assert conf.exclude == (b"/srv/100%",)
+
+
+def test_unknown_sections_and_keys_warn_with_their_line(root):
+    path, conf = load(root, "[snapshot]\nexlude = /x\n[future]\nkey = 1\n[DEFAULT]\na = b\n")
+    name = os.fsdecode(path)
+    assert conf.warnings == [
+        f"{name}:2: unknown key 'exlude' in [snapshot], ignored",
+        f"{name}:3: unknown section [future], ignored",
+        f"{name}:5: unknown section [DEFAULT], ignored",
+    ]
+
+
+@pytest.mark.parametrize("text,line,fragment", [
+    ("exclude = /x\n", 1, "a [section] header must come before any key"),
+    ("[snapshot]\nexclude = /x\nthis is not a key\n", 3, "cannot parse 'this is not a key'"),
+    ("[snapshot]\nexclude = /a\nexclude = /b\n", 3, "key 'exclude' given twice in [snapshot]"),
+    ("[snapshot]\n[snapshot]\n", 2, "section [snapshot] given twice"),
+    ("[snapshot]\n\n\nexclude = relative/path\n", 4, "[snapshot] exclude: not an absolute path: 'relative/path'"),
+])
+def test_errors_name_file_and_line(root, text, line, fragment):
+    name, lines = error_lines(root, text)
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{name}:{line}: "), lines
+    assert fragment in lines[0]
+
+
+def test_invalid_utf8_names_its_line(root):
+    name, lines = error_lines(root, b"[snapshot]\n# caf\xe9\n")
+    assert lines == [f"{name}:2: not valid UTF-8"]
+
+
+def test_shipped_configuration_has_every_key_commented_with_its_default():
+    shipped = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "systraq.conf")
+    text = open(shipped, encoding="utf-8").read()
+    conf = config.load(os.fsencode(shipped))
+    assert conf.warnings == []
+    for section, keys in config.SCHEMA.items():
+        assert f"[{section}]" in text
+        for key, (default, _parse, _show) in keys.items():
+            assert f"#{key} = {default}".rstrip() in text, key

@@ -1,0 +1,44 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+import os
+
+from systraq.spool import Spool
+
+
+def test_batches_are_pending_until_marked_delivered(root):
+    spool = Spool(root.settings())
+    assert spool.pending() == []
+    first = spool.add("snapshot", [{"path": "/etc/passwd", "change": "content"}], now=1000.5)
+    second = spool.add("contents", [{"a": 1}, {"b": "\udcff"}], now=2000.25)
+    assert spool.add("snapshot", []) is None
+    pending = spool.pending()
+    assert [b.name for b in pending] == [first, second]
+    assert [b.source for b in pending] == ["snapshot", "contents"]
+    assert pending[0].created == "19700101T001640.500000Z"
+    assert spool.records(pending[1]) == [{"a": 1}, {"b": "\udcff"}]
+
+    spool.mark_delivered(pending[:1])
+    assert [b.name for b in spool.pending()] == [second]
+    assert [b.name for b in spool.delivered()] == [first]
+    assert spool.records(spool.delivered()[0])[0]["change"] == "content"
+
+
+def test_interrupted_writes_are_not_pending(root):
+    settings = root.settings()
+    spool = Spool(settings)
+    spool.add("snapshot", [{"x": 1}])
+    # What a run killed during atomic_write leaves behind.
+    with open(os.path.join(settings.spool_dir, b".tmp-20261121T000000.000000Z-snapshot-1.jsonl.1"), "wb") as f:
+        f.write(b'{"half')
+    assert len(spool.pending()) == 1
+
+
+def test_spool_directory_is_closed_to_others(root):
+    settings = root.settings()
+    old = os.umask(0o022)
+    try:
+        Spool(settings).add("snapshot", [{"x": 1}])
+    finally:
+        os.umask(old)
+    assert os.stat(settings.spool_dir).st_mode & 0o777 == 0o750
+    (batch,) = Spool(settings).pending()
+    assert os.stat(batch.path).st_mode & 0o777 == 0o640
