@@ -1,0 +1,33 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Package tests: the built .deb installed, run and purged in a Debian chroot."""
+
+import glob
+import os
+import tempfile
+
+import pytest
+
+from tests.chroot import Chroot
+
+BUILD = os.environ.get("SYSTRAQ_BUILD",
+                       os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+
+
+@pytest.fixture(scope="session")
+def deb():
+    debs = sorted(glob.glob(os.path.join(BUILD, "systraq_*_all.deb")))
+    if not debs:
+        pytest.fail(f"no systraq_*_all.deb in {BUILD}: run 'make deb' first")
+    return debs[-1]
+
+
+@pytest.fixture(scope="module")
+def chroot():
+    if os.geteuid() != 0:
+        pytest.fail("package tests need root (debootstrap, chroot, mount namespaces)")
+    with tempfile.TemporaryDirectory(prefix="systraq-chroot-") as parent:
+        box = Chroot(parent)
+        try:
+            yield box
+        finally:
+            box.destroy()

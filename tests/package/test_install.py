@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Install, run and purge the built package in a fresh bookworm chroot.
+
+The tests run in file order on one chroot: each is a step of an admin's
+life with the package.
+"""
+
+import json
+import os
+import stat
+
+from systraq import __version__
+
+USER = "debian-systraq"
+CONF = ["systraq.conf", "snapshot_pub.list", "snapshot_root.list",
+        "snapshot_pub.homelist", "snapshot_root.homelist"]
+
+
+def owner_mode(chroot, path):
+    result = chroot.run(f"stat -c '%U:%G %a' {path}")
+    return result.stdout.strip()
+
+
+def test_install_resolves_dependencies_from_the_archive(chroot, deb):
+    chroot.copy_in(deb, "/tmp/systraq.deb")
+    # Not installed in a minbase system: apt must bring them from the archive.
+    assert not chroot.exists("/usr/bin/python3")
+    chroot.apt_install("/tmp/systraq.deb")
+    status = chroot.run("dpkg-query -W -f '${Status} ${Version}' systraq").stdout
+    assert status == f"install ok installed {__version__}"
+    for module in ("apt", "debian", "pyinotify"):
+        chroot.run(f"python3 -c 'import {module}'")
+
+
+def test_user_and_directories(chroot):
+    entry = chroot.run(f"getent passwd {USER}").stdout.strip().split(":")
+    assert entry[5] == "/var/lib/systraq"
+    assert entry[6] == "/usr/sbin/nologin"
+    assert int(entry[2]) < 1000, "a system user"
+    chroot.run(f"getent group {USER}")
+    assert owner_mode(chroot, "/var/lib/systraq") == f"{USER}:{USER} 750"
+    assert owner_mode(chroot, "/usr/sbin/systraq") == "root:root 755"
+    assert owner_mode(chroot, "/etc/systraq") == "root:root 755"
+    for name in CONF:
+        assert owner_mode(chroot, f"/etc/systraq/{name}") == "root:root 644"
+        assert (chroot.read(f"/etc/systraq/{name}")
+                == chroot.read(f"/usr/share/systraq/conf/{name}"))
+    # The user's home is not readable by others.
+    info = os.stat(chroot.host("/var/lib/systraq"))
+    assert not info.st_mode & stat.S_IRWXO
+
+
+def test_version_and_status_as_the_systraq_user(chroot):
+    # A private-key directory as the ssl-cert package makes it.
+    chroot.run("install -d -m 0710 /etc/ssl/private"
+               " && install -m 0600 /dev/null /etc/ssl/private/host.key")
+    result = chroot.run("systraq --version", user=USER)
+    assert result.stdout == f"systraq {__version__}\n"
+    result = chroot.run("systraq status", user=USER)
+    assert result.stderr == ""
+    assert f"as seen by {USER}" in result.stdout
+    assert "/etc/systraq/snapshot_pub.list" in result.stdout
+    assert "Queued, not yet delivered: nothing" in result.stdout
+    data = json.loads(chroot.run("systraq status --json", user=USER).stdout)
+    rows = {row["name"]: row for row in data["lists"]}
+    assert rows["snapshot_pub.list"]["state"] == "ok"
+    # The same count as find(1) over the entries of the shipped list.
+    expected = chroot.run(
+        "grep -v '^#' /etc/systraq/snapshot_pub.list | while read -r p; do"
+        " if [ -e \"$p\" ] || [ -L \"$p\" ]; then find \"$p\"; fi; done | sort -u | wc -l",
+        user=USER).stdout
+    assert rows["snapshot_pub.list"]["paths"] == int(expected) > 50
+    assert rows["filetraq.conf"]["state"] == "missing"
+    # Root-only places are named once, not one error per file.
+    assert rows["snapshot_root.list"]["not_readable"] == ["/etc/ssl/private"]
+    assert data["state"]["owner"] == f"{USER}:{USER}"
+
+
+def test_a_broken_list_is_named_with_its_line_and_exits_2(chroot):
+    original = chroot.read("/etc/systraq/snapshot_pub.list")
+    chroot.write("/etc/systraq/snapshot_pub.list", original + b"etc/relative\n")
+    try:
+        result = chroot.run("systraq status", user=USER, check=False)
+    finally:
+        chroot.write("/etc/systraq/snapshot_pub.list", original)
+    line = original.count(b"\n") + 1
+    assert result.returncode == 2
+    assert result.stderr == (f"/etc/systraq/snapshot_pub.list:{line}: "
+                             "not an absolute path: 'etc/relative'\n")
+
+
+def test_admin_edits_survive_a_reinstall(chroot):
+    edited = chroot.read("/etc/systraq/snapshot_root.list") + b"/etc/local-secret\n"
+    chroot.write("/etc/systraq/snapshot_root.list", edited)
+    chroot.run("apt-get install -y -q --reinstall /tmp/systraq.deb")
+    assert chroot.read("/etc/systraq/snapshot_root.list") == edited
+
+
+def test_purge_removes_state_and_configuration_but_keeps_the_user(chroot):
+    chroot.run("mkdir -p /var/lib/systraq/spool && touch /var/lib/systraq/spool/x")
+    chroot.run("apt-get purge -y -q systraq")
+    assert not chroot.exists("/var/lib/systraq")
+    assert not chroot.exists("/etc/systraq")
+    assert not chroot.exists("/usr/sbin/systraq")
+    assert not chroot.exists("/var/lib/ucf/cache/:etc:systraq:systraq.conf")
+    registry = chroot.read("/var/lib/ucf/registry").decode()
+    assert "systraq" not in registry
+    chroot.run(f"getent passwd {USER}")      # Policy 9.2.2: the user stays
+    state = chroot.run("dpkg-query -W -f '${Status}' systraq", check=False).stdout
+    assert state in ("", "unknown ok not-installed")
+
+
+def test_install_after_purge_recreates_everything(chroot):
+    chroot.run("apt-get install -y -q /tmp/systraq.deb")
+    assert owner_mode(chroot, "/var/lib/systraq") == f"{USER}:{USER} 750"
+    chroot.run("systraq status", user=USER)
