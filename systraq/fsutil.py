@@ -18,8 +18,11 @@ def atomic_write(path, data, mode=0o640):
     with wider permissions, even for a moment.
     """
     directory, name = os.path.split(path)
-    temp = os.path.join(directory, TEMP_PREFIX + name + b"." + str(os.getpid()).encode())
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    # An unpredictable name created with O_EXCL: the root job writes into
+    # directories the systraq user owns, where a planted file or symlink
+    # must make the write fail, never redirect it.
+    temp = os.path.join(directory, TEMP_PREFIX + name + b"." + os.urandom(6).hex().encode())
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         view = memoryview(data)
         while view:

@@ -30,12 +30,14 @@ def test_a_failed_write_keeps_the_old_content(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["state"]
 
 
-def test_atomic_write_does_not_follow_a_planted_temporary_symlink(tmp_path):
+def test_atomic_write_never_writes_through_a_planted_symlink(tmp_path, monkeypatch):
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep")
     target = os.fsencode(tmp_path / "state")
-    temp = os.fsencode(tmp_path) + b"/" + fsutil.TEMP_PREFIX + b"state." + str(os.getpid()).encode()
+    monkeypatch.setattr(os, "urandom", lambda n: b"\0" * n)   # a guessable name
+    temp = os.fsencode(tmp_path) + b"/" + fsutil.TEMP_PREFIX + b"state." + b"00" * 6
     os.symlink(victim, temp)
-    with pytest.raises(OSError):
+    with pytest.raises(FileExistsError):
         fsutil.atomic_write(target, b"data")
     assert victim.read_bytes() == b"keep"
+    assert not os.path.exists(target)
