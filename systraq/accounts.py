@@ -6,6 +6,7 @@ LDAP or systemd-homed count too.  Below another root (tests, --root) the
 root's own ``/etc/passwd`` is read, since NSS would answer for the host.
 """
 
+import grp
 import pwd
 from collections import namedtuple
 
@@ -61,3 +62,52 @@ def home_directories(settings):
             continue
         seen.append(home)
     return seen
+
+
+class Names:
+    """User and group names for ids, looked up once each.
+
+    On the real system NSS answers; below another root, that root's
+    /etc/passwd and /etc/group.  An id without a name gives None.
+    """
+
+    def __init__(self, settings):
+        self._users = {}
+        self._groups = {}
+        if settings.is_host_root:
+            self._user_lookup = lambda uid: pwd.getpwuid(uid).pw_name
+            self._group_lookup = lambda gid: grp.getgrgid(gid).gr_name
+        else:
+            users = {a.uid: a.name for a in reversed(_parse_passwd(settings.passwd_file))}
+            groups = _parse_group(settings.group_file)
+            self._user_lookup = users.__getitem__
+            self._group_lookup = groups.__getitem__
+
+    def user(self, uid):
+        if uid not in self._users:
+            try:
+                self._users[uid] = self._user_lookup(uid)
+            except KeyError:
+                self._users[uid] = None
+        return self._users[uid]
+
+    def group(self, gid):
+        if gid not in self._groups:
+            try:
+                self._groups[gid] = self._group_lookup(gid)
+            except KeyError:
+                self._groups[gid] = None
+        return self._groups[gid]
+
+
+def _parse_group(path):
+    groups = {}
+    try:
+        with open(path, "rb") as handle:
+            for line in handle:
+                fields = line.rstrip(b"\n").split(b":")
+                if len(fields) >= 3 and fields[2].isdigit():
+                    groups.setdefault(int(fields[2]), fields[0].decode("utf-8", "replace"))
+    except FileNotFoundError:
+        pass
+    return groups

@@ -8,13 +8,16 @@ configuration error, 3 could not complete).
 """
 
 import argparse
+import grp
+import json
 import os
+import pwd
 import sys
 
-from systraq import __version__, config, status
-from systraq.errors import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, ConfigError,
-                            SystraqError, UsageError)
-from systraq.settings import Settings
+from systraq import __version__, config, snapshot, status
+from systraq.errors import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_WARNINGS,
+                            ConfigError, RunError, SystraqError, UsageError)
+from systraq.settings import SYSTEM_USER, Settings
 
 
 def _cmd_status(settings, conf, args):
@@ -26,6 +29,59 @@ def _cmd_status(settings, conf, args):
             print(line, file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
+
+
+def _become_system_user():
+    """Drop root for the pub snapshot: its state belongs to the systraq user."""
+    try:
+        entry = pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        raise RunError(f"user {SYSTEM_USER} does not exist; is systraq installed?") from None
+    os.setgroups([])
+    os.setresgid(entry.pw_gid, entry.pw_gid, entry.pw_gid)
+    os.setresuid(entry.pw_uid, entry.pw_uid, entry.pw_uid)
+
+
+def _describe_record(item):
+    change = item["change"]
+    if change in ("baseline", "state damaged"):
+        text = f"{change}: {item['count']} paths recorded"
+        return text + (f" ({item['detail']})" if "detail" in item else "")
+    text = f"{item['path']}: {change}"
+    if change == "added":
+        text += f" ({item['kind']} {item['mode']} {item['owner']}:{item['group']})"
+    elif "before" in item:
+        text += f" {item['before']} -> {item['after']}"
+    if item.get("flags"):
+        text += "  [" + ", ".join(item["flags"]) + "]"
+    return text
+
+
+def _cmd_snapshot(settings, conf, args):
+    host = settings.is_host_root
+    if args.mode == "root" and host and os.geteuid() != 0:
+        raise UsageError("snapshot --mode root must run as root")
+    group = None
+    if args.mode == "pub" and host and os.geteuid() == 0:
+        _become_system_user()
+    elif args.mode == "root" and host:
+        try:
+            group = grp.getgrnam(SYSTEM_USER).gr_gid
+        except KeyError:
+            raise RunError(f"group {SYSTEM_USER} does not exist; is systraq installed?") from None
+    result = snapshot.run(settings, conf, args.mode, quick=args.quick, spool_group=group)
+    if args.json:
+        json.dump(result.records, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    elif sys.stdout.isatty():
+        # By hand: say what was found.  From cron: silence, the report tells.
+        for item in result.records:
+            print(_describe_record(item))
+        note = f", {result.unreadable} not readable" if result.unreadable else ""
+        print(f"snapshot {args.mode}: {result.count} paths{note}, "
+              f"{0 if result.baseline else len(result.records)} changes")
+    changed = not result.baseline and result.records
+    return EXIT_WARNINGS if changed else EXIT_OK
 
 
 def build_parser():
@@ -53,6 +109,23 @@ def build_parser():
     cmd.add_argument("--json", action="store_true",
                      help="print the status as JSON (keys are stable)")
     cmd.set_defaults(func=_cmd_status)
+
+    cmd = commands.add_parser(
+        "snapshot", help="record owner, mode and digest of listed files; spool changes",
+        description="Record type, owner, mode, size, mtime, symlink target and "
+                    "digest of every path the mode's lists name, compare with the "
+                    "previous run and queue a change record for each difference. "
+                    "Prints the changes when run on a terminal, nothing from cron.")
+    cmd.add_argument("--mode", choices=snapshot.MODES, default="pub",
+                     help="pub: world-readable files, as the systraq user (root "
+                          "drops to it); root: files only root may read, as root "
+                          "(default: pub)")
+    cmd.add_argument("--quick", action="store_true",
+                     help="reuse the previous digest of a file whose device, inode, "
+                          "size, mtime and ctime are unchanged (faster, weaker)")
+    cmd.add_argument("--json", action="store_true",
+                     help="print the change records as JSON")
+    cmd.set_defaults(func=_cmd_snapshot)
     return parser
 
 

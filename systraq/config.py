@@ -15,6 +15,7 @@ import os
 import re
 
 from systraq.errors import ConfigError
+from systraq.scan import DIGESTS
 
 
 def _absolute_paths(value):
@@ -35,8 +36,17 @@ def _show_paths(paths):
 
 
 # section -> key -> (default text, parse function, show function)
+def _digest(value):
+    value = value.strip()
+    if value not in DIGESTS:
+        raise ValueError(f"unknown digest {value!r} (one of: {', '.join(DIGESTS)})")
+    return value
+
+
 SCHEMA = {
     "snapshot": {
+        # The digest recorded for each regular file.
+        "digest": ("sha256", _digest, str),
         # Paths (directories or files) never listed or walked into when a
         # list names a directory above them; /proc, /sys, /dev and /run are
         # always left out.

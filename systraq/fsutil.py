@@ -6,16 +6,19 @@ it to disk, renames it over the target and flushes the directory: after a
 crash either the old or the new content is there, never a mix.
 """
 
+import fcntl
 import os
+import time
 
 TEMP_PREFIX = b".tmp-"
 
 
-def atomic_write(path, data, mode=0o640):
+def atomic_write(path, data, mode=0o640, group=None):
     """Replace the file at ``path`` (bytes) with ``data`` (bytes), atomically.
 
     The file is created with ``mode`` (before the umask) and never exists
-    with wider permissions, even for a moment.
+    with wider permissions, even for a moment.  ``group``: a gid to give
+    the file before it appears under its name.
     """
     directory, name = os.path.split(path)
     # An unpredictable name created with O_EXCL: the root job writes into
@@ -28,6 +31,8 @@ def atomic_write(path, data, mode=0o640):
         while view:
             written = os.write(fd, view)
             view = view[written:]
+        if group is not None:
+            os.fchown(fd, -1, group)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -56,3 +61,40 @@ def _unlink_quietly(path):
         os.unlink(path)
     except OSError:
         pass
+
+
+class Busy(Exception):
+    """Another run holds the lock."""
+
+
+class exclusive_lock:
+    """``with exclusive_lock(path, wait):`` -- one run at a time.
+
+    Takes an flock on ``path`` (created if needed), waiting up to ``wait``
+    seconds for a run that holds it; raises Busy if it is still held.  The
+    kernel releases the lock when the process dies, however it dies.
+    """
+
+    def __init__(self, path, wait):
+        self.path = path
+        self.wait = wait
+        self.fd = None
+
+    def __enter__(self):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise Busy(self.path) from None
+                time.sleep(0.1)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+        self.fd = None

@@ -53,7 +53,10 @@ class Settings:
                             else posixpath.join(self.conf_dir, b"systraq.conf"))
         self.state_dir = self.host(b"/var/lib/systraq")
         self.spool_dir = posixpath.join(self.state_dir, b"spool")
+        # The root job's own state: digests of files only root may read.
+        self.root_state_dir = posixpath.join(self.state_dir, b"root")
         self.passwd_file = self.host(b"/etc/passwd")
+        self.group_file = self.host(b"/etc/group")
 
     @property
     def is_host_root(self):
@@ -98,6 +101,10 @@ class Settings:
         real_root = os.path.realpath(self.root)
         real = os.path.realpath(host_path)
         return real == real_root or real.startswith(real_root + b"/")
+
+    def snapshot_dir(self, mode):
+        """Where snapshot state of ``mode`` ("pub" or "root") is kept."""
+        return self.state_dir if mode == "pub" else self.root_state_dir
 
     def list_file(self, name):
         return posixpath.join(self.conf_dir, os.fsencode(name))

@@ -9,7 +9,10 @@ batch is pending until delivery succeeded; then it is moved (one rename,
 atomic) to ``spool/delivered/``.  A batch is therefore pending or
 delivered, never both, and is delivered at most once.
 
-Batch names sort by creation time: ``YYYYmmddTHHMMSS.ffffffZ-SOURCE-PID.jsonl``.
+Batch names sort by creation time: ``YYYYmmddTHHMMSS.ffffffZ-SOURCE-RUN.jsonl``,
+where RUN is the hexadecimal id of the run that wrote it, so that a run
+interrupted after spooling can tell that its records are safe
+(``has_run``).
 """
 
 import json
@@ -20,10 +23,10 @@ from collections import namedtuple
 
 from systraq.fsutil import atomic_write, fsync_directory
 
-_NAME = re.compile(rb"^(\d{8}T\d{6}\.\d{6}Z)-([a-z0-9_]+)-(\d+)\.jsonl$")
+_NAME = re.compile(rb"^(\d{8}T\d{6}\.\d{6}Z)-([a-z0-9_]+)-([0-9a-f]+)\.jsonl$")
 DELIVERED = b"delivered"
 
-Batch = namedtuple("Batch", "name created source path")
+Batch = namedtuple("Batch", "name created source run path")
 
 
 class Spool:
@@ -33,23 +36,29 @@ class Spool:
         self.directory = settings.spool_dir
         self.delivered_dir = os.path.join(self.directory, DELIVERED)
 
-    def add(self, source, records, now=None):
+    def add(self, source, records, now=None, run=None, group=None):
         """Write ``records`` (a list of JSON-serialisable dicts) as one batch.
 
-        Returns the batch name, or None when there was nothing to write.
+        ``run``: the writer's run id (hexadecimal; random when not given).
+        ``group``: a gid for the batch file, so that the root job's records
+        are readable by the systraq group.  Returns the batch name, or None
+        when there was nothing to write.
         """
         if not records:
             return None
         if not re.fullmatch(r"[a-z0-9_]+", source):
             raise ValueError(f"bad spool source name: {source!r}")
+        run = run or os.urandom(8).hex()
+        if not re.fullmatch(r"[0-9a-f]+", run):
+            raise ValueError(f"bad run id: {run!r}")
         now = time.time() if now is None else now
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
         micro = int((now % 1) * 1_000_000)
-        name = f"{stamp}.{micro:06d}Z-{source}-{os.getpid()}.jsonl".encode()
+        name = f"{stamp}.{micro:06d}Z-{source}-{run}.jsonl".encode()
         os.makedirs(self.directory, mode=0o750, exist_ok=True)
         data = b"".join(json.dumps(record, sort_keys=True).encode("ascii") + b"\n"
                         for record in records)
-        atomic_write(os.path.join(self.directory, name), data)
+        atomic_write(os.path.join(self.directory, name), data, group=group)
         return name
 
     def _batches(self, directory):
@@ -62,7 +71,7 @@ class Spool:
             match = _NAME.match(name)
             if match:  # temporary files of an interrupted write are skipped
                 batches.append(Batch(name, match.group(1).decode(),
-                                     match.group(2).decode(),
+                                     match.group(2).decode(), match.group(3).decode(),
                                      os.path.join(directory, name)))
         return sorted(batches)
 
@@ -72,6 +81,10 @@ class Spool:
 
     def delivered(self):
         return self._batches(self.delivered_dir)
+
+    def has_run(self, run):
+        """True when a batch written by run ``run`` is pending or delivered."""
+        return any(batch.run == run for batch in self.pending() + self.delivered())
 
     @staticmethod
     def records(batch):

@@ -42,6 +42,7 @@ def test_status_of_a_fresh_system(root, capsys):
     assert status == 0, err
     assert err == ""
     assert "[snapshot] exclude = (none)    (default)" in out
+    assert "[snapshot] digest = sha256    (default)" in out
     assert "/etc/systraq/snapshot_pub.list" in out
     assert "/etc/systraq/filetraq.conf" in out and "missing" in out
     assert "Queued, not yet delivered: nothing" in out

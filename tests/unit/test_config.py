@@ -24,7 +24,9 @@ def test_a_missing_default_file_gives_the_defaults(root):
     conf = config.load(root.host("/etc/systraq/systraq.conf"))
     assert conf.source is None
     assert conf.exclude == ()
-    assert conf.effective() == [("snapshot", "exclude", "(none)", "default")]
+    assert conf.get("snapshot", "digest") == "sha256"
+    assert conf.effective() == [("snapshot", "digest", "sha256", "default"),
+                                ("snapshot", "exclude", "(none)", "default")]
 
 
 def test_a_missing_file_named_by_the_admin_is_an_error(root):
@@ -36,8 +38,8 @@ def test_a_missing_file_named_by_the_admin_is_an_error(root):
 def test_values_are_read_with_their_line(root):
     path, conf = load(root, "# comment\n[snapshot]\n\nexclude = /var/cache\n   /srv/x/\n")
     assert conf.exclude == (b"/var/cache", b"/srv/x")
-    assert conf.effective() == [
-        ("snapshot", "exclude", "/var/cache /srv/x", f"{os.fsdecode(path)}:4")]
+    assert conf.effective()[1] == (
+        "snapshot", "exclude", "/var/cache /srv/x", f"{os.fsdecode(path)}:4")
 
 
 def test_percent_signs_are_plain_text(root):
@@ -61,6 +63,7 @@ def test_unknown_sections_and_keys_warn_with_their_line(root):
     ("[snapshot]\nexclude = /a\nexclude = /b\n", 3, "key 'exclude' given twice in [snapshot]"),
     ("[snapshot]\n[snapshot]\n", 2, "section [snapshot] given twice"),
     ("[snapshot]\n\n\nexclude = relative/path\n", 4, "[snapshot] exclude: not an absolute path: 'relative/path'"),
+    ("[snapshot]\ndigest = crc32\n", 2, "[snapshot] digest: unknown digest 'crc32' (one of: sha256, sha512, blake2b, md5)"),
 ])
 def test_errors_name_file_and_line(root, text, line, fragment):
     name, lines = error_lines(root, text)

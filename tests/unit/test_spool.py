@@ -7,7 +7,7 @@ from systraq.spool import Spool
 def test_batches_are_pending_until_marked_delivered(root):
     spool = Spool(root.settings())
     assert spool.pending() == []
-    first = spool.add("snapshot", [{"path": "/etc/passwd", "change": "content"}], now=1000.5)
+    first = spool.add("snapshot", [{"path": "/etc/passwd", "change": "content"}], now=1000.5, run="abc1")
     second = spool.add("contents", [{"a": 1}, {"b": "\udcff"}], now=2000.25)
     assert spool.add("snapshot", []) is None
     pending = spool.pending()
@@ -27,7 +27,7 @@ def test_interrupted_writes_are_not_pending(root):
     spool = Spool(settings)
     spool.add("snapshot", [{"x": 1}])
     # What a run killed during atomic_write leaves behind.
-    with open(os.path.join(settings.spool_dir, b".tmp-20261121T000000.000000Z-snapshot-1.jsonl.1"), "wb") as f:
+    with open(os.path.join(settings.spool_dir, b".tmp-20261121T000000.000000Z-snapshot-1.jsonl.0a1b2c"), "wb") as f:
         f.write(b'{"half')
     assert len(spool.pending()) == 1
 
@@ -42,3 +42,12 @@ def test_spool_directory_is_closed_to_others(root):
     assert os.stat(settings.spool_dir).st_mode & 0o777 == 0o750
     (batch,) = Spool(settings).pending()
     assert os.stat(batch.path).st_mode & 0o777 == 0o640
+
+
+def test_batches_carry_the_run_that_wrote_them(root):
+    spool = Spool(root.settings())
+    spool.add("snapshot_pub", [{"x": 1}], run="0123abcd")
+    assert spool.pending()[0].run == "0123abcd"
+    assert spool.has_run("0123abcd") and not spool.has_run("ffff")
+    spool.mark_delivered(spool.pending())
+    assert spool.has_run("0123abcd")

@@ -1,0 +1,285 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""``systraq snapshot``: existence, owner, mode and digest of listed files, compared with the last run.
+
+Two modes, each with its own lists, state and lock:
+
+pub   ``snapshot_pub.list`` and ``snapshot_pub.homelist``, plus every home
+      directory itself (owner and mode, as the old ST_OPHOMES did).  Runs
+      as the systraq user; only world-readable files are hashed.
+root  ``snapshot_root.list`` and ``snapshot_root.homelist``.  Runs as root;
+      its state lives in a directory only root can read.
+
+A run compares what it sees with the state of the previous run and turns
+every difference into a change record.  Records say *what* changed (added,
+removed, content, type, symlink target, mode, owner, group); they never
+hold content or a digest.
+
+Crash safety: the new state is first written as ``STATE.next``, then the
+records go to the spool tagged with the run's id, then ``STATE.next`` is
+renamed over ``STATE``.  A run that finds a ``.next`` left behind completes
+the rename if the spool holds that run's records, and discards it
+otherwise: a change is spooled once, never lost, never twice.
+"""
+
+import json
+import os
+import stat
+import time
+
+from systraq import accounts, lists
+from systraq.errors import ConfigError, RunError
+from systraq.fsutil import Busy, atomic_write, exclusive_lock
+from systraq.pathcodec import escape, unescape
+from systraq.scan import Entry, Scanner
+from systraq.spool import Spool
+
+MODES = ("pub", "root")
+STATE_FORMAT = 1
+# How long a run waits for another run of the same mode to finish.
+LOCK_WAIT = 10.0
+
+_LISTS = {
+    "pub": (("snapshot_pub.list", "system"), ("snapshot_pub.homelist", "home")),
+    "root": (("snapshot_root.list", "system"), ("snapshot_root.homelist", "home")),
+}
+
+
+# --- state files -------------------------------------------------------------
+
+def state_path(settings, mode):
+    return os.path.join(settings.snapshot_dir(mode), f"snapshot_{mode}.state".encode())
+
+
+def _encode_state(header, entries):
+    lines = [json.dumps(header, sort_keys=True)]
+    for path in sorted(entries):
+        e = entries[path]
+        row = [escape(path), e.kind, e.perm, e.uid, e.gid, e.size, e.mtime_ns,
+               e.ctime_ns, e.dev, e.ino,
+               escape(e.target) if e.target is not None else None, e.digest, e.note]
+        lines.append(json.dumps(row, separators=(",", ":")))
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+class DamagedState(Exception):
+    """The state file exists but cannot be read back."""
+
+
+def load_state(path):
+    """``(header, entries)`` from a state file; ``(None, None)`` when absent."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return None, None
+    try:
+        lines = data.decode("ascii").split("\n")
+        if lines[-1] != "":
+            raise ValueError("truncated")
+        header = json.loads(lines[0])
+        if header.get("format") != STATE_FORMAT:
+            raise ValueError("unknown format")
+        entries = {}
+        for line in lines[1:-1]:
+            row = json.loads(line)
+            path = unescape(row[0])
+            target = unescape(row[10]) if row[10] is not None else None
+            entries[path] = Entry(row[1], row[2], row[3], row[4], row[5], row[6],
+                                  row[7], row[8], row[9], target, row[11], row[12])
+        if len(entries) != header.get("count"):
+            raise ValueError("entry count differs from header")
+    except (ValueError, IndexError, TypeError, KeyError, AttributeError) as exc:
+        raise DamagedState(str(exc)) from None
+    return header, entries
+
+
+def _stat_text(entries, names):
+    """The human-readable .stat file: one line per path, as the old st_snapshot kept."""
+    out = []
+    for path in sorted(entries):
+        e = entries[path]
+        user = names.user(e.uid) or str(e.uid)
+        group = names.group(e.gid) or str(e.gid)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.mtime_ns / 1e9))
+        digest = e.digest or e.note or "-"
+        link = f" -> {escape(e.target)}" if e.target is not None else ""
+        out.append(f"{e.kind} {e.perm:04o} {user} {group} {e.size} {when} "
+                   f"{digest.replace(' ', '_')} {escape(path)}{link}")
+    return ("\n".join(out) + "\n").encode("utf-8", "surrogateescape") if out else b""
+
+
+# --- comparing ---------------------------------------------------------------
+
+def _flags(old_perm, new_perm, kind):
+    gained = new_perm & ~(old_perm or 0)
+    flags = []
+    if gained & stat.S_ISUID:
+        flags.append("setuid gained")
+    if gained & stat.S_ISGID and kind != "d":
+        flags.append("setgid gained")
+    if gained & stat.S_IWOTH and kind != "l":
+        flags.append("world-writable gained")
+    return flags
+
+
+def _who(names, uid, gid):
+    return {"owner": names.user(uid) or str(uid), "uid": uid,
+            "group": names.group(gid) or str(gid), "gid": gid}
+
+
+def compare(old, new, mode, names):
+    """Change records for the differences between two {path: Entry} dicts."""
+    records = []
+
+    def record(path, change, **fields):
+        records.append({"source": "snapshot", "mode": mode, "path": escape(path),
+                        "change": change, **fields})
+
+    for path in sorted(old.keys() | new.keys()):
+        before, after = old.get(path), new.get(path)
+        if before is None:
+            extra = {"flags": _flags(0, after.perm, after.kind)} if after.kind != "l" else {}
+            record(path, "added", kind=after.kind, mode=f"{after.perm:04o}",
+                   **_who(names, after.uid, after.gid), **extra)
+            continue
+        if after is None:
+            record(path, "removed", kind=before.kind)
+            continue
+        if before.kind != after.kind:
+            # Something else stands there now: one record saying what, whose
+            # and with which permissions, rather than a mode change on top.
+            record(path, "type", before=before.kind, after=after.kind,
+                   mode=f"{after.perm:04o}", **_who(names, after.uid, after.gid),
+                   flags=_flags(0, after.perm, after.kind) if after.kind != "l" else [])
+            continue
+        if after.kind == "f":
+            if (before.digest and after.digest and before.digest != after.digest):
+                fields = {"size_before": before.size, "size_after": after.size} if mode == "pub" else {}
+                record(path, "content", **fields)
+        elif after.kind == "l" and before.target != after.target:
+            record(path, "target", before=escape(before.target), after=escape(after.target))
+        if before.perm != after.perm and after.kind != "l":
+            record(path, "mode", before=f"{before.perm:04o}", after=f"{after.perm:04o}",
+                   flags=_flags(before.perm, after.perm, after.kind))
+        if before.uid != after.uid:
+            record(path, "owner", before=names.user(before.uid) or str(before.uid),
+                   after=names.user(after.uid) or str(after.uid))
+        if before.gid != after.gid:
+            record(path, "group", before=names.group(before.gid) or str(before.gid),
+                   after=names.group(after.gid) or str(after.gid))
+    return records
+
+
+# --- a run -------------------------------------------------------------------
+
+def paths_of(settings, config, mode):
+    """The logical paths mode ``mode`` watches now, and the expansion notes."""
+    paths = set()
+    for name, kind in _LISTS[mode]:
+        path = settings.list_file(name)
+        try:
+            entries = lists.parse(path, kind)
+        except lists.MissingListFile:
+            continue  # an absent list watches nothing; status names it
+        found = lists.expand(settings, entries, kind, config.exclude)
+        paths.update(found.paths)
+    if mode == "pub":
+        paths.update(h for h in accounts.home_directories(settings)
+                     if os.path.isdir(settings.host(h)))
+    return paths
+
+
+class Result:
+    def __init__(self, records, count, unreadable, baseline, damaged):
+        self.records = records
+        self.count = count
+        self.unreadable = unreadable
+        self.baseline = baseline
+        self.damaged = damaged
+
+
+def _recover(state, spool):
+    """Finish or undo the commit of a run that was killed (see module doc)."""
+    pending = state + b".next"
+    try:
+        header, _entries = load_state(pending)
+    except DamagedState:
+        header = None
+    if header is None:
+        if os.path.lexists(pending):
+            os.unlink(pending)
+        return
+    if spool.has_run(header["run"]):
+        os.rename(pending, state)
+    else:
+        os.unlink(pending)
+
+
+def run(settings, config, mode, quick=False, spool_group=None, now=None):
+    """Take a snapshot of ``mode``, spool its change records, return a Result."""
+    if mode not in MODES:
+        raise ConfigError.single("--mode", None, f"unknown mode {mode!r}")
+    directory = settings.snapshot_dir(mode)
+    try:
+        os.makedirs(directory, mode=0o750 if mode == "pub" else 0o700, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create {os.fsdecode(directory)}: {exc.strerror}") from None
+    if mode == "root" and stat.S_IMODE(os.stat(directory).st_mode) & 0o077:
+        raise RunError(f"{os.fsdecode(directory)} is readable by others; "
+                       "it must be mode 0700")
+    state = state_path(settings, mode)
+    spool = Spool(settings)
+    try:
+        lock = exclusive_lock(os.path.join(directory, f"snapshot_{mode}.lock".encode()), LOCK_WAIT)
+        with lock:
+            return _locked_run(settings, config, mode, quick, spool, spool_group, state, now)
+    except Busy:
+        raise RunError(f"another 'systraq snapshot --mode {mode}' is running "
+                       f"(lock {os.fsdecode(lock.path)}); gave up after {LOCK_WAIT:g} s") from None
+
+
+def _locked_run(settings, config, mode, quick, spool, spool_group, state, now):
+    _recover(state, spool)
+    damaged = None
+    try:
+        header, old = load_state(state)
+    except DamagedState as exc:
+        damaged = str(exc)
+        header, old = None, None
+    algorithm = config.get("snapshot", "digest")
+    if header is not None and header.get("digest") != algorithm:
+        # Another algorithm: old digests cannot be compared; the other
+        # attributes still can.
+        old = {p: e._replace(digest=None) for p, e in old.items()}
+
+    if mode == "pub":
+        digest_if = lambda info: bool(info.st_mode & stat.S_IROTH)  # noqa: E731
+    else:
+        digest_if = None
+    scanner = Scanner(settings, algorithm, digest_if=digest_if, previous=old, quick=quick)
+    new = scanner.scan(paths_of(settings, config, mode))
+
+    names = accounts.Names(settings)
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    if damaged is not None:
+        records = [{"source": "snapshot", "mode": mode, "change": "state damaged",
+                    "path": escape(state), "detail": damaged, "count": len(new)}]
+    elif old is None:
+        records = [{"source": "snapshot", "mode": mode, "change": "baseline",
+                    "path": escape(state), "count": len(new)}]
+    else:
+        records = compare(old, new, mode, names)
+    for item in records:
+        item["time"] = stamp
+
+    run_id = os.urandom(8).hex()
+    header = {"format": STATE_FORMAT, "mode": mode, "digest": algorithm,
+              "run": run_id, "time": stamp, "count": len(new)}
+    private = 0o600 if mode == "root" else 0o640
+    atomic_write(state + b".next", _encode_state(header, new), mode=private)
+    spool.add(f"snapshot_{mode}", records, now=now, run=run_id, group=spool_group)
+    os.rename(state + b".next", state)
+    stat_file = os.path.join(settings.snapshot_dir(mode), f"snapshot_{mode}.stat".encode())
+    atomic_write(stat_file, _stat_text(new, names), mode=private)
+    return Result(records, len(new), scanner.unreadable, old is None and damaged is None, damaged)

@@ -1,0 +1,298 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from systraq import config, snapshot
+from systraq.cli import main
+from systraq.errors import RunError
+from systraq.fsutil import exclusive_lock
+from systraq.spool import Spool
+
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, root mode)")
+TOP = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def conf(root, text=""):
+    path = root.write("/etc/systraq/systraq.conf", "[snapshot]\n" + text)
+    return config.load(path)
+
+
+def lists(root, pub="", root_list="", pub_home="", root_home=""):
+    root.write("/etc/systraq/snapshot_pub.list", pub)
+    root.write("/etc/systraq/snapshot_root.list", root_list)
+    root.write("/etc/systraq/snapshot_pub.homelist", pub_home)
+    root.write("/etc/systraq/snapshot_root.homelist", root_home)
+
+
+def take(root, mode="pub", text="", **kwargs):
+    return snapshot.run(root.settings(), conf(root, text), mode, **kwargs)
+
+
+def changes(result):
+    return sorted((r["path"], r["change"]) for r in result.records)
+
+
+def spooled(root):
+    spool = Spool(root.settings())
+    return [r for b in spool.pending() for r in spool.records(b)]
+
+
+@pytest.fixture
+def watched(root):
+    lists(root, pub="/etc/w\n")
+    root.write("/etc/w/keep", "same\n")
+    root.write("/etc/w/edit", "one\n")
+    root.write("/etc/w/gone", "bye\n")
+    root.write("/etc/w/chmod", "x\n")
+    root.write("/etc/w/retype", "file\n")
+    root.symlink("keep", "/etc/w/link")
+    return root
+
+
+def test_first_run_is_a_quiet_baseline(watched):
+    result = take(watched)
+    assert result.baseline
+    assert [r["change"] for r in result.records] == ["baseline"]
+    # /etc/w and its 6 entries, and the 5 existing home directories.
+    assert result.records[0]["count"] == 12
+
+
+def test_every_change_kind_is_recorded_once(watched):
+    take(watched)
+    root = watched
+    root.write("/etc/w/edit", "two\n")
+    os.unlink(root.host("/etc/w/gone"))
+    root.write("/etc/w/new", "hello\n")
+    os.chmod(root.host("/etc/w/chmod"), 0o600)
+    os.unlink(root.host("/etc/w/retype"))
+    root.mkdir("/etc/w/retype")
+    os.unlink(root.host("/etc/w/link"))
+    root.symlink("edit", "/etc/w/link")
+    result = take(root)
+    assert changes(result) == [
+        ("/etc/w/chmod", "mode"), ("/etc/w/edit", "content"), ("/etc/w/gone", "removed"),
+        ("/etc/w/link", "target"), ("/etc/w/new", "added"), ("/etc/w/retype", "type")]
+    by_path = {r["path"]: r for r in result.records}
+    assert by_path["/etc/w/chmod"]["before"] == "0644" and by_path["/etc/w/chmod"]["after"] == "0600"
+    assert (by_path["/etc/w/link"]["before"], by_path["/etc/w/link"]["after"]) == ("keep", "edit")
+    assert (by_path["/etc/w/retype"]["before"], by_path["/etc/w/retype"]["after"]) == ("f", "d")
+    assert by_path["/etc/w/retype"]["mode"] == "0755"
+    assert by_path["/etc/w/edit"]["size_before"] == 4
+    # Records hold no content and no digest.
+    assert not any("digest" in json.dumps(r) or "hello" in json.dumps(r) for r in result.records)
+    # The new state is the baseline: nothing more to say.
+    assert take(root).records == []
+    # Spooled exactly as returned, baseline included.
+    assert sorted((r["path"], r["change"]) for r in spooled(root) if r["change"] != "baseline") \
+        == changes(result)
+
+
+def test_setuid_setgid_and_world_writable_gained_are_flagged(watched):
+    take(watched)
+    os.chmod(watched.host("/etc/w/chmod"), 0o4755)
+    os.chmod(watched.host("/etc/w/keep"), 0o2646)
+    watched.write("/etc/w/new-suid", mode=0o4711)
+    result = take(watched)
+    flags = {r["path"]: r["flags"] for r in result.records}
+    assert flags["/etc/w/chmod"] == ["setuid gained"]
+    assert flags["/etc/w/keep"] == ["setgid gained", "world-writable gained"]
+    assert flags["/etc/w/new-suid"] == ["setuid gained"]
+
+
+@AS_ROOT
+def test_owner_and_group_changes_name_both_sides(watched):
+    watched.write("/etc/group", "root:x:0:\nstaff:x:50:\n")
+    take(watched)
+    os.chown(watched.host("/etc/w/keep"), 1000, 50)
+    result = take(watched)
+    by_change = {r["change"]: r for r in result.records}
+    assert (by_change["owner"]["before"], by_change["owner"]["after"]) == ("root", "alice")
+    assert (by_change["group"]["before"], by_change["group"]["after"]) == ("root", "staff")
+
+
+def test_home_directories_themselves_are_watched_in_pub_mode(root):
+    lists(root, pub="/etc/systraq/snapshot_pub.list\n")
+    take(root)
+    os.chmod(root.host("/home/alice"), 0o777)
+    result = take(root)
+    assert changes(result) == [("/home/alice", "mode")]
+    assert result.records[0]["flags"] == ["world-writable gained"]
+
+
+def test_a_fifo_is_recorded_by_type_and_never_opened(watched):
+    os.mkfifo(watched.host("/etc/w/fifo"))
+    os.mkfifo(watched.host("/etc/w/fifo2"), 0o600)
+    code = ("import sys; from tests.unit.test_snapshot import _snapshot_in_child;"
+            f" _snapshot_in_child({os.fsdecode(watched.path)!r})")
+    done = subprocess.run([sys.executable, "-c", code], cwd=TOP, timeout=30,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    header, entries = snapshot.load_state(snapshot.state_path(watched.settings(), "pub"))
+    assert entries[b"/etc/w/fifo"].kind == "p"
+    assert entries[b"/etc/w/fifo"].digest is None
+
+
+def _snapshot_in_child(path):
+    from tests.unit.conftest import FakeRoot
+    take(FakeRoot(path))
+
+
+def test_pub_mode_hashes_only_world_readable_files(watched):
+    watched.write("/etc/w/secret", "s3cret\n", mode=0o640)
+    take(watched)
+    _header, entries = snapshot.load_state(snapshot.state_path(watched.settings(), "pub"))
+    assert entries[b"/etc/w/secret"].digest is None
+    assert entries[b"/etc/w/secret"].note == "not readable"
+    assert entries[b"/etc/w/keep"].digest is not None
+
+
+@AS_ROOT
+def test_a_symlink_swapped_in_for_a_users_bashrc_is_not_followed(root):
+    # alice replaces her .bashrc by a link to a root-only file, and her
+    # .ssh directory by a link to a root-only directory.
+    lists(root, root_home=".bashrc\n.ssh/authorized_keys\n")
+    root.write("/etc/shadow", "root:$6$secrethash:19000::::::\n", mode=0o600)
+    root.write("/etc/ssh-private/authorized_keys", "ssh-ed25519 AAAAroot\n", mode=0o600)
+    os.chown(root.host("/home/alice"), 1000, 1000)
+    root.symlink("/etc/shadow", "/home/alice/.bashrc")
+    os.lchown(root.host("/home/alice/.bashrc"), 1000, 1000)
+    root.symlink(os.fsdecode(root.host("/etc/ssh-private")), "/home/alice/.ssh")
+    os.lchown(root.host("/home/alice/.ssh"), 1000, 1000)
+    take(root, mode="root")
+    settings = root.settings()
+    _header, entries = snapshot.load_state(snapshot.state_path(settings, "root"))
+    bashrc = entries[b"/home/alice/.bashrc"]
+    assert bashrc.kind == "l" and bashrc.target == b"/etc/shadow" and bashrc.digest is None
+    # Reaching .ssh/authorized_keys needs the untrusted link: not there.
+    assert b"/home/alice/.ssh/authorized_keys" not in entries
+    import hashlib
+    secret = hashlib.sha256(open(root.host("/etc/shadow"), "rb").read()).hexdigest()
+    for directory, _dirs, files in os.walk(settings.state_dir):
+        for name in files:
+            data = open(os.path.join(directory, name), "rb").read()
+            assert secret.encode() not in data and b"secrethash" not in data
+
+
+@AS_ROOT
+def test_root_state_is_closed_and_its_records_are_for_the_systraq_group(root):
+    lists(root, root_list="/etc/shadow\n")
+    root.write("/etc/shadow", "x\n", mode=0o640)
+    take(root, mode="root", spool_group=4242)
+    settings = root.settings()
+    assert os.stat(settings.root_state_dir).st_mode & 0o777 == 0o700
+    assert os.stat(snapshot.state_path(settings, "root")).st_mode & 0o777 == 0o600
+    (batch,) = Spool(settings).pending()
+    info = os.stat(batch.path)
+    assert (info.st_gid, info.st_mode & 0o777) == (4242, 0o640)
+
+
+def test_odd_names_survive_the_state_round_trip(root):
+    names = [b"sp ace", b"new\nline", b"tab\t", b"back\\slash", b"\xff\xfe", b"\x1b[2J"]
+    lists(root, pub="/etc/odd\n")
+    for name in names:
+        root.write(b"/etc/odd/" + name)
+    take(root)
+    _header, entries = snapshot.load_state(snapshot.state_path(root.settings(), "pub"))
+    assert set(entries) == {b"/etc/odd"} | {b"/etc/odd/" + n for n in names} | {
+        b"/home/alice", b"/home/bob", b"/root", b"/usr/sbin", b"/var/lib/systraq"}
+    root.write(b"/etc/odd/new\nline", "changed")
+    assert changes(take(root)) == [("/etc/odd/new\\nline", "content")]
+
+
+def test_vanished_paths_are_absent_not_errors(root):
+    from systraq.scan import Scanner
+    root.write("/etc/here")
+    found = Scanner(root.settings()).scan({b"/etc/here", b"/etc/not-here", b"/etc/here/below"})
+    assert set(found) == {b"/etc/here"}
+
+
+def test_quick_mode_reuses_digests_only_for_unchanged_files(watched):
+    take(watched)
+    from systraq import scan
+    calls = []
+    real = scan.Scanner._hash
+    def counting(self, dir_fd, name, info):
+        calls.append(name)
+        return real(self, dir_fd, name, info)
+    scan.Scanner._hash = counting
+    try:
+        watched.write("/etc/w/edit", "changed\n")
+        result = take(watched, quick=True)
+    finally:
+        scan.Scanner._hash = real
+    assert calls == [b"edit"]
+    assert changes(result) == [("/etc/w/edit", "content")]
+
+
+def test_a_damaged_state_is_a_warning_and_a_fresh_baseline(watched):
+    take(watched)
+    path = snapshot.state_path(watched.settings(), "pub")
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    result = take(watched)
+    assert [r["change"] for r in result.records] == ["state damaged"]
+    assert take(watched).records == []
+
+
+def test_changing_the_digest_compares_the_rest(watched):
+    take(watched)
+    os.chmod(watched.host("/etc/w/keep"), 0o600)
+    result = take(watched, text="digest = blake2b\n")
+    assert changes(result) == [("/etc/w/keep", "mode")]
+    watched.write("/etc/w/edit", "new\n")
+    assert changes(take(watched, text="digest = blake2b\n")) == [("/etc/w/edit", "content")]
+
+
+def test_a_second_run_gives_up_with_status_3(watched, capsys, monkeypatch):
+    monkeypatch.setattr(snapshot, "LOCK_WAIT", 0.3)
+    settings = watched.settings()
+    os.makedirs(settings.state_dir, exist_ok=True)
+    with exclusive_lock(os.path.join(settings.state_dir, b"snapshot_pub.lock"), 0):
+        status = main(["--root", os.fsdecode(watched.path), "snapshot"])
+    err = capsys.readouterr().err
+    assert status == 3
+    assert err.startswith("systraq: another 'systraq snapshot --mode pub' is running")
+
+
+@pytest.mark.parametrize("point", ["after-next-written", "after-spooled"])
+def test_sigkill_during_commit_loses_nothing_and_repeats_nothing(watched, point):
+    take(watched)
+    watched.write("/etc/w/edit", "changed\n")
+    pid = os.fork()
+    if pid == 0:  # the run that gets killed
+        try:
+            spool_add = Spool.add
+            def add(self, *args, **kwargs):
+                if point == "after-next-written":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                spool_add(self, *args, **kwargs)
+                os.kill(os.getpid(), signal.SIGKILL)
+            Spool.add = add
+            take(watched)
+        finally:
+            os._exit(99)
+    _pid, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    # The previous state still loads.
+    header, _entries = snapshot.load_state(snapshot.state_path(watched.settings(), "pub"))
+    assert header is not None
+    take(watched)
+    take(watched)
+    content = [r for r in spooled(watched) if r["change"] == "content"]
+    assert [r["path"] for r in content] == ["/etc/w/edit"]
+
+
+def test_cli_prints_nothing_when_not_on_a_terminal(watched, capsys):
+    assert main(["--root", os.fsdecode(watched.path), "snapshot"]) == 0
+    watched.write("/etc/w/edit", "two\n")
+    assert main(["--root", os.fsdecode(watched.path), "snapshot"]) == 1
+    assert capsys.readouterr() == ("", "")
+    watched.write("/etc/w/edit", "three\n")
+    assert main(["--root", os.fsdecode(watched.path), "snapshot", "--json"]) == 1
+    records = json.loads(capsys.readouterr().out)
+    assert [(r["path"], r["change"]) for r in records] == [("/etc/w/edit", "content")]
