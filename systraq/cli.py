@@ -52,6 +52,8 @@ def _describe_record(item):
         text += f" ({item['kind']} {item['mode']} {item['owner']}:{item['group']})"
     elif "before" in item:
         text += f" {item['before']} -> {item['after']}"
+    if "target" in item:
+        text += f", pointing to {item['target']}"
     if item.get("flags"):
         text += "  [" + ", ".join(item["flags"]) + "]"
     return text
@@ -73,7 +75,7 @@ def _cmd_snapshot(settings, conf, args):
     if args.json:
         json.dump(result.records, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
-    elif sys.stdout.isatty():
+    elif args.verbose or sys.stdout.isatty():
         # By hand: say what was found.  From cron: silence, the report tells.
         for item in result.records:
             print(_describe_record(item))
@@ -125,6 +127,9 @@ def build_parser():
                           "size, mtime and ctime are unchanged (faster, weaker)")
     cmd.add_argument("--json", action="store_true",
                      help="print the change records as JSON")
+    cmd.add_argument("-v", "--verbose", action="store_true",
+                     help="print the changes and a summary even when output "
+                          "is not a terminal")
     cmd.set_defaults(func=_cmd_snapshot)
     return parser
 

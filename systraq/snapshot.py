@@ -127,6 +127,14 @@ def _who(names, uid, gid):
             "group": names.group(gid) or str(gid), "gid": gid}
 
 
+def _new_thing(entry):
+    """What to say of a path that appeared or changed type: a symlink's
+    target (a name, not content), or the alarming bits of anything else."""
+    if entry.kind == "l":
+        return {"target": escape(entry.target)}
+    return {"flags": _flags(0, entry.perm, entry.kind)}
+
+
 def compare(old, new, mode, names):
     """Change records for the differences between two {path: Entry} dicts."""
     records = []
@@ -138,9 +146,8 @@ def compare(old, new, mode, names):
     for path in sorted(old.keys() | new.keys()):
         before, after = old.get(path), new.get(path)
         if before is None:
-            extra = {"flags": _flags(0, after.perm, after.kind)} if after.kind != "l" else {}
             record(path, "added", kind=after.kind, mode=f"{after.perm:04o}",
-                   **_who(names, after.uid, after.gid), **extra)
+                   **_who(names, after.uid, after.gid), **_new_thing(after))
             continue
         if after is None:
             record(path, "removed", kind=before.kind)
@@ -150,7 +157,7 @@ def compare(old, new, mode, names):
             # and with which permissions, rather than a mode change on top.
             record(path, "type", before=before.kind, after=after.kind,
                    mode=f"{after.perm:04o}", **_who(names, after.uid, after.gid),
-                   flags=_flags(0, after.perm, after.kind) if after.kind != "l" else [])
+                   **_new_thing(after))
             continue
         if after.kind == "f":
             if (before.digest and after.digest and before.digest != after.digest):

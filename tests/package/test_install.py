@@ -76,6 +76,45 @@ def test_version_and_status_as_the_systraq_user(chroot):
     assert data["state"]["owner"] == f"{USER}:{USER}"
 
 
+def test_snapshots_keep_root_state_from_the_systraq_user(chroot):
+    assert owner_mode(chroot, "/var/lib/systraq/spool") == f"{USER}:{USER} 750"
+    assert owner_mode(chroot, "/var/lib/systraq/root") == "root:root 700"
+    # Baselines: root mode as root; pub mode started by root drops to the user.
+    chroot.run("systraq snapshot --mode root")
+    chroot.run("systraq snapshot")
+    assert owner_mode(chroot, "/var/lib/systraq/snapshot_pub.state") == f"{USER}:{USER} 640"
+    assert owner_mode(chroot, "/var/lib/systraq/root/snapshot_root.state") == "root:root 600"
+    denied = chroot.run("cat /var/lib/systraq/root/snapshot_root.state", user=USER, check=False)
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    denied = chroot.run("ls /var/lib/systraq/root", user=USER, check=False)
+    assert denied.returncode != 0
+
+    # A change to a root-only file and to a world-readable one.
+    chroot.run("echo 'intruder:x:0:0::/:/bin/sh' >> /etc/passwd"
+               " && sed -i '$s/^/#/' /etc/shadow && chmod 4755 /etc/profile")
+    root_run = chroot.run("systraq snapshot --mode root --json", check=False)
+    assert root_run.returncode == 1
+    assert [(r["path"], r["change"]) for r in json.loads(root_run.stdout)] == [
+        ("/etc/shadow", "content")]
+    pub_run = chroot.run("systraq snapshot --json", check=False)
+    assert pub_run.returncode == 1
+    records = json.loads(pub_run.stdout)
+    assert ("/etc/passwd", "content") in [(r["path"], r["change"]) for r in records]
+    assert {"path": "/etc/profile", "flags": ["setuid gained"]}.items() <= {
+        k: v for r in records if r["change"] == "mode" for k, v in r.items()}.items()
+    # The root job's records are readable by the systraq user; no digest in them.
+    batches = chroot.run("cat /var/lib/systraq/spool/*snapshot_root*.jsonl", user=USER).stdout
+    assert "/etc/shadow" in batches
+    shadow_digest = chroot.run("sha256sum /etc/shadow").stdout.split()[0]
+    everything = chroot.run("cat /var/lib/systraq/spool/*.jsonl /var/lib/systraq/*.st*",
+                            user=USER).stdout
+    assert shadow_digest not in everything
+    status = json.loads(chroot.run("systraq status --json", user=USER).stdout)
+    assert status["queue"]["batches"] == 4       # two baselines, two change sets
+    chroot.run("sed -i '/^intruder:/d' /etc/passwd && sed -i '$s/^#//' /etc/shadow"
+               " && chmod 0644 /etc/profile")
+
+
 def test_a_broken_list_is_named_with_its_line_and_exits_2(chroot):
     original = chroot.read("/etc/systraq/snapshot_pub.list")
     chroot.write("/etc/systraq/snapshot_pub.list", original + b"etc/relative\n")

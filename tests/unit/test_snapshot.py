@@ -296,3 +296,26 @@ def test_cli_prints_nothing_when_not_on_a_terminal(watched, capsys):
     assert main(["--root", os.fsdecode(watched.path), "snapshot", "--json"]) == 1
     records = json.loads(capsys.readouterr().out)
     assert [(r["path"], r["change"]) for r in records] == [("/etc/w/edit", "content")]
+
+
+def test_verbose_prints_changes_and_a_summary(watched, capsys):
+    main(["--root", os.fsdecode(watched.path), "snapshot"])
+    capsys.readouterr()
+    os.chmod(watched.host("/etc/w/keep"), 0o4755)
+    assert main(["--root", os.fsdecode(watched.path), "snapshot", "-v"]) == 1
+    assert capsys.readouterr().out == (
+        "/etc/w/keep: mode 0644 -> 4755  [setuid gained]\n"
+        "snapshot pub: 12 paths, 1 changes\n")
+
+
+def test_a_file_replaced_by_a_symlink_says_where_it_points(watched, capsys):
+    take(watched)
+    os.unlink(watched.host("/etc/w/keep"))
+    watched.symlink("/etc/shadow", "/etc/w/keep")
+    watched.symlink("/etc/gshadow", "/etc/w/newlink")
+    assert main(["--root", os.fsdecode(watched.path), "snapshot", "-v"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "/etc/w/keep: type f -> l, pointing to /etc/shadow"
+    # The owner is whoever runs the test.
+    assert out[1].startswith("/etc/w/newlink: added (l 0777 ")
+    assert out[1].endswith("), pointing to /etc/gshadow")
