@@ -4,6 +4,9 @@
 # make demo   - build the package, install it in a throwaway chroot and show
 #               what an administrator sees
 # Both install what they need with apt-get first (tools/install-deps).
+# make bench  - benchmarks, run by hand (not part of check): bench/snapshot
+#               against sha256sum and AIDE (installs aide, which enables
+#               its own daily timer on this machine)
 
 SHELL := /bin/bash
 # Debian's python3 and tools, never a python3 from another PATH entry.
@@ -13,7 +16,7 @@ PYTHON := /usr/bin/python3
 BUILD := build
 TIMED := tools/timed
 
-.PHONY: check deps unit deb lintian package-test demo clean
+.PHONY: check deps unit deb lintian package-test demo bench clean
 
 check:
 	@$(TIMED) deps tools/install-deps
@@ -42,6 +45,10 @@ demo:
 	@tools/install-deps
 	@tools/build-deb $(BUILD) >/dev/null
 	@$(PYTHON) tools/demo $(BUILD)
+
+bench:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends aide >/dev/null
+	$(PYTHON) bench/snapshot
 
 clean:
 	rm -rf $(BUILD)

