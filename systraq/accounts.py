@@ -68,36 +68,33 @@ class Names:
     """User and group names for ids, looked up once each.
 
     On the real system NSS answers; below another root, that root's
-    /etc/passwd and /etc/group.  An id without a name gives None.
+    /etc/passwd and /etc/group.  An id without a name is shown as its
+    number.
     """
 
     def __init__(self, settings):
-        self._users = {}
-        self._groups = {}
         if settings.is_host_root:
-            self._user_lookup = lambda uid: pwd.getpwuid(uid).pw_name
-            self._group_lookup = lambda gid: grp.getgrgid(gid).gr_name
+            users = lambda uid: pwd.getpwuid(uid).pw_name      # noqa: E731
+            groups = lambda gid: grp.getgrgid(gid).gr_name     # noqa: E731
         else:
-            users = {a.uid: a.name for a in reversed(_parse_passwd(settings.passwd_file))}
-            groups = _parse_group(settings.group_file)
-            self._user_lookup = users.__getitem__
-            self._group_lookup = groups.__getitem__
+            users = {a.uid: a.name for a in reversed(_parse_passwd(settings.passwd_file))}.__getitem__
+            groups = _parse_group(settings.group_file).__getitem__
+        self._lookups = {"user": (users, {}), "group": (groups, {})}
+
+    def _name(self, kind, number):
+        lookup, cache = self._lookups[kind]
+        if number not in cache:
+            try:
+                cache[number] = lookup(number)
+            except KeyError:
+                cache[number] = str(number)
+        return cache[number]
 
     def user(self, uid):
-        if uid not in self._users:
-            try:
-                self._users[uid] = self._user_lookup(uid)
-            except KeyError:
-                self._users[uid] = None
-        return self._users[uid]
+        return self._name("user", uid)
 
     def group(self, gid):
-        if gid not in self._groups:
-            try:
-                self._groups[gid] = self._group_lookup(gid)
-            except KeyError:
-                self._groups[gid] = None
-        return self._groups[gid]
+        return self._name("group", gid)
 
 
 def _parse_group(path):

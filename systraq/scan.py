@@ -138,7 +138,7 @@ class Scanner:
                 result[b"/"] = self._entry(info, None, None)
         finally:
             os.close(root_fd)
-        self.unreadable = sum(1 for e in result.values() if e.note)
+        self.unreadable = sum(1 for e in result.values() if e.note == "not readable")
         return result
 
     def _scan_group(self, root_fd, parent, names):

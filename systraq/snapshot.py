@@ -98,8 +98,8 @@ def _stat_text(entries, names):
     out = []
     for path in sorted(entries):
         e = entries[path]
-        user = names.user(e.uid) or str(e.uid)
-        group = names.group(e.gid) or str(e.gid)
+        user = names.user(e.uid)
+        group = names.group(e.gid)
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.mtime_ns / 1e9))
         digest = e.digest or e.note or "-"
         link = f" -> {escape(e.target)}" if e.target is not None else ""
@@ -123,8 +123,8 @@ def _flags(old_perm, new_perm, kind):
 
 
 def _who(names, uid, gid):
-    return {"owner": names.user(uid) or str(uid), "uid": uid,
-            "group": names.group(gid) or str(gid), "gid": gid}
+    return {"owner": names.user(uid), "uid": uid,
+            "group": names.group(gid), "gid": gid}
 
 
 def _new_thing(entry):
@@ -169,11 +169,11 @@ def compare(old, new, mode, names):
             record(path, "mode", before=f"{before.perm:04o}", after=f"{after.perm:04o}",
                    flags=_flags(before.perm, after.perm, after.kind))
         if before.uid != after.uid:
-            record(path, "owner", before=names.user(before.uid) or str(before.uid),
-                   after=names.user(after.uid) or str(after.uid))
+            record(path, "owner", before=names.user(before.uid),
+                   after=names.user(after.uid))
         if before.gid != after.gid:
-            record(path, "group", before=names.group(before.gid) or str(before.gid),
-                   after=names.group(after.gid) or str(after.gid))
+            record(path, "group", before=names.group(before.gid),
+                   after=names.group(after.gid))
     return records
 
 

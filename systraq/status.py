@@ -8,14 +8,13 @@ not yet delivered.  Problems in configuration or list files are collected
 rather than stopping at the first, so one run names them all.
 """
 
-import grp
 import json
 import os
 import pwd
 import stat
 import time
 
-from systraq import __version__, lists
+from systraq import __version__, accounts, lists
 from systraq.errors import ConfigError
 from systraq.pathcodec import escape
 from systraq.spool import Spool
@@ -28,20 +27,6 @@ def _user():
         return str(os.geteuid())
 
 
-def _owner(settings, info):
-    if not settings.is_host_root:
-        return f"{info.st_uid}:{info.st_gid}"
-    try:
-        user = pwd.getpwuid(info.st_uid).pw_name
-    except KeyError:
-        user = str(info.st_uid)
-    try:
-        group = grp.getgrgid(info.st_gid).gr_name
-    except KeyError:
-        group = str(info.st_gid)
-    return f"{user}:{group}"
-
-
 def _kind(mode):
     if stat.S_ISDIR(mode):
         return "directory"
@@ -52,11 +37,11 @@ def _kind(mode):
     return "other"
 
 
-def _describe(settings, path):
+def _describe(names, path):
     info = os.lstat(path)
     return {
         "type": _kind(info.st_mode),
-        "owner": _owner(settings, info),
+        "owner": f"{names.user(info.st_uid)}:{names.group(info.st_gid)}",
         "mode": f"{stat.S_IMODE(info.st_mode):04o}",
         "size": info.st_size,
         "mtime": time.strftime("%Y-%m-%d %H:%M", time.localtime(info.st_mtime)),
@@ -96,25 +81,26 @@ def _lists(settings, config, problems):
 
 def _state(settings):
     directory = settings.state_dir
+    names = accounts.Names(settings)
     state = {"directory": escape(directory)}
     try:
-        state.update(_describe(settings, directory))
+        state.update(_describe(names, directory))
     except FileNotFoundError:
         state["state"] = "missing"
         return state
     try:
-        names = sorted(os.listdir(directory))
+        entries = sorted(os.listdir(directory))
     except PermissionError:
         state["state"] = "not readable"
         return state
     state["state"] = "ok"
     contents = []
-    for name in names:
+    for entry in entries:
         try:
-            item = _describe(settings, os.path.join(directory, name))
+            item = _describe(names, os.path.join(directory, entry))
         except OSError:
             item = {"type": "vanished"}
-        item["name"] = escape(name)
+        item["name"] = escape(entry)
         contents.append(item)
     state["contents"] = contents
     return state

@@ -144,7 +144,7 @@ def _snapshot_in_child(path):
 
 def test_pub_mode_hashes_only_world_readable_files(watched):
     watched.write("/etc/w/secret", "s3cret\n", mode=0o640)
-    take(watched)
+    assert take(watched).unreadable == 1
     _header, entries = snapshot.load_state(snapshot.state_path(watched.settings(), "pub"))
     assert entries[b"/etc/w/secret"].digest is None
     assert entries[b"/etc/w/secret"].note == "not readable"
