@@ -14,8 +14,10 @@ TEMP_PREFIX = b".tmp-"
 
 
 def atomic_write(path, data, mode=0o640, group=None):
-    """Replace the file at ``path`` (bytes) with ``data`` (bytes), atomically.
+    """Replace the file at ``path`` (bytes) with ``data``, atomically.
 
+    ``data``: bytes, or an iterable of bytes written one after the other
+    (a large file need not be built in memory first).
     The file is created with ``mode`` (before the umask) and never exists
     with wider permissions, even for a moment.  ``group``: a gid to give
     the file before it appears under its name.
@@ -27,10 +29,11 @@ def atomic_write(path, data, mode=0o640, group=None):
     temp = os.path.join(directory, TEMP_PREFIX + name + b"." + os.urandom(6).hex().encode())
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        for chunk in ((data,) if isinstance(data, (bytes, bytearray, memoryview)) else data):
+            view = memoryview(chunk)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
         if group is not None:
             os.fchown(fd, -1, group)
         os.fsync(fd)

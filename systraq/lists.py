@@ -89,21 +89,29 @@ class Expansion:
     system list that match nothing, as ``(entry, line)``.  ``unreadable``:
     logical paths this user could not look into (directories, homes),
     each once.  ``homes``: how many home directories were searched.
+    ``walk``: with ``expand(..., walk=False)``, the directories whose
+    contents are named too, left for the caller to walk (``paths`` then
+    holds what the entries matched themselves); ``prune``: what such a
+    walk must neither list nor enter.
     """
 
     def __init__(self):
         self.paths = []
+        self.walk = []
+        self.prune = ()
         self.missing = []
         self.unreadable = []
         self.homes = 0
 
 
 class _Expander:
-    def __init__(self, settings, exclude):
+    def __init__(self, settings, exclude, walk):
         self.settings = settings
         self.prune = tuple(NEVER_WALK) + tuple(exclude)
         self.found = set()
         self.unreadable = []
+        self.do_walk = walk
+        self.to_walk = set()
 
     def excluded(self, logical):
         for top in self.prune:
@@ -136,7 +144,10 @@ class _Expander:
             logical = settings.logical(host_path)
             self.found.add(logical)
             if stat.S_ISDIR(info.st_mode) and not self.excluded(logical):
-                self.walk(host_path)
+                if self.do_walk:
+                    self.walk(host_path)
+                else:
+                    self.to_walk.add(logical)
         return matched
 
     def walk(self, top):
@@ -165,9 +176,14 @@ class _Expander:
                     stack.append(entry.path)
 
 
-def expand(settings, entries, kind, exclude=()):
-    """Expand parsed ``entries`` of a list of ``kind`` into an Expansion."""
-    expander = _Expander(settings, exclude)
+def expand(settings, entries, kind, exclude=(), walk=True):
+    """Expand parsed ``entries`` of a list of ``kind`` into an Expansion.
+
+    With ``walk`` false, directories are not walked here but named in the
+    result's ``walk``: the snapshot walks them while it reads them, which
+    saves a second pass over every directory.
+    """
+    expander = _Expander(settings, exclude, walk)
     result = Expansion()
     if kind == "system":
         for entry in entries:
@@ -185,5 +201,7 @@ def expand(settings, entries, kind, exclude=()):
             for entry in entries:
                 expander.match(home + b"/" + entry.pattern)
     result.paths = sorted(expander.found)
+    result.walk = sorted(expander.to_walk)
+    result.prune = expander.prune
     result.unreadable = sorted(set(expander.unreadable))
     return result

@@ -21,20 +21,22 @@ the rename if the spool holds that run's records, and discards it
 otherwise: a change is spooled once, never lost, never twice.
 """
 
+import hashlib
 import json
 import os
 import stat
+import struct
 import time
 
-from systraq import accounts, lists
+from systraq import accounts, lists, scan
 from systraq.errors import ConfigError, RunError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock
 from systraq.pathcodec import escape, unescape
-from systraq.scan import Entry, Scanner
+from systraq.scan import Scanner
 from systraq.spool import Spool
 
 MODES = ("pub", "root")
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 # How long a run waits for another run of the same mode to finish.
 LOCK_WAIT = 10.0
 
@@ -45,67 +47,105 @@ _LISTS = {
 
 
 # --- state files -------------------------------------------------------------
+#
+# One JSON header line, then the records, each preceded by the lengths of
+# its path and of its record ("<HH"), then the sha256 of everything before
+# it (32 bytes), so that a state cut short or damaged is recognised as
+# such.  Binary because it is read at every run and written at every run
+# that saw a change: for 76,270 paths the JSON-lines state of the first
+# version (17 MB) took 0.48 s to load, this one (12.7 MB) 0.06 s.  It is written in chunks,
+# so that memory does not grow by the size of the file.
+
+_LENGTHS = struct.Struct("<HH")
+_CHUNK = 4096
+
 
 def state_path(settings, mode):
     return os.path.join(settings.snapshot_dir(mode), f"snapshot_{mode}.state".encode())
 
 
-def _encode_state(header, entries):
-    lines = [json.dumps(header, sort_keys=True)]
-    for path in sorted(entries):
-        e = entries[path]
-        row = [escape(path), e.kind, e.perm, e.uid, e.gid, e.size, e.mtime_ns,
-               e.ctime_ns, e.dev, e.ino,
-               escape(e.target) if e.target is not None else None, e.digest, e.note]
-        lines.append(json.dumps(row, separators=(",", ":")))
-    return ("\n".join(lines) + "\n").encode("ascii")
+def _encode_state(header, records):
+    """The state file, as an iterable of chunks."""
+    checksum = hashlib.sha256()
+    first = json.dumps(header, sort_keys=True).encode("ascii") + b"\n"
+    checksum.update(first)
+    yield first
+    pack = _LENGTHS.pack
+    paths = sorted(records)
+    for start in range(0, len(paths), _CHUNK):
+        parts = []
+        for path in paths[start:start + _CHUNK]:
+            record = records[path]
+            parts.append(pack(len(path), len(record)))
+            parts.append(path)
+            parts.append(record)
+        chunk = b"".join(parts)
+        checksum.update(chunk)
+        yield chunk
+    yield checksum.digest()
 
 
 class DamagedState(Exception):
     """The state file exists but cannot be read back."""
 
 
-def load_state(path):
-    """``(header, entries)`` from a state file; ``(None, None)`` when absent."""
+def load_records(path):
+    """``(header, {path: record})`` from a state file; ``(None, None)`` when absent."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
         return None, None
     try:
-        lines = data.decode("ascii").split("\n")
-        if lines[-1] != "":
-            raise ValueError("truncated")
-        header = json.loads(lines[0])
-        if header.get("format") != STATE_FORMAT:
+        size = len(data) - 32
+        if size < 0 or hashlib.sha256(memoryview(data)[:size]).digest() != data[size:]:
+            raise ValueError("checksum mismatch (cut short or damaged)")
+        end = data.index(b"\n")
+        header = json.loads(data[:end].decode("ascii"))
+        if not isinstance(header, dict) or header.get("format") != STATE_FORMAT:
             raise ValueError("unknown format")
-        entries = {}
-        for line in lines[1:-1]:
-            row = json.loads(line)
-            path = unescape(row[0])
-            target = unescape(row[10]) if row[10] is not None else None
-            entries[path] = Entry(row[1], row[2], row[3], row[4], row[5], row[6],
-                                  row[7], row[8], row[9], target, row[11], row[12])
-        if len(entries) != header.get("count"):
+        records = {}
+        unpack = _LENGTHS.unpack_from
+        offset = end + 1
+        while offset < size:
+            path_length, record_length = unpack(data, offset)
+            offset += 4
+            path = data[offset:offset + path_length]
+            offset += path_length
+            records[path] = data[offset:offset + record_length]
+            offset += record_length
+        if offset != size or len(records) != header.get("count"):
             raise ValueError("entry count differs from header")
-    except (ValueError, IndexError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, IndexError, TypeError, KeyError, AttributeError, struct.error) as exc:
         raise DamagedState(str(exc)) from None
-    return header, entries
+    return header, records
 
 
-def _stat_text(entries, names):
-    """The human-readable .stat file: one line per path, as the old st_snapshot kept."""
-    out = []
-    for path in sorted(entries):
-        e = entries[path]
+def load_state(path):
+    """``(header, {path: Entry})``; ``(None, None)`` when absent."""
+    header, records = load_records(path)
+    if records is None:
+        return header, None
+    return header, {p: scan.decode(r) for p, r in records.items()}
+
+
+def _stat_text(records, names):
+    """The human-readable .stat file, one line per path as the old
+    st_snapshot kept, as an iterable of chunks."""
+    lines = []
+    for path in sorted(records):
+        e = scan.decode(records[path])
         user = names.user(e.uid)
         group = names.group(e.gid)
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.mtime_ns / 1e9))
         digest = e.digest or e.note or "-"
         link = f" -> {escape(e.target)}" if e.target is not None else ""
-        out.append(f"{e.kind} {e.perm:04o} {user} {group} {e.size} {when} "
-                   f"{digest.replace(' ', '_')} {escape(path)}{link}")
-    return ("\n".join(out) + "\n").encode("utf-8", "surrogateescape") if out else b""
+        lines.append(f"{e.kind} {e.perm:04o} {user} {group} {e.size} {when} "
+                     f"{digest.replace(' ', '_')} {escape(path)}{link}\n")
+        if len(lines) >= _CHUNK:
+            yield "".join(lines).encode("utf-8", "surrogateescape")
+            lines = []
+    yield "".join(lines).encode("utf-8", "surrogateescape")
 
 
 # --- comparing ---------------------------------------------------------------
@@ -135,16 +175,30 @@ def _new_thing(entry):
     return {"flags": _flags(0, entry.perm, entry.kind)}
 
 
-def compare(old, new, mode, names):
-    """Change records for the differences between two {path: Entry} dicts."""
+def differing(old, new):
+    """The paths whose records differ between two {path: record} dicts."""
+    # Most paths are unchanged: one bytes comparison (often an identity
+    # test, as the scanner keeps unchanged records) sets them aside.
+    differ = [path for path, record in new.items()
+              if old.get(path) is not record and old.get(path) != record]
+    differ.extend(path for path in old if path not in new)
+    return differ
+
+
+def compare(old, new, mode, names, differ=None):
+    """Change records for the differences between two {path: record} dicts."""
     records = []
+    if differ is None:
+        differ = differing(old, new)
 
     def record(path, change, **fields):
         records.append({"source": "snapshot", "mode": mode, "path": escape(path),
                         "change": change, **fields})
 
-    for path in sorted(old.keys() | new.keys()):
+    for path in sorted(differ):
         before, after = old.get(path), new.get(path)
+        before = scan.decode(before) if before is not None else None
+        after = scan.decode(after) if after is not None else None
         if before is None:
             record(path, "added", kind=after.kind, mode=f"{after.perm:04o}",
                    **_who(names, after.uid, after.gid), **_new_thing(after))
@@ -180,26 +234,29 @@ def compare(old, new, mode, names):
 # --- a run -------------------------------------------------------------------
 
 def paths_of(settings, config, mode):
-    """The logical paths mode ``mode`` watches now, and the expansion notes."""
-    paths = set()
+    """What mode ``mode`` watches now: ``(paths, walk, prune)`` for Scanner.records."""
+    paths, walk, prune = set(), set(), set()
     for name, kind in _LISTS[mode]:
         path = settings.list_file(name)
         try:
             entries = lists.parse(path, kind)
         except lists.MissingListFile:
             continue  # an absent list watches nothing; status names it
-        found = lists.expand(settings, entries, kind, config.exclude)
+        found = lists.expand(settings, entries, kind, config.exclude, walk=False)
         paths.update(found.paths)
+        walk.update(found.walk)
+        prune.update(found.prune)
     if mode == "pub":
         paths.update(h for h in accounts.home_directories(settings)
                      if os.path.isdir(settings.host(h)))
-    return paths
+    return paths, walk, prune
 
 
 class Result:
-    def __init__(self, records, count, unreadable, baseline, damaged):
+    def __init__(self, records, count, unreadable, baseline, damaged, hashed=0):
         self.records = records
         self.count = count
+        self.hashed = hashed   # files read and hashed (quick mode reuses the rest)
         self.unreadable = unreadable
         self.baseline = baseline
         self.damaged = damaged
@@ -209,7 +266,7 @@ def _recover(state, spool):
     """Finish or undo the commit of a run that was killed (see module doc)."""
     pending = state + b".next"
     try:
-        header, _entries = load_state(pending)
+        header, _records = load_records(pending)
     except DamagedState:
         header = None
     if header is None:
@@ -222,7 +279,7 @@ def _recover(state, spool):
         os.unlink(pending)
 
 
-def run(settings, config, mode, quick=False, spool_group=None, now=None):
+def run(settings, config, mode, quick=False, spool_group=None, now=None, workers=None):
     """Take a snapshot of ``mode``, spool its change records, return a Result."""
     if mode not in MODES:
         raise ConfigError.single("--mode", None, f"unknown mode {mode!r}")
@@ -239,17 +296,18 @@ def run(settings, config, mode, quick=False, spool_group=None, now=None):
     try:
         lock = exclusive_lock(os.path.join(directory, f"snapshot_{mode}.lock".encode()), LOCK_WAIT)
         with lock:
-            return _locked_run(settings, config, mode, quick, spool, spool_group, state, now)
+            return _locked_run(settings, config, mode, quick, spool, spool_group, state, now,
+                               workers)
     except Busy:
         raise RunError(f"another 'systraq snapshot --mode {mode}' is running "
                        f"(lock {os.fsdecode(lock.path)}); gave up after {LOCK_WAIT:g} s") from None
 
 
-def _locked_run(settings, config, mode, quick, spool, spool_group, state, now):
+def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, workers):
     _recover(state, spool)
     damaged = None
     try:
-        header, old = load_state(state)
+        header, old = load_records(state)
     except DamagedState as exc:
         damaged = str(exc)
         header, old = None, None
@@ -257,17 +315,21 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now):
     if header is not None and header.get("digest") != algorithm:
         # Another algorithm: old digests cannot be compared; the other
         # attributes still can.
-        old = {p: e._replace(digest=None) for p, e in old.items()}
+        old = {p: scan.without_digest(r) for p, r in old.items()}
 
     if mode == "pub":
         digest_if = lambda info: bool(info.st_mode & stat.S_IROTH)  # noqa: E731
     else:
         digest_if = None
-    scanner = Scanner(settings, algorithm, digest_if=digest_if, previous=old, quick=quick)
-    new = scanner.scan(paths_of(settings, config, mode))
+    paths, walk, prune = paths_of(settings, config, mode)
+    scanner = Scanner(settings, algorithm, digest_if=digest_if, previous=old, quick=quick,
+                      prune=prune, workers=workers)
+    new = scanner.records(paths, walk)
 
-    names = accounts.Names(settings)
     now = time.time() if now is None else now
+    stat_file = os.path.join(settings.snapshot_dir(mode), f"snapshot_{mode}.stat".encode())
+    private = 0o600 if mode == "root" else 0o640
+    names = accounts.Names(settings)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
     if damaged is not None:
         records = [{"source": "snapshot", "mode": mode, "change": "state damaged",
@@ -276,17 +338,27 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now):
         records = [{"source": "snapshot", "mode": mode, "change": "baseline",
                     "path": escape(state), "count": len(new)}]
     else:
-        records = compare(old, new, mode, names)
+        differ = differing(old, new)
+        records = compare(old, new, mode, names, differ)
+        if (not records and os.path.exists(stat_file)
+                and all(new.get(p, b"")[:1] == old.get(p, b"")[:1] == b"d" for p in differ)):
+            # Nothing to report, and at most the times of directories
+            # moved (the systraq home directory's, at every run): the
+            # files on disk are kept and only their time is brought
+            # forward, to show when the last run was.  At 76,270 paths
+            # this saves writing 26 MB (state and .stat) each hour.
+            os.utime(state, (now, now))
+            return Result([], len(new), scanner.unreadable, False, None, scanner.hashed)
     for item in records:
         item["time"] = stamp
 
     run_id = os.urandom(8).hex()
     header = {"format": STATE_FORMAT, "mode": mode, "digest": algorithm,
               "run": run_id, "time": stamp, "count": len(new)}
-    private = 0o600 if mode == "root" else 0o640
     atomic_write(state + b".next", _encode_state(header, new), mode=private)
-    spool.add(f"snapshot_{mode}", records, now=now, run=run_id, group=spool_group)
+    if records:
+        spool.add(f"snapshot_{mode}", records, now=now, run=run_id, group=spool_group)
     os.rename(state + b".next", state)
-    stat_file = os.path.join(settings.snapshot_dir(mode), f"snapshot_{mode}.stat".encode())
     atomic_write(stat_file, _stat_text(new, names), mode=private)
-    return Result(records, len(new), scanner.unreadable, old is None and damaged is None, damaged)
+    return Result(records, len(new), scanner.unreadable, old is None and damaged is None, damaged,
+                  scanner.hashed)

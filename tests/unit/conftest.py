@@ -6,6 +6,8 @@ Settings object at it; nothing here reads or writes the real /etc or /var.
 """
 
 import os
+import pickle
+import tempfile
 
 import pytest
 
@@ -67,4 +69,42 @@ def root(tmp_path):
     for home in ("/root", "/home/alice", "/home/bob", "/usr/sbin", "/var/lib/systraq"):
         fake.mkdir(home)
     fake.mkdir("/etc/systraq")
+    return fake
+
+
+def as_nobody(function):
+    """Run ``function`` in a child process as uid/gid 65534 and return its result."""
+    if os.geteuid() != 0:
+        return function()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            data = pickle.dumps(("ok", function()))
+        except BaseException as exc:  # report, do not let the child run on
+            data = pickle.dumps(("error", repr(exc)))
+        os.write(write, data)
+        os._exit(0)
+    os.close(write)
+    chunks = []
+    while chunk := os.read(read, 65536):
+        chunks.append(chunk)
+    os.waitpid(pid, 0)
+    status, value = pickle.loads(b"".join(chunks))
+    assert status == "ok", value
+    return value
+
+
+def world_readable_root():
+    """A FakeRoot in a world-traversable directory (pytest's own tmp
+    directory is private to root), for tests that run as nobody.  The
+    caller removes ``os.path.dirname(fake.path)``."""
+    top = tempfile.mkdtemp(prefix="systraq-test-", dir="/tmp")
+    os.chmod(top, 0o755)
+    fake = FakeRoot(os.path.join(top, "root"))
+    fake.mkdir("/")
     return fake

@@ -1,6 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 import os
-import pickle
 import tempfile
 
 import pytest
@@ -8,6 +7,7 @@ import pytest
 from systraq import lists
 from systraq.errors import ConfigError
 from systraq.settings import Settings
+from tests.unit.conftest import as_nobody
 
 
 def write_list(root, name, text):
@@ -206,33 +206,6 @@ def test_home_directories_from_the_hosts_database_when_root_is_slash():
 
 # --- what this user cannot read -------------------------------------------
 
-def _as_nobody(function):
-    """Run ``function`` in a child process as uid/gid 65534 and return its result."""
-    if os.geteuid() != 0:
-        return function()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        try:
-            os.close(read)
-            os.setgroups([])
-            os.setresgid(65534, 65534, 65534)
-            os.setresuid(65534, 65534, 65534)
-            data = pickle.dumps(("ok", function()))
-        except BaseException as exc:  # report, do not let the child run on
-            data = pickle.dumps(("error", repr(exc)))
-        os.write(write, data)
-        os._exit(0)
-    os.close(write)
-    chunks = []
-    while chunk := os.read(read, 65536):
-        chunks.append(chunk)
-    os.waitpid(pid, 0)
-    status, value = pickle.loads(b"".join(chunks))
-    assert status == "ok", value
-    return value
-
-
 def test_unreadable_directories_and_homes_are_counted_once():
     # A world-traversable tree (pytest's own tmp directory is private to root).
     top = tempfile.mkdtemp(prefix="systraq-test-", dir="/tmp")
@@ -258,7 +231,7 @@ def test_unreadable_directories_and_homes_are_counted_once():
             home = lists.expand(settings, lists.parse(homelist, "home"), "home")
             return system.paths, system.unreadable, home.paths, home.unreadable
 
-        paths, unreadable, home_paths, home_unreadable = _as_nobody(run)
+        paths, unreadable, home_paths, home_unreadable = as_nobody(run)
         if os.geteuid() == 0:
             assert unreadable == [b"/etc/ssl/private"]
             assert b"/etc/ssl/private" in paths           # it exists; its inside is unknown

@@ -212,20 +212,28 @@ def test_vanished_paths_are_absent_not_errors(root):
 
 
 def test_quick_mode_reuses_digests_only_for_unchanged_files(watched):
+    # keep, edit, gone, chmod, retype: five regular files
+    assert take(watched).hashed == 5
+    assert take(watched, quick=True).hashed == 0
+    watched.write("/etc/w/edit", "changed\n")
+    result = take(watched, quick=True)
+    assert result.hashed == 1
+    assert changes(result) == [("/etc/w/edit", "content")]
+    # The full mode reads everything again.
+    assert take(watched).hashed == 5
+
+
+def test_quick_mode_rehashes_a_file_whose_ctime_moved(watched):
     take(watched)
-    from systraq import scan
-    calls = []
-    real = scan.Scanner._hash
-    def counting(self, dir_fd, name, info):
-        calls.append(name)
-        return real(self, dir_fd, name, info)
-    scan.Scanner._hash = counting
-    try:
-        watched.write("/etc/w/edit", "changed\n")
-        result = take(watched, quick=True)
-    finally:
-        scan.Scanner._hash = real
-    assert calls == [b"edit"]
+    # Content changed, then size and mtime put back as they were: only
+    # the ctime (which no one can set back) tells.
+    path = watched.host("/etc/w/edit")
+    before = os.stat(path)
+    with open(path, "r+b") as handle:
+        handle.write(b"ONE\n")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    result = take(watched, quick=True)
+    assert result.hashed == 1
     assert changes(result) == [("/etc/w/edit", "content")]
 
 
@@ -237,6 +245,44 @@ def test_a_damaged_state_is_a_warning_and_a_fresh_baseline(watched):
     result = take(watched)
     assert [r["change"] for r in result.records] == ["state damaged"]
     assert take(watched).records == []
+
+
+def test_a_flipped_byte_in_the_state_is_noticed(watched):
+    take(watched)
+    path = snapshot.state_path(watched.settings(), "pub")
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0x01
+    open(path, "wb").write(bytes(data))
+    result = take(watched)
+    assert [r["change"] for r in result.records] == ["state damaged"]
+    assert "checksum" in result.records[0]["detail"]
+
+
+def test_an_unchanged_tree_leaves_the_state_as_it_was_and_dates_it(watched):
+    take(watched)
+    path = snapshot.state_path(watched.settings(), "pub")
+    before = os.stat(path)
+    result = take(watched, now=before.st_mtime + 3600)
+    assert result.records == [] and not result.baseline
+    after = os.stat(path)
+    assert after.st_ino == before.st_ino          # not rewritten
+    assert after.st_mtime == before.st_mtime + 3600
+    assert Spool(watched.settings()).pending() == [] or all(
+        r["change"] == "baseline" for r in spooled(watched))
+
+
+def test_excluded_and_pseudo_file_system_paths_stay_out_of_the_state(root):
+    lists(root, pub="/\n")
+    root.write("/proc/1/status", "State: R\n")
+    root.write("/var/cache/apt/pkgcache.bin", "x")
+    root.write("/var/lib/dpkg/status", "Package: x\n")
+    root.write("/run/lock/x", "")
+    take(root, text="exclude = /var/cache\n")
+    _header, entries = snapshot.load_state(snapshot.state_path(root.settings(), "pub"))
+    assert b"/var/lib/dpkg/status" in entries
+    for gone in (b"/proc", b"/proc/1/status", b"/run", b"/run/lock/x", b"/var/cache",
+                 b"/var/cache/apt/pkgcache.bin"):
+        assert gone not in entries
 
 
 def test_changing_the_digest_compares_the_rest(watched):
