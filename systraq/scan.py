@@ -32,6 +32,7 @@ an ``Entry`` where the fields are needed.
 
 import errno
 import hashlib
+import mmap
 import os
 import stat
 import struct
@@ -50,6 +51,7 @@ Entry = namedtuple("Entry", "kind perm uid gid size mtime_ns ctime_ns dev ino ta
 # digest's length, the digest's raw bytes, and a symlink's target.
 _FIXED = struct.Struct("<cHIIqqqQQ")  # kind perm uid gid size mtime ctime dev ino
 _NOTE_AT = _FIXED.size
+_DIGEST_LENGTH_AT = _NOTE_AT + 1
 NOTES = (None, "not readable", "changing")
 _NOT_READABLE = b"\x01"
 _CHANGING = b"\x02"
@@ -193,6 +195,9 @@ class Scanner:
             raise ValueError(f"unknown digest {algorithm!r}")
         self.settings = settings
         self.algorithm = algorithm
+        # The constructor itself: hashlib.new() looks the name up at
+        # every call.
+        self._new = getattr(hashlib, algorithm)
         self.digest_if = digest_if or (lambda info: True)
         self.previous = previous or {}
         self.quick = quick
@@ -209,6 +214,15 @@ class Scanner:
 
         ``paths`` are looked at themselves; directories in ``walk`` are
         looked at with everything below them, except what ``prune`` names.
+        Afterwards ``changed`` holds the paths whose record is new or
+        differs from ``previous``, and ``removed`` the paths of
+        ``previous`` not seen.  When nothing changed, the result is
+        ``previous`` itself.
+
+        Workers send back only what differs.  What they saw unchanged
+        they tick in a map shared with this process (one byte per path
+        of ``previous``), so that an unchanged path costs no copying
+        through a pipe; at 76,000 paths that halved a quick run.
         """
         walk = set(walk)
         groups = {}
@@ -224,26 +238,49 @@ class Scanner:
         for parent, names in groups.items():
             for start in range(0, len(names), CHUNK):
                 tasks.append(("names", parent, names[start:start + CHUNK]))
-        result = {}
+
         previous = self.previous
-        hashed = [0]
+        self._keys = list(previous)
+        self._values = list(previous.values())
+        self._index = dict(zip(self._keys, range(len(self._keys))))
+        # Anonymous and shared: forked workers write into this very map.
+        self._seen = mmap.mmap(-1, max(1, len(self._keys)))
+        changed = {}
+        counts = [0, 0]
 
         def take(batch):
-            pairs, count = batch
-            hashed[0] += count
-            for path, record in pairs:
-                result[path] = record if record is not None else previous[path]
+            pairs, hashed, unreadable = batch
+            counts[0] += hashed
+            counts[1] += unreadable
+            changed.update(pairs)
 
         self._root_fd = os.open(self.settings.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             parallel.run(self._handle, tasks, take, self.workers)
             if b"/" in paths and b"/" not in walk:
-                result[b"/"] = encode(os.fstat(self._root_fd))
+                out = _Out(self, _Collect(take))
+                out.add(b"/", encode(os.fstat(self._root_fd)))
+                out.flush()
+            seen = self._seen
+            removed = []
+            position = seen.find(b"\0")
+            while 0 <= position < len(self._keys):
+                removed.append(self._keys[position])
+                position = seen.find(b"\0", position + 1)
         finally:
             os.close(self._root_fd)
             self._root_fd = None
-        self.hashed = hashed[0]
-        self.unreadable = sum(1 for record in result.values() if is_unreadable(record))
+            self._seen.close()
+            self._seen = self._index = self._keys = self._values = None
+        self.hashed, self.unreadable = counts
+        self.changed = sorted(changed)
+        self.removed = removed
+        if not changed and not removed:
+            return previous
+        result = dict(previous)
+        for path in removed:
+            del result[path]
+        result.update(changed)
         return result
 
     def scan(self, paths, walk=()):
@@ -253,7 +290,7 @@ class Scanner:
     # --- in a worker -----------------------------------------------------
 
     def _handle(self, task, pool):
-        out = _Out(pool)
+        out = _Out(self, pool)
         if task[0] == "names":
             self._names(task[1], task[2], out)
         else:
@@ -322,7 +359,7 @@ class Scanner:
                 return None
             raise
         info = os.fstat(fd)
-        out.add(path, encode(info), self.previous)
+        out.add(path, encode(info))
         return fd
 
     def _list(self, fd, path, out):
@@ -331,6 +368,13 @@ class Scanner:
         base = path + b"/" if path != b"/" else b"/"
         prune = self.prune
         subdirectories = []
+        # The quick test of an unchanged regular file is made here rather
+        # than in _one: at 76,000 files the calls it saves are a fifth of
+        # a quick run.
+        index = self._index if self.quick else None
+        values = self._values
+        seen = self._seen
+        pack = _FIXED.pack
         with os.scandir(fd) as entries:
             for entry in entries:
                 name = os.fsencode(entry.name)
@@ -343,10 +387,23 @@ class Scanner:
                     if exc.errno in _GONE:
                         continue
                     raise
-                if stat.S_ISDIR(info.st_mode):
+                mode = info.st_mode
+                if stat.S_ISDIR(mode):
                     subdirectories.append((name, child))
-                else:
-                    self._one(fd, name, child, info, out)
+                    continue
+                if index is not None and stat.S_ISREG(mode):
+                    position = index.get(child)
+                    if position is not None:
+                        old = values[position]
+                        if (old[_DIGEST_LENGTH_AT] and old.startswith(pack(
+                                b"f", mode & 0o7777, info.st_uid, info.st_gid, info.st_size,
+                                info.st_mtime_ns, info.st_ctime_ns, info.st_dev, info.st_ino))
+                                and self.digest_if(info)):
+                            seen[position] = 1   # unchanged: the record stands
+                            continue
+                self._one(fd, name, child, info, out)
+        if len(out.pairs) >= BATCH:
+            out.flush()
         return subdirectories
 
     def _one(self, dir_fd, name, path, info, out, unlisted=False):
@@ -363,28 +420,28 @@ class Scanner:
             mode = info.st_mode
             if stat.S_ISREG(mode):
                 if not self.digest_if(info):
-                    out.add(path, encode(info, note=_NOT_READABLE), self.previous)
+                    out.add(path, encode(info, note=_NOT_READABLE))
                     return
-                if self.quick and previous is not None and len(previous) > _NOTE_AT + 1 \
-                        and previous[_NOTE_AT + 1] and previous.startswith(_fixed(info)):
-                    out.add(path, None, None)   # unchanged: keep the record
+                if self.quick and previous is not None and previous[_DIGEST_LENGTH_AT] \
+                        and previous.startswith(_fixed(info)):
+                    out.add(path, previous)   # unchanged: the record stands
                     return
                 try:
                     digest = self._hash(dir_fd, name, info)
                 except PermissionError:
-                    out.add(path, encode(info, note=_NOT_READABLE), self.previous)
+                    out.add(path, encode(info, note=_NOT_READABLE))
                     return
                 except _Swapped:
                     info = None
                     continue
                 out.hashed += 1
-                out.add(path, encode(info, digest=digest), self.previous)
+                out.add(path, encode(info, digest=digest))
                 return
             if stat.S_ISLNK(mode):
                 if self.quick and previous is not None and previous.startswith(_fixed(info)):
                     # Same inode and ctime: a symlink's target cannot have
                     # changed (it is never rewritten in place).
-                    out.add(path, None, None)
+                    out.add(path, previous)
                     return
                 try:
                     target = os.readlink(name, dir_fd=dir_fd)
@@ -393,14 +450,14 @@ class Scanner:
                         info = None
                         continue  # replaced meanwhile: look again
                     raise
-                out.add(path, encode(info, target=target), self.previous)
+                out.add(path, encode(info, target=target))
                 return
             note = _NOT_READABLE if unlisted and stat.S_ISDIR(mode) else b"\x00"
-            out.add(path, encode(info, note=note), self.previous)
+            out.add(path, encode(info, note=note))
             return
         # Changed three times while we looked: record what is there now,
         # without a digest.
-        out.add(path, encode(info, note=_CHANGING), self.previous)
+        out.add(path, encode(info, note=_CHANGING))
 
     def _hash(self, dir_fd, name, info):
         """The raw digest of regular file ``name``, which lstat showed as ``info``."""
@@ -410,49 +467,70 @@ class Scanner:
             if exc.errno in _GONE:
                 raise _Swapped() from None  # replaced by a symlink, or gone
             raise
-        with open(fd, "rb", buffering=0) as handle:
+        try:
             now = os.fstat(fd)
             if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(now.st_mode):
                 raise _Swapped()
             if now.st_size <= SMALL:
-                # One read: file_digest allocates a 256 KiB buffer per call,
-                # about 5 us a file, and 40 % of /usr files are this small.
+                # One read, no file object: hashlib.file_digest allocates
+                # a 256 KiB buffer per call, about 5 us a file, and 40 %
+                # of /usr files are this small.
                 data = os.read(fd, SMALL + 1)
+                digest = self._new(data)
                 if len(data) <= SMALL:
-                    return hashlib.new(self.algorithm, data).digest()
-                digest = hashlib.new(self.algorithm, data)   # it grew meanwhile
-                while chunk := os.read(fd, 1 << 18):
+                    return digest.digest()
+                while chunk := os.read(fd, 1 << 18):   # it grew meanwhile
                     digest.update(chunk)
                 return digest.digest()
-            return hashlib.file_digest(handle, self.algorithm).digest()
+            with open(fd, "rb", buffering=0, closefd=False) as handle:
+                return hashlib.file_digest(handle, self._new).digest()
+        finally:
+            os.close(fd)
+
+
+class _Collect:
+    """Batches handed straight to a function (work done in the parent)."""
+
+    def __init__(self, function):
+        self.emit = function
 
 
 class _Out:
     """A worker's results for one task, handed over in batches.
 
-    A record equal to the previous run's is sent as None: the parent keeps
-    the object it already has, and nothing is copied through the pipe.
+    A record equal to the previous run's is not sent: it is ticked in the
+    scanner's shared map of paths seen.
     """
 
-    __slots__ = ("pool", "pairs", "hashed")
+    __slots__ = ("index", "values", "seen", "pool", "pairs", "hashed", "unreadable")
 
-    def __init__(self, pool):
+    def __init__(self, scanner, pool):
+        self.index = scanner._index
+        self.values = scanner._values
+        self.seen = scanner._seen
         self.pool = pool
         self.pairs = []
         self.hashed = 0
+        self.unreadable = 0
 
-    def add(self, path, record, previous):
-        if record is not None and previous and previous.get(path) == record:
-            record = None
+    def add(self, path, record):
+        if is_unreadable(record):
+            self.unreadable += 1
+        position = self.index.get(path)
+        if position is not None:
+            self.seen[position] = 1
+            if self.values[position] == record:
+                return
         self.pairs.append((path, record))
         if len(self.pairs) >= BATCH:
             self.flush()
 
     def flush(self):
-        if self.pairs or self.hashed:
-            self.pool.emit((self.pairs, self.hashed))
+        if self.pairs or self.hashed or self.unreadable:
+            self.pool.emit((self.pairs, self.hashed, self.unreadable))
         self.pairs = []
         self.hashed = 0
+        self.unreadable = 0
 
 
 class _Swapped(Exception):

@@ -338,7 +338,7 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, w
         records = [{"source": "snapshot", "mode": mode, "change": "baseline",
                     "path": escape(state), "count": len(new)}]
     else:
-        differ = differing(old, new)
+        differ = scanner.changed + scanner.removed
         records = compare(old, new, mode, names, differ)
         if (not records and os.path.exists(stat_file)
                 and all(new.get(p, b"")[:1] == old.get(p, b"")[:1] == b"d" for p in differ)):
