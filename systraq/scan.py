@@ -222,7 +222,8 @@ class Scanner:
         Workers send back only what differs.  What they saw unchanged
         they tick in a map shared with this process (one byte per path
         of ``previous``), so that an unchanged path costs no copying
-        through a pipe; at 76,000 paths that halved a quick run.
+        through a pipe: at 76,270 paths, receiving every record cost the
+        parent 0.12 s of a 0.45 s quick run.
         """
         walk = set(walk)
         groups = {}
