@@ -49,6 +49,13 @@ FILE_CHANGING = frozenset((
     "install", "upgrade", "reinstall", "downgrade", "remove", "purge", "disappear"))
 ACTIONS = FILE_CHANGING | {"configure", "conffile"}
 
+# dpkg.log words of the "ACTION PKG INSTALLED-VERSION AVAILABLE-VERSION"
+# lines (dpkg(1), --log).  trigproc is read for its shape only: a trigger
+# runs a maintainer script, it does not unpack the package's files.
+_DPKG_ACTIONS = {b"install": "install", b"upgrade": "upgrade", b"remove": "remove",
+                 b"purge": "purge", b"configure": "configure", b"disappear": "disappear",
+                 b"trigproc": "trigproc"}
+
 # Lines are compared as "YYYY-MM-DD HH:MM:SS" strings to skip what is older
 # than ``since`` without converting it.  The string is local time, which is
 # not monotonic in epoch time when the clock's offset changes (end of
@@ -127,12 +134,17 @@ class AptRun:
     requested_by: str | None
     changes: tuple
     error: str | None = None
+    tool: str = "apt"
 
-    @property
-    def tool(self):
-        if not self.commandline:
-            return "apt"
-        return posixpath.basename(self.commandline.split(None, 1)[0]) or "apt"
+    def listed(self):
+        """``{name: section}`` of the packages this run named."""
+        return {name: section for section, name, _arch, _versions, _auto in self.changes}
+
+
+def _tool(commandline):
+    """The program an apt history block names ("apt-get"), or "apt"."""
+    words = (commandline or "").split(None, 1)
+    return (posixpath.basename(words[0]) if words else "") or "apt"
 
 
 # --- reading the files ---------------------------------------------------
@@ -379,10 +391,15 @@ class Attribution:
                 return line[:_STAMP_LEN]
         return None
 
-    def _dpkg_events(self, since):
+    def _dpkg_records(self, since):
+        """``(time, action, name, arch, old, new, path, decision)`` from ``since`` on.
+
+        Sorted by time, log order kept within a second.  ``action`` is
+        dpkg's word: an "upgrade" may yet prove a reinstall or downgrade.
+        """
         files, key = self._read_newest_first(
             self.settings.dpkg_log, since, self._first_dpkg_stamp)
-        events = []
+        records = []
         configuring = None  # (package, arch, version) of the last "configure"
         for lines in files:
             for line in lines:
@@ -390,66 +407,58 @@ class Attribution:
                 # bytes before doing anything else with the line.
                 if line[:_STAMP_LEN] < key:
                     continue
-                event, configuring = self._dpkg_line(line, configuring)
-                if event is False:
+                record = self._dpkg_line(line, configuring)
+                if record is False:
                     self.malformed_lines += 1
-                elif event is not None:
-                    events.append(event)
-        return [e for e in events if e.time >= since]
+                elif record is not None:
+                    if record[1] == "configure":
+                        configuring = (record[2], record[3], record[5])
+                    if record[0] >= since:
+                        records.append(record)
+        # Copies were read oldest first, but a dpkg run that went on while
+        # logrotate renamed the file wrote its tail to the older copy.
+        records.sort(key=lambda record: record[0])
+        return records
 
     def _dpkg_line(self, line, configuring):
-        """``(event or None or False, configuring)`` for one dpkg.log line.
-
-        False means the line is malformed; None that it is valid but not
-        an event (status, startup, trigproc lines).
-        """
+        """The record of one dpkg.log line; None when it is valid but no
+        event (status, startup, trigproc), False when it is malformed."""
         if len(line) < _STAMP_LEN + 2 or line[_STAMP_LEN] != 32:
-            return False, configuring
+            return False
+        verb, _, args = line[_STAMP_LEN + 1:].partition(b" ")
+        if verb == b"status" or verb == b"startup":
+            # Most lines; they carry nothing an event needs, so only their
+            # shape is checked, not the date.
+            if args.count(b" ") != (2 if verb == b"status" else 1) or line[4] != 45:
+                return False
+            return None
         when = self._epoch(line[:_STAMP_LEN])
         if when is None:
-            return False, configuring
-        rest = line[_STAMP_LEN + 1:]
-        verb, _, args = rest.partition(b" ")
+            return False
         if verb == b"conffile":
             # "conffile FILE install|keep"; the name may hold spaces.
             # dpkg logs it while configuring a package, after that
             # package's "configure" line (src/main/configure.c).
             path, _, decision = args.rpartition(b" ")
             if not path.startswith(b"/") or decision not in (b"install", b"keep"):
-                return False, configuring
-            if configuring is None:
-                package, arch, version = "", None, None
-            else:
-                package, arch, version = configuring
-            return Event(when, "conffile", package, arch, None, version, path=path,
-                         decision=_text(decision)), configuring
+                return False
+            package, arch, version = configuring or ("", None, None)
+            return (when, "conffile", package, arch, None, version, path, _text(decision))
+        if verb not in _DPKG_ACTIONS:
+            return False
         fields = args.split(b" ")
-        if verb in (b"status", b"startup"):
-            ok = len(fields) == (3 if verb == b"status" else 2)
-            return (None if ok else False), configuring
-        if verb not in (b"install", b"upgrade", b"remove", b"purge",
-                        b"configure", b"trigproc", b"disappear"):
-            return False, configuring
         if len(fields) != 3 or not fields[0]:
-            return False, configuring
+            return False
         if verb == b"trigproc":
-            return None, configuring
+            return None
         name, _, arch = _text(fields[0]).partition(":")
-        installed, available = (_version(fields[1]), _version(fields[2]))
-        action = _text(verb)
+        installed, available = _version(fields[1]), _version(fields[2])
+        action = _DPKG_ACTIONS[verb]
         if action == "configure":
-            configuring = (name, arch or None, installed)
-            return Event(when, action, name, arch or None, None, installed), configuring
+            return (when, action, name, arch or None, None, installed, None, None)
         if action in ("remove", "purge", "disappear"):
-            return Event(when, action, name, arch or None, installed, None), configuring
-        if action == "upgrade" and installed is not None and available is not None:
-            # dpkg logs a reinstall and a downgrade as "upgrade" too.
-            order = _compare(installed, available)
-            if order == 0:
-                action = "reinstall"
-            elif order > 0:
-                action = "downgrade"
-        return Event(when, action, name, arch or None, installed, available), configuring
+            return (when, action, name, arch or None, installed, None, None, None)
+        return (when, action, name, arch or None, installed, available, None, None)
 
     # -- apt history ---------------------------------------------------
 
@@ -536,8 +545,9 @@ class Attribution:
                     versions = versions[:-1]
                 name, _, arch = name.partition(":")
                 changes.append((section.lower(), name, arch or None, versions, automatic))
-        runs.append(AptRun(start, end, block.get("Commandline"), requested or None,
-                           tuple(changes), block.get("Error")))
+        commandline = block.get("Commandline")
+        runs.append(AptRun(start, end, commandline, requested or None,
+                           tuple(changes), block.get("Error"), _tool(commandline)))
 
     # -- the API -------------------------------------------------------
 
@@ -548,16 +558,45 @@ class Attribution:
         self.malformed_lines = 0
         self.damaged_files = []
         self.files_read = []
-        events = self._dpkg_events(since)
-        if events:
-            runs = self.apt_runs(min(e.time for e in events))
-            events = _with_runs(events, runs)
-        events.sort(key=lambda e: e.time)  # stable: log order within a second
+        records = self._dpkg_records(since)
+        runs = self.apt_runs(records[0][0]) if records else []
+        starts = [run.start for run in runs]
+        listed = {}
+        events = []
+        for when, action, name, arch, old, new, path, decision in records:
+            run = _run_at(runs, starts, when)
+            if action == "upgrade":
+                action = self._upgrade_kind(name, old, new, run, listed)
+            if run is None:
+                events.append(Event(when, action, name, arch, old, new, path, decision))
+            else:
+                events.append(Event(when, action, name, arch, old, new, path, decision,
+                                    run.tool, run.commandline, run.requested_by))
         by_name = {}
         for event in events:
             by_name.setdefault(event.package, []).append(event)
         self._cache = (since, events, [e.time for e in events], by_name)
         return self._cache
+
+    @staticmethod
+    def _upgrade_kind(name, old, new, run, listed):
+        """"upgrade", "reinstall" or "downgrade": dpkg logs all three as "upgrade".
+
+        The apt run that made it says which; without one the versions are
+        compared as dpkg does.
+        """
+        if old is None or new is None:
+            return "upgrade"
+        if old == new:
+            return "reinstall"
+        if run is not None:
+            if id(run) not in listed:
+                listed[id(run)] = run.listed()
+            section = listed[id(run)].get(name)
+            if section in ("upgrade", "downgrade"):
+                return section
+        order = _compare(old, new)
+        return "reinstall" if order == 0 else "downgrade" if order > 0 else "upgrade"
 
     def events(self, since):
         """Every event at or after ``since`` (epoch seconds), oldest first."""
@@ -588,26 +627,18 @@ class Attribution:
                         native_arch=self.native_arch)
 
 
-def _with_runs(events, runs):
-    """``events`` with the apt run whose Start-Date..End-Date holds each."""
-    if not runs:
-        return events
-    starts = [run.start for run in runs]
-    out = []
-    for event in events:
-        index = bisect.bisect_right(starts, event.time) - 1
-        run = runs[index] if index >= 0 else None
-        if run is not None:
-            # A block without End-Date (apt was killed) is taken to last
-            # until the next run starts.
-            end = run.end
-            if end is None:
-                end = starts[index + 1] if index + 1 < len(runs) else float("inf")
-            if event.time <= end:
-                event = dataclasses.replace(event, tool=run.tool, commandline=run.commandline,
-                                            requested_by=run.requested_by)
-        out.append(event)
-    return out
+def _run_at(runs, starts, when):
+    """The apt run whose Start-Date..End-Date holds ``when``, or None."""
+    index = bisect.bisect_right(starts, when) - 1
+    if index < 0:
+        return None
+    run = runs[index]
+    end = run.end
+    if end is None:
+        # A block without End-Date (apt was killed) is taken to last
+        # until the next run starts.
+        end = starts[index + 1] if index + 1 < len(runs) else float("inf")
+    return run if when <= end else None
 
 
 def _apt_stamp(line):

@@ -379,6 +379,23 @@ def test_each_dpkg_event_gets_the_run_around_it(root):
         "reinstalled 09:00 by apt-get for bob: bash 5.2.15-2+b2")
 
 
+def test_apt_says_downgrade_where_versions_cannot(root):
+    # Not a valid Debian version, so no comparison: apt's Downgrade list
+    # decides; without an apt run the change counts as an upgrade.
+    root.write(HISTORY, """\
+Start-Date: 2025-03-10  09:00:00
+Commandline: apt-get install weird=old
+Downgrade: weird:amd64 (new version, old version)
+End-Date: 2025-03-10  09:00:05
+""")
+    root.write(DPKG, """\
+2025-03-10 09:00:01 upgrade weird:amd64 new_version old_version
+2025-03-10 10:00:00 upgrade weird:amd64 old_version new_version
+""")
+    events = reader(root).events(0)
+    assert [(e.action, e.tool) for e in events] == [("downgrade", "apt-get"), ("upgrade", "dpkg")]
+
+
 def test_a_long_apt_run_that_started_before_the_cut_still_attributes(root):
     # apt waited at a conffile prompt over a weekend.
     root.write(HISTORY, """\
