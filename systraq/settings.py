@@ -57,6 +57,10 @@ class Settings:
         self.root_state_dir = posixpath.join(self.state_dir, b"root")
         self.passwd_file = self.host(b"/etc/passwd")
         self.group_file = self.host(b"/etc/group")
+        # What dpkg and apt did, read by attribution.py (dpkg(1) --log;
+        # apt's Dir::Log::History).
+        self.dpkg_log = self.host(b"/var/log/dpkg.log")
+        self.apt_history = self.host(b"/var/log/apt/history.log")
 
     @property
     def is_host_root(self):

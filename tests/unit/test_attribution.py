@@ -1,0 +1,486 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""attribution: dpkg.log and apt history read into events, on fake roots.
+
+Times are written as UTC (utc_offset=0) unless a test is about the local
+time zone, so that expectations do not depend on the machine's zone.
+"""
+
+import calendar
+import gzip
+import lzma
+import os
+import time
+
+import pytest
+
+from systraq import attribution as attribution_module
+from systraq.attribution import Attribution, Event, LogUnreadable, describe, rotated
+from systraq.settings import Settings
+
+DPKG = "/var/log/dpkg.log"
+HISTORY = "/var/log/apt/history.log"
+
+
+def epoch(stamp):
+    return calendar.timegm(time.strptime(stamp, "%Y-%m-%d %H:%M:%S"))
+
+
+def reader(root, **kwargs):
+    kwargs.setdefault("utc_offset", 0)
+    kwargs.setdefault("native_arch", "amd64")
+    return Attribution(root.settings(), **kwargs)
+
+
+def gz(text):
+    return gzip.compress(text.encode())
+
+
+UPGRADE_SSH = """\
+2025-03-10 10:32:01 startup archives unpack
+2025-03-10 10:32:01 upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3
+2025-03-10 10:32:01 status half-configured openssh-server:amd64 1:9.2p1-2
+2025-03-10 10:32:02 status unpacked openssh-server:amd64 1:9.2p1-2+deb12u3
+2025-03-10 10:32:03 startup packages configure
+2025-03-10 10:32:03 configure openssh-server:amd64 1:9.2p1-2+deb12u3 <none>
+2025-03-10 10:32:03 status half-configured openssh-server:amd64 1:9.2p1-2+deb12u3
+2025-03-10 10:32:04 conffile /etc/ssh/sshd_config keep
+2025-03-10 10:32:05 status installed openssh-server:amd64 1:9.2p1-2+deb12u3
+2025-03-10 10:32:05 trigproc man-db:amd64 2.11.2-2 <none>
+"""
+
+HISTORY_SSH = """\
+
+Start-Date: 2025-03-10  10:32:00
+Commandline: apt-get install openssh-server
+Requested-By: alice (1000)
+Upgrade: openssh-server:amd64 (1:9.2p1-2, 1:9.2p1-2+deb12u3)
+End-Date: 2025-03-10  10:32:06
+"""
+
+
+# --- dpkg.log lines ----------------------------------------------------------
+
+def test_upgrade_is_matched_to_the_apt_run_that_made_it(root):
+    root.write(DPKG, UPGRADE_SSH)
+    root.write(HISTORY, HISTORY_SSH)
+    events = reader(root).events(0)
+    assert [e.action for e in events] == ["upgrade", "configure", "conffile"]
+    upgrade = events[0]
+    assert upgrade == Event(
+        time=epoch("2025-03-10 10:32:01"), action="upgrade", package="openssh-server",
+        arch="amd64", old_version="1:9.2p1-2", new_version="1:9.2p1-2+deb12u3",
+        tool="apt-get", commandline="apt-get install openssh-server", requested_by="alice")
+    conffile = events[2]
+    # A conffile line names no package: it belongs to the "configure" before it.
+    assert (conffile.package, conffile.path, conffile.decision, conffile.new_version) == (
+        "openssh-server", b"/etc/ssh/sshd_config", "keep", "1:9.2p1-2+deb12u3")
+
+
+def test_describe_gives_the_one_line_label(root):
+    root.write(DPKG, UPGRADE_SSH)
+    root.write(HISTORY, HISTORY_SSH)
+    attribution = reader(root)
+    upgrade = attribution.events(0)[0]
+    same_day = epoch("2025-03-10 18:00:00")
+    assert attribution.describe(upgrade, now=same_day) == (
+        "upgraded 10:32 by apt-get for alice: openssh-server 1:9.2p1-2 \u2192 1:9.2p1-2+deb12u3")
+    assert attribution.describe(upgrade, now=same_day + 86400, ascii=True) == (
+        "upgraded 2025-03-10 10:32 by apt-get for alice: "
+        "openssh-server 1:9.2p1-2 -> 1:9.2p1-2+deb12u3")
+    conffile = attribution.events(0)[2]
+    assert attribution.describe(conffile, now=same_day) == (
+        "kept the local conffile /etc/ssh/sshd_config 10:32 by apt-get for alice: "
+        "openssh-server 1:9.2p1-2+deb12u3")
+
+
+def test_describe_escapes_what_the_logs_hold_and_shows_foreign_arch_only():
+    event = Event(time=0.0, action="install", package="evil\x1b[2J", arch="i386",
+                  new_version="1.0", tool="dpkg")
+    label = describe(event, now=0.0, utc_offset=0, native_arch="amd64")
+    assert "\x1b" not in label
+    assert label == "installed 00:00 by dpkg: evil\\x1b[2J:i386 1.0"
+    native = Event(time=0.0, action="remove", package="foo", arch="amd64", old_version="2")
+    assert describe(native, now=0.0, utc_offset=0, native_arch="amd64") == (
+        "removed 00:00 by dpkg: foo 2")
+
+
+def test_reinstall_and_downgrade_are_told_apart_from_upgrade(root):
+    root.write(DPKG, """\
+2025-03-10 09:00:00 upgrade bash:amd64 5.2.15-2+b2 5.2.15-2+b2
+2025-03-10 09:01:00 upgrade vim:amd64 2:9.0.1378-2 2:9.0.1000-1
+2025-03-10 09:02:00 upgrade tzdata:all 2024a-0+deb12u1 2025b-0+deb12u1
+""")
+    attribution = reader(root)
+    assert [e.action for e in attribution.events(0)] == ["reinstall", "downgrade", "upgrade"]
+    bash = attribution.explain("bash", 0)
+    assert attribution.describe(bash, now=bash.time) == (
+        "reinstalled 09:00 by dpkg: bash 5.2.15-2+b2")
+
+
+def test_removal_and_purge(root):
+    root.write(DPKG, """\
+2025-03-11 08:00:00 startup packages remove
+2025-03-11 08:00:00 remove telnet:amd64 0.17+2.4-2 <none>
+2025-03-11 08:00:01 status config-files telnet:amd64 0.17+2.4-2
+2025-03-11 08:00:02 startup packages purge
+2025-03-11 08:00:02 purge telnet:amd64 0.17+2.4-2 <none>
+2025-03-11 08:00:02 status not-installed telnet:amd64 <none>
+""")
+    attribution = reader(root)
+    events = attribution.events(0)
+    assert [(e.action, e.old_version, e.new_version) for e in events] == [
+        ("remove", "0.17+2.4-2", None), ("purge", "0.17+2.4-2", None)]
+    assert attribution.describe(events[1], now=events[1].time) == (
+        "purged 08:00 by dpkg: telnet 0.17+2.4-2")
+
+
+def test_fresh_install_and_localised_none(root):
+    # dpkg translates "<none>"; any "<...>" is no version.
+    root.write(DPKG, "2025-03-10 09:00:00 install curl:amd64 <\u65e0> 7.88.1-10\n")
+    (event,) = reader(root).events(0)
+    assert (event.action, event.old_version, event.new_version) == ("install", None, "7.88.1-10")
+
+
+def test_conffile_names_may_hold_spaces(root):
+    root.write(DPKG, """\
+2025-03-10 09:00:00 configure odd:all 1.0 <none>
+2025-03-10 09:00:00 conffile /etc/odd/with space.conf install
+""")
+    event = reader(root).events(0)[1]
+    assert (event.path, event.decision, event.package) == (
+        b"/etc/odd/with space.conf", "install", "odd")
+
+
+# --- bad input ---------------------------------------------------------------
+
+def test_garbage_lines_are_skipped_and_counted(root):
+    root.write(DPKG, """\
+2025-03-10 09:00:00 install good:amd64 <none> 1.0
+this is not a dpkg line
+2025-13-10 09:00:00 install badmonth:amd64 <none> 1.0
+2025-03-10 09:00:00 install short:amd64 1.0
+2025-03-10 09:00:00 frobnicate thing:amd64 1 2
+2025-03-10 09:00:00 conffile relative/path install
+\xff\xfe binary junk
+2025-03-10 09:00:01 status installed good:amd64 1.0
+
+2025-03-10 09:00:02 remove good:amd64 1.0 <none>
+""")
+    attribution = reader(root)
+    events = attribution.events(0)
+    assert [(e.action, e.package) for e in events] == [("install", "good"), ("remove", "good")]
+    # Six bad lines; an empty line is no entry at all and is not counted.
+    assert attribution.malformed_lines == 6
+
+
+def test_a_truncated_last_line_is_not_trusted(root):
+    # The crash cut "1:9.2p1-2+deb12u3" to "1:9.2p1-2": the line looks
+    # whole but is not.  Only a line ended by a newline is read.
+    root.write(DPKG, UPGRADE_SSH + "2025-03-10 11:00:00 upgrade openssh-server:amd64 "
+                                   "1:9.2p1-2+deb12u3 1:9.2p1-2")
+    attribution = reader(root)
+    latest = attribution.explain("openssh-server", 0)
+    assert latest.time == epoch("2025-03-10 10:32:01")
+    assert attribution.malformed_lines == 1
+    assert attribution.damaged_files == [root.host(DPKG)]
+
+
+def test_a_truncated_gzip_copy_gives_what_it_holds(root):
+    whole = gz("".join(f"2025-01-0{d} 10:00:00 install p{d}:amd64 <none> 1\n"
+                       for d in range(1, 10)))
+    root.write(DPKG + ".2.gz", whole[:len(whole) - 12])  # crc and tail lost
+    root.write(DPKG + ".1", "2025-02-01 10:00:00 install later:amd64 <none> 1\n")
+    root.write(DPKG, "")
+    attribution = reader(root)
+    names = [e.package for e in attribution.events(0)]
+    assert names[-1] == "later" and names[0] == "p1"
+    assert root.host(DPKG + ".2.gz") in attribution.damaged_files
+
+
+def test_xz_copies_zero_padding_and_a_corrupt_copy(root):
+    root.write(DPKG + ".3.gz", b"this was never gzip data")
+    root.write(DPKG + ".2.xz", lzma.compress(b"2025-01-05 10:00:00 install xz:amd64 <none> 1\n"))
+    padded = gz("2025-02-01 10:00:00 install padded:amd64 <none> 1\n") + bytes(512)
+    root.write(DPKG + ".1.gz", padded)
+    attribution = reader(root)
+    assert [e.package for e in attribution.events(0)] == ["xz", "padded"]
+    assert attribution.damaged_files == [root.host(DPKG + ".3.gz")]
+
+
+def test_a_missing_log_gives_no_events_and_no_error(root):
+    attribution = reader(root)
+    assert attribution.events(0) == []
+    assert attribution.explain("bash", 0) is None
+    assert attribution.files_read == []
+
+
+def test_missing_apt_history_leaves_dpkg_as_the_tool(root):
+    root.write(DPKG, UPGRADE_SSH)
+    event = reader(root).explain("openssh-server", 0)
+    assert (event.tool, event.commandline, event.requested_by) == ("dpkg", None, None)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_log_is_a_clear_error(root):
+    root.write(DPKG, UPGRADE_SSH, mode=0o000)
+    with pytest.raises(LogUnreadable) as caught:
+        reader(root).events(0)
+    assert "dpkg.log: cannot read" in str(caught.value)
+    assert caught.value.exit_status == 3
+
+
+def test_an_unreadable_log_is_a_clear_error_even_as_root(root, monkeypatch):
+    # Root reads a 0000 file, so the refusal is simulated where the
+    # module opens files.
+    root.write(DPKG, UPGRADE_SSH)
+
+    def refuse(path, mode="r", *args, **kwargs):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(attribution_module, "open", refuse, raising=False)
+    with pytest.raises(LogUnreadable, match="dpkg.log: cannot read: Permission denied"):
+        reader(root).events(0)
+
+
+# --- rotation and since ------------------------------------------------------
+
+def test_rotated_copies_are_found_newest_first(root):
+    for name in ("dpkg.log", "dpkg.log.1", "dpkg.log.2.gz", "dpkg.log.10.gz",
+                 "dpkg.log.3.gz", "dpkg.log.old", "dpkg.log.2.gz.tmp", "dpkg.logx"):
+        root.write("/var/log/" + name, "")
+    found = [os.path.basename(p) for p in rotated(root.host(DPKG))]
+    assert found == [b"dpkg.log", b"dpkg.log.1", b"dpkg.log.2.gz", b"dpkg.log.3.gz",
+                     b"dpkg.log.10.gz"]
+
+
+def test_dateext_copies_are_found_newest_first(root):
+    for name in ("dpkg.log", "dpkg.log-20250101.gz", "dpkg.log-20250301", "dpkg.log-20250201.gz"):
+        root.write("/var/log/" + name, "")
+    found = [os.path.basename(p) for p in rotated(root.host(DPKG))]
+    assert found == [b"dpkg.log", b"dpkg.log-20250301", b"dpkg.log-20250201.gz",
+                     b"dpkg.log-20250101.gz"]
+
+
+def _rotated_logs(root):
+    root.write(DPKG + ".3.gz", gz("2024-12-01 10:00:00 install ancient:amd64 <none> 1\n"))
+    root.write(DPKG + ".2.gz", gz("2025-01-01 10:00:00 install old:amd64 <none> 1\n"
+                                  "2025-01-20 10:00:00 upgrade old:amd64 1 2\n"))
+    root.write(DPKG + ".1", "2025-02-01 10:00:00 install middle:amd64 <none> 1\n"
+                            "2025-02-25 10:00:00 upgrade middle:amd64 1 2\n")
+    root.write(DPKG, "2025-03-01 10:00:00 install new:amd64 <none> 1\n")
+
+
+def test_rotated_logs_are_read_in_chronological_order(root):
+    _rotated_logs(root)
+    attribution = reader(root)
+    events = attribution.events(0)
+    assert [e.package for e in events] == ["ancient", "old", "old", "middle", "middle", "new"]
+    assert [e.time for e in events] == sorted(e.time for e in events)
+
+
+def test_events_before_since_are_ignored_and_older_copies_not_opened(root):
+    _rotated_logs(root)
+    attribution = reader(root)
+    since = epoch("2025-02-25 10:00:00")
+    events = attribution.events(since)
+    assert [(e.package, e.action) for e in events] == [("middle", "upgrade"), ("new", "install")]
+    # dpkg.log.1 starts before the cut (since less a day of slack for
+    # time zone changes): nothing older can matter.
+    assert attribution.files_read == [root.host(DPKG), root.host(DPKG + ".1")]
+    assert attribution.explain("old", since) is None
+
+
+def test_a_later_since_reuses_the_first_read(root):
+    _rotated_logs(root)
+    attribution = reader(root)
+    assert len(attribution.events(0)) == 6
+    root.write(DPKG, "")  # not read again: one object answers for one run
+    assert [e.package for e in attribution.events(epoch("2025-02-01 00:00:00"))] == [
+        "middle", "middle", "new"]
+
+
+def test_local_time_is_the_machines_zone(root, monkeypatch):
+    root.write(DPKG, "2025-07-01 12:00:00 install tz:amd64 <none> 1\n")
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        event = Attribution(root.settings(), native_arch="amd64").events(0)[0]
+        # Berlin is UTC+2 in July (daylight saving time).
+        assert event.time == epoch("2025-07-01 10:00:00")
+        assert describe(event, now=event.time).startswith("installed 12:00 ")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_fixed_utc_offset_can_be_given(root):
+    root.write(DPKG, "2025-07-01 12:00:00 install tz:amd64 <none> 1\n")
+    event = Attribution(root.settings(), utc_offset=-5 * 3600, native_arch="amd64").events(0)[0]
+    assert event.time == epoch("2025-07-01 17:00:00")
+
+
+# --- apt history ---------------------------------------------------------------
+
+HISTORY_MANY = """\
+
+Start-Date: 2025-03-10  09:00:00
+Commandline: apt-get install --reinstall bash
+Requested-By: bob (1001)
+Reinstall: bash:amd64 (5.2.15-2+b2)
+End-Date: 2025-03-10  09:00:05
+
+Start-Date: 2025-03-10  10:00:00
+Commandline: /usr/bin/unattended-upgrade
+Install: libfoo1:amd64 (1.0-1, automatic), foo:amd64 (1.0-1)
+Remove: telnet:amd64 (0.17+2.4-2)
+Error: Sub-process /usr/bin/dpkg returned an error code (1)
+End-Date: 2025-03-10  10:00:30
+
+Start-Date: 2025-03-10  11:00:00
+Commandline: apt full-upgrade
+Upgrade: tzdata:all (2024a-0+deb12u1, 2025b-0+deb12u1)
+"""
+
+
+def test_apt_blocks_are_parsed(root):
+    root.write(HISTORY, HISTORY_MANY)
+    runs = reader(root).apt_runs(0)
+    assert [run.tool for run in runs] == ["apt-get", "unattended-upgrade", "apt"]
+    assert runs[0].requested_by == "bob"
+    assert runs[0].changes == (("reinstall", "bash", "amd64", ("5.2.15-2+b2",), False),)
+    assert runs[1].changes == (
+        ("install", "libfoo1", "amd64", ("1.0-1",), True),
+        ("install", "foo", "amd64", ("1.0-1",), False),
+        ("remove", "telnet", "amd64", ("0.17+2.4-2",), False))
+    assert runs[1].error.startswith("Sub-process")
+    assert runs[1].end - runs[1].start == 30
+    # The last block has no End-Date: apt was killed, or the log was rotated.
+    assert runs[2].end is None
+
+
+def test_each_dpkg_event_gets_the_run_around_it(root):
+    root.write(HISTORY, HISTORY_MANY)
+    root.write(DPKG, """\
+2025-03-10 09:00:02 upgrade bash:amd64 5.2.15-2+b2 5.2.15-2+b2
+2025-03-10 09:30:00 install handmade:amd64 <none> 1.0
+2025-03-10 10:00:30 remove telnet:amd64 0.17+2.4-2 <none>
+2025-03-10 11:00:01 upgrade tzdata:all 2024a-0+deb12u1 2025b-0+deb12u1
+""")
+    attribution = reader(root)
+    got = [(e.package, e.action, e.tool, e.requested_by) for e in attribution.events(0)]
+    assert got == [
+        ("bash", "reinstall", "apt-get", "bob"),
+        ("handmade", "install", "dpkg", None),      # between two apt runs: dpkg -i
+        ("telnet", "remove", "unattended-upgrade", None),  # End-Date is inclusive
+        ("tzdata", "upgrade", "apt", None),         # open block lasts till the end
+    ]
+    bash = attribution.explain("bash", 0)
+    assert attribution.describe(bash, now=bash.time) == (
+        "reinstalled 09:00 by apt-get for bob: bash 5.2.15-2+b2")
+
+
+def test_apt_says_downgrade_where_versions_cannot(root):
+    # Not a valid Debian version, so no comparison: apt's Downgrade list
+    # decides; without an apt run the change counts as an upgrade.
+    root.write(HISTORY, """\
+Start-Date: 2025-03-10  09:00:00
+Commandline: apt-get install weird=old
+Downgrade: weird:amd64 (new version, old version)
+End-Date: 2025-03-10  09:00:05
+""")
+    root.write(DPKG, """\
+2025-03-10 09:00:01 upgrade weird:amd64 new_version old_version
+2025-03-10 10:00:00 upgrade weird:amd64 old_version new_version
+""")
+    events = reader(root).events(0)
+    assert [(e.action, e.tool) for e in events] == [("downgrade", "apt-get"), ("upgrade", "dpkg")]
+
+
+def test_a_long_apt_run_that_started_before_the_cut_still_attributes(root):
+    # apt waited at a conffile prompt over a weekend.
+    root.write(HISTORY, """\
+Start-Date: 2025-03-07  17:00:00
+Commandline: apt-get dist-upgrade
+Upgrade: sudo:amd64 (1.9.13p3-1, 1.9.13p3-1+deb12u1)
+End-Date: 2025-03-10  09:00:00
+""")
+    root.write(DPKG, "2025-03-10 08:59:00 upgrade sudo:amd64 1.9.13p3-1 1.9.13p3-1+deb12u1\n")
+    event = reader(root).explain("sudo", epoch("2025-03-10 08:00:00"))
+    assert event.tool == "apt-get"
+
+
+def test_apt_garbage_and_rotated_gzip_history(root):
+    root.write(HISTORY + ".1.gz", gz(HISTORY_SSH))
+    root.write(HISTORY, """\
+Commandline: orphan line before any Start-Date
+
+Start-Date: not a date
+Commandline: apt-get moo
+End-Date: 2025-03-11  10:00:00
+""")
+    root.write(DPKG, UPGRADE_SSH)
+    attribution = reader(root)
+    assert attribution.explain("openssh-server", 0).requested_by == "alice"
+    assert attribution.malformed_lines == 4
+
+
+# --- explain and architectures -------------------------------------------------
+
+MULTIARCH = """\
+2025-03-10 09:00:00 upgrade libc6:amd64 2.36-9+deb12u9 2.36-9+deb12u10
+2025-03-10 09:00:01 upgrade libc6:i386 2.36-9+deb12u9 2.36-9+deb12u10
+2025-03-10 09:00:02 configure libc6:amd64 2.36-9+deb12u10 <none>
+2025-03-10 09:00:03 upgrade python3-six:all 1.16.0-4 1.16.0-5
+2025-03-10 09:00:04 upgrade jq:amd64 1.6-2 1.6-3
+2025-03-10 09:00:05 upgrade zsh:i386 5.9-4 5.9-5
+"""
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("libc6:amd64", ("libc6", "amd64", "upgrade")),   # upgrade wins over a later configure
+    ("libc6:i386", ("libc6", "i386", "upgrade")),
+    ("libc6", ("libc6", "i386", "upgrade")),           # no arch: any instance, the latest
+    ("python3-six", ("python3-six", "all", "upgrade")),
+    ("python3-six:amd64", ("python3-six", "all", "upgrade")),  # all is the native slot
+    ("jq:all", ("jq", "amd64", "upgrade")),
+    ("zsh:all", None),                                  # all is not a foreign arch
+    ("python3-six:i386", None),
+    ("libc6:arm64", None),
+    ("absent", None),
+])
+def test_explain_matches_architectures_as_dpkg_does(root, query, expected):
+    root.write(DPKG, MULTIARCH)
+    event = reader(root).explain(query, 0)
+    got = None if event is None else (event.package, event.arch, event.action)
+    assert got == expected
+
+
+def test_without_a_native_arch_all_matches_any(root):
+    root.write(DPKG, MULTIARCH)
+    attribution = Attribution(root.settings(), utc_offset=0)  # fake root: not asked
+    assert attribution.native_arch is None
+    assert attribution.explain("zsh:all", 0).arch == "i386"
+    assert attribution.explain("libc6:arm64", 0) is None
+
+
+def test_pre_multiarch_names_match_any_arch(root):
+    root.write(DPKG, "2011-02-15 02:26:03 upgrade man-db 2.5.9-3 2.5.9-4\n")
+    event = reader(root).explain("man-db:amd64", 0)
+    assert (event.package, event.arch, event.new_version) == ("man-db", None, "2.5.9-4")
+
+
+def test_explain_falls_back_to_configure_when_no_unpack_is_in_range(root):
+    root.write(DPKG, """\
+2025-03-09 09:00:00 upgrade foo:amd64 1 2
+2025-03-10 09:00:00 configure foo:amd64 2 <none>
+""")
+    attribution = reader(root)
+    assert attribution.explain("foo", 0).action == "upgrade"
+    late = attribution.explain("foo", epoch("2025-03-10 00:00:00"))
+    assert (late.action, late.new_version) == ("configure", "2")
+
+
+def test_settings_name_both_logs_below_the_root(tmp_path):
+    settings = Settings(root=tmp_path)
+    assert settings.dpkg_log == os.fsencode(tmp_path) + b"/var/log/dpkg.log"
+    assert settings.apt_history == os.fsencode(tmp_path) + b"/var/log/apt/history.log"
