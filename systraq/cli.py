@@ -124,7 +124,8 @@ def build_parser():
                           "(default: pub)")
     cmd.add_argument("--quick", action="store_true",
                      help="reuse the previous digest of a file whose device, inode, "
-                          "size, mtime and ctime are unchanged (faster, weaker)")
+                          "size, mtime, ctime, mode and owner are unchanged "
+                          "(faster, weaker)")
     cmd.add_argument("--json", action="store_true",
                      help="print the change records as JSON")
     cmd.add_argument("-v", "--verbose", action="store_true",
