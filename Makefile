@@ -29,6 +29,7 @@ deps:
 	tools/install-deps
 
 unit:
+	pyflakes3 systraq tests bench/snapshot bench/attribution
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit
 	LC_ALL=C $(PYTHON) -m pytest -q -p no:cacheprovider tests/unit
 

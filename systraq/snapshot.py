@@ -28,7 +28,7 @@ import time
 from systraq import accounts, lists, scan, statefile
 from systraq.errors import ConfigError, RunError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock
-from systraq.pathcodec import escape, unescape
+from systraq.pathcodec import escape
 from systraq.scan import Scanner
 from systraq.spool import Spool
 from systraq.statefile import DamagedState

@@ -9,7 +9,6 @@ import pytest
 
 from systraq import config, snapshot
 from systraq.cli import main
-from systraq.errors import RunError
 from systraq.fsutil import exclusive_lock
 from systraq.spool import Spool
 
