@@ -131,6 +131,10 @@ class _Gone(Exception):
     """The directory is not there, or reaching it needs an untrusted symlink."""
 
 
+class _Closed(_Gone):
+    """The directory is there, but this user may not enter it."""
+
+
 def open_directory(top_fd, top_trusted, components):
     """An O_PATH descriptor of the directory ``components`` below ``top_fd``."""
     fd = os.dup(top_fd)
@@ -140,6 +144,8 @@ def open_directory(top_fd, top_trusted, components):
             try:
                 new = os.open(name, _OPEN_DIR, dir_fd=fd)
             except OSError as exc:
+                if exc.errno in (errno.EACCES, errno.EPERM):
+                    raise _Closed() from None
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not trusted:
                     raise _Gone() from None
                 # A symlink that root placed: follow it.
@@ -301,6 +307,10 @@ class Scanner:
     def _names(self, parent, names, out):
         try:
             dir_fd = open_directory(self._root_fd, True, _components(parent))
+        except _Closed:
+            # Whether these exist is hidden from us: counted, not recorded.
+            out.unreadable += len(names)
+            return
         except _Gone:
             return
         try:
@@ -416,6 +426,11 @@ class Scanner:
                     info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                 except OSError as exc:
                     if exc.errno in _GONE:
+                        return
+                    if exc.errno in (errno.EACCES, errno.EPERM):
+                        # In a directory we may not search: whether it
+                        # exists is hidden from us.  Counted, not recorded.
+                        out.unreadable += 1
                         return
                     raise
             mode = info.st_mode

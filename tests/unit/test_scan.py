@@ -100,3 +100,27 @@ def test_records_round_trip_through_entries(tree):
     for record in walked(tree, 1).values():
         assert scan.from_entry(scan.decode(record)) == record
         assert scan.decode(scan.without_digest(record)).digest is None
+
+
+def test_paths_in_a_directory_that_cannot_be_entered_are_counted_not_fatal():
+    fake = world_readable_root()
+    try:
+        fake.write("/srv/closed/secret", "s\n", mode=0o600)
+        fake.write("/srv/closed/sub/deeper", "s\n", mode=0o600)
+        fake.write("/srv/open", "o\n")
+        for path in ("/", "/srv"):
+            os.chmod(fake.host(path), 0o755)
+        os.chmod(fake.host("/srv/closed"), 0o700 if os.geteuid() == 0 else 0o000)
+        settings = fake.settings()
+
+        def run():
+            scanner = Scanner(settings, workers=2)
+            found = scanner.records([b"/srv/closed/secret", b"/srv/closed/sub/deeper",
+                                     b"/srv/open", b"/srv/closed"])
+            return sorted(found), scanner.unreadable
+        found, unreadable = as_nobody(run)
+    finally:
+        os.chmod(fake.host("/srv/closed"), 0o700)
+        shutil.rmtree(os.path.dirname(fake.path))
+    assert found == [b"/srv/closed", b"/srv/open"]
+    assert unreadable == 2
