@@ -1,0 +1,211 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""``systraq localsums``: the admin's own digests of files no package owns.
+
+The old package had the admin run ``md5sum`` over /usr/local and keep the
+output as ``systraq.md5sums``; systraq checked it every day, as debsums
+checks packaged files.  This module owns that file, now
+``/var/lib/systraq/systraq.sums``: its format, verifying it, and
+recording the digests of files the admin declares trusted.
+
+The format is what ``md5sum`` and ``sha256sum`` write, read the way
+``md5sum -c`` reads it, so that a file the admin made by hand keeps
+working and ``sha256sum -c systraq.sums`` keeps working on what systraq
+writes:
+
+- ``DIGEST  PATH`` or, in binary mode, ``DIGEST *PATH``.  The digest's
+  length says the algorithm: 32 hex digits md5, 64 sha256.
+- A name holding a backslash, newline or carriage return is escaped
+  (``\\\\``, ``\\n``, ``\\r``) and its line starts with a backslash.
+- Lines starting with ``#`` and blank lines are ignored.
+
+Unlike ``md5sum -c``, which skips a line it cannot read, a malformed
+line is an error naming file and line: a line silently skipped is a file
+silently no longer checked.  Paths must be absolute, since a relative one
+would depend on the directory cron happens to start in.
+"""
+
+import errno
+import os
+import re
+import stat
+from collections import namedtuple
+
+from systraq.errors import ConfigError, RunError
+from systraq.pathcodec import escape
+
+SUMS_NAME = b"systraq.sums"
+# The old package's name (its manual: "md5sums of binary files not in
+# Debian packages"); read when systraq.sums does not exist.
+LEGACY_NAME = b"systraq.md5sums"
+
+# By digest length.  Only the two the task names: 128 hex digits could be
+# sha512sum's or b2sum's output, and guessing would call a good file bad.
+ALGORITHMS = {32: "md5", 64: "sha256"}
+
+# One digest line.  digest: lower-case hex; algorithm: "md5" or "sha256";
+# path: logical absolute path (bytes, unescaped, duplicate slashes folded);
+# number: its line number in the file, from 1.
+Line = namedtuple("Line", "digest algorithm path number")
+
+
+def sums_path(settings):
+    return os.path.join(settings.state_dir, SUMS_NAME)
+
+
+def legacy_path(settings):
+    return os.path.join(settings.state_dir, LEGACY_NAME)
+
+
+class _Malformed(Exception):
+    """One line cannot be read; the message says why."""
+
+
+# Leading blanks, the escape marker, the digest, one blank, and the rest:
+# md5sum -c's split_3.  A line may end in "\r" (made on another system);
+# md5sum -c drops it, and so does this.
+_LINE = re.compile(rb"[ \t]*(\\?)([0-9A-Fa-f]+)[ \t](.*)", re.DOTALL)
+# "MD5 (name) = digest", what md5sum --tag writes.
+_TAGGED = re.compile(rb"\\?[A-Z][A-Z0-9-]* \(.*\) = [0-9A-Fa-f]+")
+_UNESCAPE = {b"\\": b"\\", b"n": b"\n", b"r": b"\r"}
+
+
+def _unescape(name):
+    """md5sum -c's filename_unescape: only \\\\, \\n and \\r exist."""
+    out = bytearray()
+    i = 0
+    while i < len(name):
+        byte = name[i:i + 1]
+        if byte == b"\\":
+            code = name[i + 1:i + 2]
+            if code not in _UNESCAPE:
+                raise _Malformed("bad escape in the file name (after a leading '\\' "
+                                 "only \\\\, \\n and \\r may follow a backslash)")
+            out += _UNESCAPE[code]
+            i += 2
+        else:
+            out += byte
+            i += 1
+    return bytes(out)
+
+
+def check_path(path):
+    """``path`` (bytes) as a logical path, or a message saying why it is not one."""
+    if not path:
+        return None, "no file name"
+    if b"\0" in path:
+        return None, "NUL byte in the file name"
+    if not path.startswith(b"/"):
+        return None, "not an absolute path (name files from /)"
+    if path.endswith(b"/") and path != b"/":
+        return None, "the name ends in '/' (it names a directory)"
+    components = [c for c in path.split(b"/") if c]
+    if any(c in (b".", b"..") for c in components):
+        # Folding them away would differ from what the kernel does when
+        # a component is a symlink; the admin writes the path plainly.
+        return None, "'.' or '..' in the path (write it without them)"
+    return b"/" + b"/".join(components), None
+
+
+def parse_line(raw, number):
+    """The Line in ``raw`` (one line, without its newline); None for a
+    comment or a blank line.  Raises _Malformed."""
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    if raw.startswith(b"#") or not raw.strip(b" \t"):
+        return None
+    match = _LINE.fullmatch(raw)
+    if match is None:
+        if _TAGGED.fullmatch(raw):
+            raise _Malformed("BSD-style line ('ALGO (name) = digest', md5sum --tag); "
+                             "write it as 'DIGEST  PATH'")
+        raise _Malformed("not a checksum line (expected 'DIGEST  PATH', "
+                         "as md5sum or sha256sum write it)")
+    escaped, digest, rest = match.groups()
+    algorithm = ALGORITHMS.get(len(digest))
+    if algorithm is None:
+        raise _Malformed(f"a digest of {len(digest)} hex digits; expected 32 (md5) "
+                         "or 64 (sha256)")
+    # After the blank comes the type marker, ' ' (text) or '*' (binary),
+    # then the name.  md5sum -c also reads "DIGEST NAME" with a single
+    # blank (BSD 'md5 -r'); a name is absolute here, so a name starting
+    # with '/' right after the blank is that form, never ambiguous.
+    if rest[:1] in (b" ", b"*"):
+        rest = rest[1:]
+    if escaped:
+        rest = _unescape(rest)
+    path, problem = check_path(rest)
+    if problem:
+        raise _Malformed(problem)
+    return Line(digest.lower().decode("ascii"), algorithm, path, number)
+
+
+def read_lines(path):
+    """``(raw lines, [(index, Line)])`` of the sums file at host path
+    ``path``, or None when there is none.  Raw lines keep their newline,
+    so that a rewrite keeps every other line byte for byte.  Raises
+    ConfigError naming every malformed line, RunError when the file
+    cannot be read."""
+    data = _read(path)
+    if data is None:
+        return None
+    # Split at "\n" only, as md5sum -c does (bytes.splitlines would also
+    # split at "\r", "\v", "\f" and more, which a name may hold).
+    raw_lines = [line + b"\n" for line in data.split(b"\n")]
+    raw_lines[-1] = raw_lines[-1][:-1]   # the last line has no newline
+    if not raw_lines[-1]:
+        raw_lines.pop()
+    lines = []
+    problems = []
+    display = escape(path)
+    for index, raw in enumerate(raw_lines):
+        try:
+            line = parse_line(raw.rstrip(b"\n"), index + 1)
+        except _Malformed as exc:
+            problems.append((display, index + 1, str(exc)))
+            continue
+        if line is not None:
+            lines.append((index, line))
+    if problems:
+        raise ConfigError(problems)
+    return raw_lines, lines
+
+
+def parse(path):
+    """The digest lines of the sums file at host path ``path`` (bytes or str).
+
+    A missing file is a RunError here; ``verify`` treats it as "nothing
+    declared" before calling this.
+    """
+    path = os.fsencode(path)
+    found = read_lines(path)
+    if found is None:
+        raise RunError(f"{escape(path)}: no such file")
+    return [line for _index, line in found[1]]
+
+
+def _read(path):
+    """The bytes of regular file ``path``; None when it does not exist.
+
+    Not through a symbolic link: the state directory belongs to the
+    systraq user, and the root admin running --update must not be led to
+    read (and echo line numbers of) a file that user points at.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RunError(f"{escape(path)}: is a symbolic link; not followed") from None
+        raise RunError(f"{escape(path)}: cannot read: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RunError(f"{escape(path)}: not a regular file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    except OSError as exc:
+        raise RunError(f"{escape(path)}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
