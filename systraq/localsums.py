@@ -29,9 +29,11 @@ import os
 import re
 import stat
 from collections import namedtuple
+from dataclasses import dataclass, field
 
 from systraq.errors import ConfigError, RunError
 from systraq.pathcodec import escape
+from systraq.scan import Scanner
 
 SUMS_NAME = b"systraq.sums"
 # The old package's name (its manual: "md5sums of binary files not in
@@ -209,3 +211,141 @@ def _read(path):
     finally:
         os.close(fd)
     return b"".join(chunks)
+
+
+# --- verifying ---------------------------------------------------------------
+
+_KIND_NAMES = {"d": "a directory", "p": "a FIFO", "s": "a socket",
+               "c": "a character device", "b": "a block device"}
+
+
+@dataclass
+class Result:
+    """What ``verify`` found.  Paths are logical bytes, in the order of
+    the sums file, each once; ``reasons`` says why each path in
+    ``changed`` is there."""
+
+    source: bytes | None = None     # host path of the file read; None: none exists
+    legacy: bool = False            # True when that was systraq.md5sums
+    ok: list = field(default_factory=list)
+    changed: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    unreadable: list = field(default_factory=list)
+    reasons: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+
+def _source(settings):
+    """``(host path, legacy, notes)`` of the sums file to read."""
+    current, legacy = sums_path(settings), legacy_path(settings)
+    if os.path.lexists(current):
+        notes = []
+        if os.path.lexists(legacy):
+            notes.append(f"{escape(legacy)} is ignored: {escape(current)} replaces it")
+        return current, False, notes
+    if os.path.lexists(legacy):
+        return legacy, True, [f"{escape(current)} does not exist; read the old "
+                              f"package's {escape(legacy)}"]
+    return None, False, [f"no {escape(current)}: no local files declared"]
+
+
+def _judge(settings, line, entry):
+    """``(status, reason)`` of one line, given what the scan saw."""
+    if entry is None:
+        return _absent(settings, line.path)
+    if entry.kind == "l":
+        return "changed", f"a symbolic link (to {escape(entry.target)}), not a regular file"
+    if entry.kind != "f":
+        return "changed", f"{_KIND_NAMES.get(entry.kind, 'of an unknown type')}, " \
+                          "not a regular file"
+    if entry.note == "not readable":
+        return "unreadable", None
+    if entry.digest is None:   # "changing": swapped three times while read
+        return "changed", "kept changing while it was read"
+    if entry.digest != line.digest:
+        return "changed", f"content differs ({line.algorithm})"
+    return "ok", None
+
+
+def _absent(settings, path):
+    """Why the scan did not see ``path``.
+
+    The scanner leaves out a path it cannot reach: really absent, behind
+    a directory the systraq user may not search, or behind a symlink in a
+    directory others can write (which it never follows).  An lstat tells
+    them apart; it opens nothing.
+    """
+    try:
+        os.lstat(settings.host(path))
+    except PermissionError:
+        return "unreadable", None
+    except OSError:
+        return "missing", None
+    return "changed", "reached through a symbolic link in a directory not only root " \
+                      "can write; not followed"
+
+
+def _closed(settings, paths):
+    """The paths in a directory this process may not search.
+
+    Left out of the scan: Scanner raises PermissionError for a name in a
+    directory it could open (O_PATH) but not search, which ends the
+    whole scan; running as the systraq user, /usr/local may hold such a
+    directory.  lstat opens nothing.
+    """
+    closed = set()
+    for path in paths:
+        try:
+            os.lstat(settings.host(path))
+        except PermissionError:
+            closed.add(path)
+        except OSError:
+            pass
+    return closed
+
+
+def _scan(settings, algorithm, paths, workers):
+    try:
+        return Scanner(settings, algorithm, workers=workers).scan(sorted(paths))
+    except PermissionError as exc:
+        # A directory closed after _closed looked: rare; say what.
+        raise RunError(f"{escape(os.fsencode(exc.filename or b'?'))}: cannot read: "
+                       f"{exc.strerror}; try again") from None
+
+
+_RANK = {"ok": 0, "unreadable": 1, "missing": 2, "changed": 3}
+
+
+def verify(settings, workers=None):
+    """Check every digest of the sums file against the file it names.
+
+    Files are hashed by scan.Scanner, one scanner per algorithm, which
+    never follows a symlink a user could have planted.  A path listed
+    more than once (two algorithms, or a stale line) is judged by its
+    worst line.
+    """
+    source, legacy, notes = _source(settings)
+    result = Result(source=source, legacy=legacy, notes=notes)
+    if source is None:
+        return result
+    lines = parse(source)
+    by_algorithm = {}
+    for line in lines:
+        by_algorithm.setdefault(line.algorithm, set()).add(line.path)
+    closed = _closed(settings, {line.path for line in lines})
+    seen = {algorithm: _scan(settings, algorithm, paths - closed, workers)
+            for algorithm, paths in by_algorithm.items()}
+    status = {}
+    for line in lines:
+        if line.path in closed:
+            verdict, reason = "unreadable", None
+        else:
+            verdict, reason = _judge(settings, line, seen[line.algorithm].get(line.path))
+        old = status.get(line.path)
+        if old is None or _RANK[verdict] > _RANK[old[0]]:
+            status[line.path] = (verdict, reason)
+    for path, (verdict, reason) in status.items():
+        getattr(result, verdict).append(path)
+        if reason:
+            result.reasons[path] = reason
+    return result

@@ -1,12 +1,19 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 import hashlib
 import os
+import shutil
+import subprocess
 
 import pytest
 
 from systraq import localsums
 from systraq.errors import ConfigError, RunError
 from systraq.localsums import Line
+
+from .conftest import as_nobody, world_readable_root
+
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (files closed to nobody)")
+ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 
 SUMS = "/var/lib/systraq/systraq.sums"
 LEGACY = "/var/lib/systraq/systraq.md5sums"
@@ -22,6 +29,29 @@ def sha256(data):
 
 def sums(root, text, name=SUMS):
     return root.write(name, text)
+
+
+# Names coreutils escapes (backslash, newline, carriage return), one that
+# is not UTF-8, and plain ones.
+ODD_NAMES = [b"/usr/local/share/new\nline", b"/usr/local/share/back\\slash",
+             b"/usr/local/share/cr\rname", b"/usr/local/share/caf\xe9",
+             b"/usr/local/share/two  spaces", b"/usr/local/share/#hash"]
+
+
+def coreutils(root, tool, paths, *options):
+    """What the real ``tool`` (md5sum, sha256sum) writes for logical
+    ``paths`` in the fake root, with names made logical again."""
+    out = subprocess.run([tool, *options, *(root.host(p) for p in paths)], env=ENV,
+                         check=True, capture_output=True).stdout
+    # The root's own name holds nothing coreutils escapes.
+    return out.replace(b"  " + root.path + b"/", b"  /").replace(b" *" + root.path + b"/", b" */")
+
+
+def coreutils_check(root, tool, text):
+    """Run ``tool -c`` on sums ``text`` (logical names) against the fake root."""
+    host = text.replace(b"  /", b"  " + root.path + b"/").replace(b" */", b" *" + root.path + b"/")
+    checked = root.write("/tmp/check.sums", host)
+    return subprocess.run([tool, "-c", checked], env=ENV, capture_output=True)
 
 
 # --- reading the format ------------------------------------------------------
@@ -61,6 +91,24 @@ def test_parse_unescapes_names_as_md5sum_c_does(root):
 def test_parse_keeps_non_utf8_names_as_bytes(root):
     path = sums(root, md5(b"x").encode() + b"  /usr/local/caf\xe9\n")
     assert localsums.parse(path)[0].path == b"/usr/local/caf\xe9"
+
+
+def test_lines_written_by_real_md5sum_and_sha256sum_verify(root):
+    for number, path in enumerate(ODD_NAMES):
+        root.write(path, b"content %d" % number)
+    text = (coreutils(root, "md5sum", ODD_NAMES[:3])
+            + coreutils(root, "sha256sum", ODD_NAMES[3:], "--binary"))
+    assert text.startswith(b"\\") and b"\\n" in text   # escaped, as coreutils does it
+    sums(root, text)
+    assert [line.path for line in localsums.parse(root.host(SUMS))] == ODD_NAMES
+    assert [line.algorithm for line in localsums.parse(root.host(SUMS))] == ["md5"] * 3 + ["sha256"] * 3
+    result = localsums.verify(root.settings(), workers=1)
+    assert result.ok == ODD_NAMES and not result.changed
+    root.write(ODD_NAMES[0], b"changed")
+    root.write(ODD_NAMES[3], b"changed")
+    result = localsums.verify(root.settings(), workers=1)
+    assert result.changed == [ODD_NAMES[0], ODD_NAMES[3]]
+    assert result.ok == [ODD_NAMES[1], ODD_NAMES[2], *ODD_NAMES[4:]]
 
 
 def test_malformed_lines_are_all_named_by_file_and_line(root):
@@ -103,3 +151,118 @@ def test_parse_refuses_a_symlinked_or_missing_sums_file(root):
         localsums.parse(root.host(SUMS))
     with pytest.raises(RunError, match="no such file"):
         localsums.parse(root.host(LEGACY))
+
+
+# --- verifying ---------------------------------------------------------------
+
+
+@pytest.fixture
+def local(root):
+    """A /usr/local with a few files and their lines in systraq.sums."""
+    for name in ("same", "edited", "gone", "swapped", "retyped", "twice"):
+        root.write(f"/usr/local/bin/{name}", name.encode(), mode=0o755)
+    lines = [f"{md5(name.encode())}  /usr/local/bin/{name}"
+             for name in ("same", "edited", "gone", "swapped", "retyped")]
+    lines.append(f"{sha256(b'twice')} */usr/local/bin/twice")
+    lines.append(f"{md5(b'stale')}  /usr/local/bin/twice")
+    sums(root, "# trusted after install\n" + "\n".join(lines) + "\n")
+    root.write("/usr/local/bin/edited", b"edited, later", mode=0o755)
+    os.unlink(root.host("/usr/local/bin/gone"))
+    os.unlink(root.host("/usr/local/bin/swapped"))
+    root.write("/tmp/evil", b"swapped")
+    root.symlink("/tmp/evil", "/usr/local/bin/swapped")
+    os.unlink(root.host("/usr/local/bin/retyped"))
+    root.mkdir("/usr/local/bin/retyped")
+    return root
+
+
+def test_verify_sorts_every_line_into_ok_changed_and_missing(local):
+    result = localsums.verify(local.settings(), workers=1)
+    assert result.source == local.host(SUMS) and not result.legacy
+    assert result.ok == [b"/usr/local/bin/same"]
+    # A symlink is never followed, even to content with the recorded
+    # digest; a path listed twice counts by its worst line.
+    assert result.changed == [b"/usr/local/bin/edited", b"/usr/local/bin/swapped",
+                              b"/usr/local/bin/retyped", b"/usr/local/bin/twice"]
+    assert result.reasons == {
+        b"/usr/local/bin/edited": "content differs (md5)",
+        b"/usr/local/bin/swapped": "a symbolic link (to /tmp/evil), not a regular file",
+        b"/usr/local/bin/retyped": "a directory, not a regular file",
+        b"/usr/local/bin/twice": "content differs (md5)",
+    }
+    assert result.missing == [b"/usr/local/bin/gone"]
+    assert result.unreadable == []
+
+
+def test_verify_in_worker_processes_finds_the_same(local):
+    one = localsums.verify(local.settings(), workers=1)
+    assert localsums.verify(local.settings(), workers=3) == one
+
+
+@AS_ROOT
+def test_files_closed_to_the_systraq_user_are_unreadable_not_changed():
+    fake = world_readable_root()
+    try:
+        fake.write("/usr/local/bin/open", b"open")
+        fake.write("/usr/local/bin/closed", b"closed", mode=0o600)
+        fake.write("/usr/local/private/inside", b"inside")
+        fake.mkdir("/usr/local/private", mode=0o700)
+        fake.mkdir("/var/lib/systraq")
+        fake.write(SUMS, "".join(f"{md5(os.path.basename(p).encode())}  {p}\n" for p in (
+            "/usr/local/bin/open", "/usr/local/bin/closed", "/usr/local/private/inside")))
+        result = as_nobody(lambda: localsums.verify(fake.settings(), workers=1))
+        assert result.ok == [b"/usr/local/bin/open"]
+        assert result.unreadable == [b"/usr/local/bin/closed", b"/usr/local/private/inside"]
+        assert result.changed == [] and result.missing == []
+    finally:
+        shutil.rmtree(os.path.dirname(fake.path))
+
+
+def test_verify_checks_sha256_lines_with_sha256(root):
+    root.write("/usr/local/sbin/tool", b"v1")
+    sums(root, f"{sha256(b'v1')}  /usr/local/sbin/tool\n")
+    assert localsums.verify(root.settings(), workers=1).ok == [b"/usr/local/sbin/tool"]
+    root.write("/usr/local/sbin/tool", b"v2")
+    result = localsums.verify(root.settings(), workers=1)
+    assert result.reasons == {b"/usr/local/sbin/tool": "content differs (sha256)"}
+
+
+def test_verify_does_not_pass_through_a_symlink_others_could_plant(root):
+    # /srv is writable by everyone: a symlink there may be anybody's.
+    root.mkdir("/srv", mode=0o777)
+    root.write("/usr/local/real/tool", b"tool")
+    root.symlink(root.host("/usr/local/real"), "/srv/link")
+    sums(root, f"{md5(b'tool')}  /srv/link/tool\n")
+    result = localsums.verify(root.settings(), workers=1)
+    assert result.changed == [b"/srv/link/tool"]
+    assert "not followed" in result.reasons[b"/srv/link/tool"]
+
+
+def test_no_sums_file_is_nothing_declared_not_an_error(root):
+    result = localsums.verify(root.settings(), workers=1)
+    assert result.source is None
+    assert (result.ok, result.changed, result.missing, result.unreadable) == ([], [], [], [])
+    assert result.notes == [f"no {os.fsdecode(root.host(SUMS))}: no local files declared"]
+
+
+def test_verify_reads_the_legacy_file_when_there_is_no_other(root):
+    root.write("/usr/local/bin/old", b"old")
+    sums(root, f"{md5(b'old')}  /usr/local/bin/old\n", name=LEGACY)
+    result = localsums.verify(root.settings(), workers=1)
+    assert result.source == root.host(LEGACY) and result.legacy
+    assert result.ok == [b"/usr/local/bin/old"]
+    assert result.notes == [f"{os.fsdecode(root.host(SUMS))} does not exist; "
+                            f"read the old package's {os.fsdecode(root.host(LEGACY))}"]
+    # Once systraq.sums exists, it alone counts, and the note says so.
+    sums(root, f"{md5(b'new')}  /usr/local/bin/old\n")
+    result = localsums.verify(root.settings(), workers=1)
+    assert result.source == root.host(SUMS) and not result.legacy
+    assert result.changed == [b"/usr/local/bin/old"]
+    assert result.notes == [f"{os.fsdecode(root.host(LEGACY))} is ignored: "
+                            f"{os.fsdecode(root.host(SUMS))} replaces it"]
+
+
+def test_verify_stops_at_a_malformed_line(root):
+    sums(root, "d41d8cd98f00b204e9800998ecf8427e  relative\n")
+    with pytest.raises(ConfigError, match=r"systraq\.sums:1: not an absolute path"):
+        localsums.verify(root.settings(), workers=1)
