@@ -40,8 +40,9 @@ SUMS_NAME = b"systraq.sums"
 # Debian packages"); read when systraq.sums does not exist.
 LEGACY_NAME = b"systraq.md5sums"
 
-# By digest length.  Only the two the task names: 128 hex digits could be
-# sha512sum's or b2sum's output, and guessing would call a good file bad.
+# By digest length: md5 (the old package's) and sha256 (what --update
+# writes).  No more: 128 hex digits could be sha512sum's or b2sum's
+# output, and a wrong guess would call a good file changed.
 ALGORITHMS = {32: "md5", 64: "sha256"}
 
 # One digest line.  digest: lower-case hex; algorithm: "md5" or "sha256";
@@ -337,10 +338,8 @@ def verify(settings, workers=None):
             for algorithm, paths in by_algorithm.items()}
     status = {}
     for line in lines:
-        if line.path in closed:
-            verdict, reason = "unreadable", None
-        else:
-            verdict, reason = _judge(settings, line, seen[line.algorithm].get(line.path))
+        # A closed path was not scanned: _absent finds it unreadable.
+        verdict, reason = _judge(settings, line, seen[line.algorithm].get(line.path))
         old = status.get(line.path)
         if old is None or _RANK[verdict] > _RANK[old[0]]:
             status[line.path] = (verdict, reason)
