@@ -31,7 +31,8 @@ import stat
 from collections import namedtuple
 from dataclasses import dataclass, field
 
-from systraq.errors import ConfigError, RunError
+from systraq.errors import ConfigError, RunError, UsageError
+from systraq.fsutil import Busy, atomic_write, exclusive_lock
 from systraq.pathcodec import escape
 from systraq.scan import Scanner
 
@@ -348,3 +349,227 @@ def verify(settings, workers=None):
         if reason:
             result.reasons[path] = reason
     return result
+
+
+# --- recording ---------------------------------------------------------------
+
+# What --update writes: sha256, as sha256sum does.
+UPDATE_ALGORITHM = "sha256"
+# How long --update waits for another --update to finish.
+LOCK_WAIT = 10.0
+
+
+class Refused(UsageError):
+    """Paths given to ``--update`` that cannot be recorded; nothing was written."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)   # (path as given, message)
+        super().__init__("; ".join(self.lines()))
+
+    def lines(self):
+        return ([f"{escape(path)}: {message}" for path, message in self.problems]
+                + ["nothing was recorded"])
+
+
+@dataclass
+class Update:
+    """What ``update`` did.  Paths are logical bytes, in the order given."""
+
+    path: bytes                     # host path of the sums file written
+    added: list = field(default_factory=list)
+    replaced: list = field(default_factory=list)    # an older digest was there
+    unchanged: list = field(default_factory=list)   # the same digest was there
+    converted_from: bytes | None = None   # the legacy file its lines came from
+    written: bool = False
+    notes: list = field(default_factory=list)
+
+
+def format_line(digest, path):
+    """The line ``sha256sum`` (coreutils 9) writes for ``path``.
+
+    A name with a backslash, newline or carriage return is escaped and
+    the line starts with a backslash.  coreutils 8 did not escape "\\r";
+    its md5sum -c reads such a line as malformed, which only a name with
+    a carriage return can meet.
+    """
+    if any(special in path for special in (b"\\", b"\n", b"\r")):
+        name = path.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+        return b"\\" + digest.encode("ascii") + b"  " + name + b"\n"
+    return digest.encode("ascii") + b"  " + path + b"\n"
+
+
+def _wanted(paths):
+    """The admin's paths as logical bytes, each once; Refused if any is
+    not a plain absolute path."""
+    wanted, problems = [], []
+    for given in paths:
+        given = os.fsencode(given)
+        path, problem = check_path(given)
+        if problem:
+            if problem.startswith("not an absolute path"):
+                problem = "not an absolute path: give the full path (systraq reads " \
+                          "the files below its root, not below the current directory)"
+            problems.append((given, problem))
+        elif path not in wanted:
+            wanted.append(path)
+    if problems:
+        raise Refused(problems)
+    if not wanted:
+        raise UsageError("--update needs at least one path")
+    return wanted
+
+
+def _refusal(settings, path, entry, closed):
+    """Why ``path`` may not be recorded (None: it may)."""
+    if path in closed:
+        return "cannot be read: permission denied on a directory on the way"
+    if entry is None:
+        return "no such file"
+    if entry.kind == "l":
+        return f"a symbolic link (to {escape(entry.target)}); record the file it points to"
+    if entry.kind == "d":
+        return "a directory; name the files in it"
+    if entry.kind != "f":
+        return f"{_KIND_NAMES.get(entry.kind, 'of an unknown type')}, not a regular file"
+    if entry.note == "not readable":
+        return "cannot be read: permission denied"
+    if entry.digest is None:
+        return "kept changing while it was read; try again"
+    # The sums file is read by the systraq user, and DESIGN.md keeps any
+    # digest of a secret away from it: a digest lets anyone confirm a
+    # guess of the content.  Such files belong in snapshot_root.list,
+    # whose digests only root can read.
+    if not entry.perm & stat.S_IROTH:
+        return (f"not world-readable (mode {entry.perm:04o}): its digest would be "
+                "readable by the systraq user; list it in snapshot_root.list instead")
+    closed_by = _closed_directory(settings, path)
+    if closed_by:
+        return (f"{escape(closed_by)} is closed to others: the systraq user could "
+                "not check it; list it in snapshot_root.list instead")
+    return None
+
+
+def _closed_directory(settings, path):
+    """The first directory above ``path`` that others may not search, if any.
+
+    A world-readable file in /root is as private as /root.  lstat only;
+    a symlinked directory on the way is not looked through (the scanner
+    followed it only because root placed it).
+    """
+    parent = path.rpartition(b"/")[0]
+    components = [c for c in parent.split(b"/") if c]
+    for end in range(1, len(components) + 1):
+        directory = b"/" + b"/".join(components[:end])
+        try:
+            info = os.lstat(settings.host(directory))
+        except OSError:
+            return None
+        if stat.S_ISDIR(info.st_mode) and not info.st_mode & stat.S_IXOTH:
+            return directory
+    return None
+
+
+def update(settings, paths, workers=None):
+    """Record the sha256 of each of ``paths`` (logical, absolute; bytes or
+    str) in systraq.sums.
+
+    Each path must be a regular, world-readable file: otherwise Refused
+    names every path that is not, and nothing is written.  A line already
+    there for a path is replaced where it stands (other lines for it are
+    dropped); new paths are appended; every other line, comment and blank
+    line stays byte for byte.  When only the old systraq.md5sums exists,
+    its lines are the start of the new systraq.sums and it is left as it
+    was.
+    """
+    wanted = _wanted(paths)
+    target = sums_path(settings)
+    if not os.path.isdir(settings.state_dir):
+        raise RunError(f"{escape(settings.state_dir)}: no such directory "
+                       "(is systraq installed?)")
+    lock = exclusive_lock(os.path.join(settings.state_dir, b"systraq.sums.lock"), LOCK_WAIT)
+    try:
+        lock.__enter__()
+    except Busy:
+        raise RunError(f"another 'systraq localsums --update' is running "
+                       f"(lock {escape(lock.path)}); gave up after {LOCK_WAIT:g} s") from None
+    except OSError as exc:
+        raise RunError(f"{escape(lock.path)}: cannot lock: {exc.strerror}") from None
+    try:
+        return _locked_update(settings, wanted, target, workers)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _locked_update(settings, wanted, target, workers):
+    source, legacy, _notes = _source(settings)
+    found = read_lines(source) if source is not None else None
+    raw_lines, lines = found if found is not None else ([], [])
+
+    closed = _closed(settings, wanted)
+    seen = _scan(settings, UPDATE_ALGORITHM, set(wanted) - closed, workers)
+    problems = []
+    for path in wanted:
+        problem = _refusal(settings, path, seen.get(path), closed)
+        if problem:
+            problems.append((path, problem))
+    if problems:
+        raise Refused(problems)
+
+    result = Update(path=target, converted_from=source if legacy else None)
+    digests = {path: seen[path].digest for path in wanted}
+    kept = {}   # path -> the line it had, (digest, algorithm)
+    by_index = dict(lines)
+    out = []
+    for index, raw in enumerate(raw_lines):
+        line = by_index.get(index)
+        if line is None or line.path not in digests:
+            out.append(raw)
+            continue
+        if line.path in kept:
+            continue   # a second line for a path just recorded: stale
+        kept[line.path] = (line.digest, line.algorithm)
+        out.append(format_line(digests[line.path], line.path))
+    for path in wanted:
+        if path not in kept:
+            if out and not out[-1].endswith(b"\n"):
+                out[-1] += b"\n"   # a last line the admin left open
+            out.append(format_line(digests[path], path))
+            result.added.append(path)
+        elif kept[path] == (digests[path], UPDATE_ALGORITHM) \
+                and sum(line.path == path for _i, line in lines) == 1:
+            result.unchanged.append(path)
+        else:
+            result.replaced.append(path)
+    data = b"".join(out)
+    if legacy or data != b"".join(raw_lines):
+        _write(settings, target, source, data)
+        result.written = True
+    if legacy:
+        result.notes.append(f"{escape(target)} written from the lines of the old "
+                            f"{escape(source)}, which was left as it was and is no "
+                            "longer read; remove it when you no longer need it")
+    return result
+
+
+def _write(settings, target, source, data):
+    """Write the sums file; who may read it.
+
+    The systraq user must read it, and every digest --update adds is of
+    a world-readable file, which anyone could compute: so 0644, as the
+    old package's file was (its manual had the admin list it in
+    snapshot_pub.list, the world-readable files).  An admin who narrowed
+    the file to 0640 keeps that, and the group is kept (or the state
+    directory's taken) so that the systraq user keeps reading it.  The
+    umask is set aside while writing, so that an admin's umask 077 does
+    not leave a root-owned 0600 file the systraq user cannot read.
+    """
+    existing = os.stat(source if source is not None else settings.state_dir)
+    mode = 0o644 if source is None or existing.st_mode & stat.S_IROTH else 0o640
+    group = existing.st_gid if os.geteuid() == 0 else None
+    umask = os.umask(0o022)
+    try:
+        atomic_write(target, data, mode=mode, group=group)
+    except OSError as exc:
+        raise RunError(f"{escape(target)}: cannot write: {exc.strerror}") from None
+    finally:
+        os.umask(umask)

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from systraq import localsums
-from systraq.errors import ConfigError, RunError
+from systraq.errors import ConfigError, RunError, UsageError
 from systraq.localsums import Line
 
 from .conftest import as_nobody, world_readable_root
@@ -266,3 +266,164 @@ def test_verify_stops_at_a_malformed_line(root):
     sums(root, "d41d8cd98f00b204e9800998ecf8427e  relative\n")
     with pytest.raises(ConfigError, match=r"systraq\.sums:1: not an absolute path"):
         localsums.verify(root.settings(), workers=1)
+
+
+# --- recording ---------------------------------------------------------------
+
+
+def read(root, logical):
+    with open(root.host(logical), "rb") as handle:
+        return handle.read()
+
+
+def mode_of(root, logical):
+    return os.stat(root.host(logical)).st_mode & 0o7777
+
+
+def test_update_replaces_in_place_appends_and_keeps_every_other_line(root):
+    for name in ("a", "b", "c", "d"):
+        root.write(f"/usr/local/bin/{name}", name.encode() + b" v2")
+    before = (
+        "# trusted after the 2019 install\n"
+        f"{md5(b'a')}  /usr/local/bin/a\n"
+        "\n"
+        f"{md5(b'other')} */usr/local/lib/other\r\n"
+        f"{sha256(b'b v2')}  /usr/local/bin/b\n"
+        "# keep this too\n"
+        f"{md5(b'old c')}  /usr/local/bin/c\n"
+        f"{md5(b'older c')}  /usr/local/bin/c"      # no final newline
+    ).encode()
+    sums(root, before)
+    result = localsums.update(root.settings(), ["/usr/local/bin/a", b"/usr/local/bin/b",
+                                                "/usr/local/bin/c", "/usr/local/bin/d",
+                                                "/usr/local/bin/a"], workers=1)
+    assert result.replaced == [b"/usr/local/bin/a", b"/usr/local/bin/c"]
+    assert result.unchanged == [b"/usr/local/bin/b"]
+    assert result.added == [b"/usr/local/bin/d"]
+    assert result.written and result.converted_from is None and result.notes == []
+    assert read(root, SUMS) == (
+        "# trusted after the 2019 install\n"
+        f"{sha256(b'a v2')}  /usr/local/bin/a\n"
+        "\n"
+        f"{md5(b'other')} */usr/local/lib/other\r\n"
+        f"{sha256(b'b v2')}  /usr/local/bin/b\n"
+        "# keep this too\n"
+        f"{sha256(b'c v2')}  /usr/local/bin/c\n"   # the stale second line is gone
+        f"{sha256(b'd v2')}  /usr/local/bin/d\n"
+    ).encode()
+    assert mode_of(root, SUMS) == 0o644
+    verified = localsums.verify(root.settings(), workers=1)
+    assert verified.ok == [b"/usr/local/bin/a", b"/usr/local/bin/b",
+                           b"/usr/local/bin/c", b"/usr/local/bin/d"]
+    assert verified.missing == [b"/usr/local/lib/other"]
+
+
+def test_update_with_nothing_new_leaves_the_file_alone(root):
+    root.write("/usr/local/bin/a", b"a")
+    path = sums(root, f"# mine\n{sha256(b'a')}  /usr/local/bin/a\n")
+    inode = os.stat(path).st_ino
+    result = localsums.update(root.settings(), ["/usr/local/bin/a"], workers=1)
+    assert result.unchanged == [b"/usr/local/bin/a"] and not result.written
+    assert os.stat(path).st_ino == inode
+
+
+def test_update_creates_the_file_and_writes_what_sha256sum_writes(root):
+    for number, path in enumerate(ODD_NAMES):
+        root.write(path, b"content %d" % number)
+    result = localsums.update(root.settings(), ODD_NAMES, workers=2)
+    assert result.added == ODD_NAMES
+    text = read(root, SUMS)
+    assert text == coreutils(root, "sha256sum", ODD_NAMES)
+    checked = coreutils_check(root, "sha256sum", text)
+    assert checked.returncode == 0, checked.stderr
+    assert localsums.verify(root.settings(), workers=1).ok == ODD_NAMES
+
+
+@pytest.mark.parametrize("given, message", [
+    ("/usr/local/bin", "a directory; name the files in it"),
+    ("/usr/local/bin/nothing", "no such file"),
+    ("/usr/local/bin/link", "a symbolic link (to tool); record the file it points to"),
+    ("/usr/local/bin/secret", "not world-readable (mode 0600): its digest would be readable "
+                              "by the systraq user; list it in snapshot_root.list instead"),
+    ("/root/tool", "/root is closed to others: the systraq user could not check it; "
+                   "list it in snapshot_root.list instead"),
+    ("usr/local/bin/tool", "not an absolute path: give the full path (systraq reads the "
+                           "files below its root, not below the current directory)"),
+    ("/usr/local/bin/../tool", "'.' or '..' in the path (write it without them)"),
+])
+def test_update_refuses_what_it_cannot_record_and_writes_nothing(root, given, message):
+    root.write("/usr/local/bin/tool", b"tool")
+    root.write("/usr/local/bin/secret", b"secret", mode=0o600)
+    root.symlink("tool", "/usr/local/bin/link")
+    root.mkdir("/root", mode=0o700)
+    root.write("/root/tool", b"tool")
+    before = f"# mine\n{md5(b'x')}  /usr/local/bin/tool\n".encode()
+    sums(root, before)
+    with pytest.raises(localsums.Refused) as caught:
+        localsums.update(root.settings(), ["/usr/local/bin/tool", given], workers=1)
+    assert caught.value.lines() == [f"{given}: {message}", "nothing was recorded"]
+    assert caught.value.exit_status == 2
+    # Not even the good path was recorded.
+    assert read(root, SUMS) == before
+
+
+def test_update_refusal_names_every_bad_path_and_creates_no_file(root):
+    root.mkdir("/usr/local/bin")
+    with pytest.raises(localsums.Refused) as caught:
+        localsums.update(root.settings(), ["/usr/local/bin", "/usr/local/gone"], workers=1)
+    assert caught.value.lines() == ["/usr/local/bin: a directory; name the files in it",
+                                    "/usr/local/gone: no such file", "nothing was recorded"]
+    assert not os.path.lexists(root.host(SUMS))
+
+
+def test_update_refuses_to_rewrite_a_malformed_file(root):
+    root.write("/usr/local/bin/a", b"a")
+    before = b"# mine\nthis is not a sum\n"
+    sums(root, before)
+    with pytest.raises(ConfigError, match=r"systraq\.sums:2: not a checksum line"):
+        localsums.update(root.settings(), ["/usr/local/bin/a"], workers=1)
+    assert read(root, SUMS) == before
+
+
+def test_update_converts_the_legacy_file_and_leaves_it_alone(root):
+    root.write("/usr/local/bin/old", b"old")
+    root.write("/usr/local/bin/new", b"new")
+    legacy = (f"# made by md5sum in 2004\n{md5(b'old')}  /usr/local/bin/old\n").encode()
+    sums(root, legacy, name=LEGACY)
+    result = localsums.update(root.settings(), ["/usr/local/bin/new"], workers=1)
+    assert result.converted_from == root.host(LEGACY) and result.written
+    assert result.added == [b"/usr/local/bin/new"]
+    assert result.notes == [f"{os.fsdecode(root.host(SUMS))} written from the lines of the old "
+                            f"{os.fsdecode(root.host(LEGACY))}, which was left as it was and "
+                            "is no longer read; remove it when you no longer need it"]
+    assert read(root, LEGACY) == legacy
+    assert read(root, SUMS) == legacy + f"{sha256(b'new')}  /usr/local/bin/new\n".encode()
+    verified = localsums.verify(root.settings(), workers=1)
+    assert verified.source == root.host(SUMS)
+    assert verified.ok == [b"/usr/local/bin/old", b"/usr/local/bin/new"]
+
+
+def test_update_keeps_a_narrowed_mode_and_ignores_the_admins_umask(root):
+    root.write("/usr/local/bin/a", b"a")
+    old = os.umask(0o077)
+    try:
+        localsums.update(root.settings(), ["/usr/local/bin/a"], workers=1)
+        assert mode_of(root, SUMS) == 0o644   # the systraq user must read it
+        os.chmod(root.host(SUMS), 0o600)
+        root.write("/usr/local/bin/a", b"a2")
+        localsums.update(root.settings(), ["/usr/local/bin/a"], workers=1)
+        assert mode_of(root, SUMS) == 0o640   # narrowed stays narrow, group may read
+    finally:
+        os.umask(old)
+
+
+def test_update_needs_the_state_directory(root):
+    root.write("/usr/local/bin/a", b"a")
+    shutil.rmtree(root.host("/var/lib/systraq"))
+    with pytest.raises(RunError, match="no such directory"):
+        localsums.update(root.settings(), ["/usr/local/bin/a"], workers=1)
+
+
+def test_update_needs_a_path(root):
+    with pytest.raises(UsageError, match="at least one path"):
+        localsums.update(root.settings(), [], workers=1)
