@@ -57,6 +57,9 @@ class Settings:
         self.root_state_dir = posixpath.join(self.state_dir, b"root")
         self.passwd_file = self.host(b"/etc/passwd")
         self.group_file = self.host(b"/etc/group")
+        # dpkg's database and configuration, read by systraq.dpkgdb only.
+        self.dpkg_admindir = self.host(b"/var/lib/dpkg")
+        self.dpkg_cfg_dir = self.host(b"/etc/dpkg")
 
     @property
     def is_host_root(self):
