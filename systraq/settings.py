@@ -61,6 +61,9 @@ class Settings:
         # apt's Dir::Log::History).
         self.dpkg_log = self.host(b"/var/log/dpkg.log")
         self.apt_history = self.host(b"/var/log/apt/history.log")
+        # dpkg's database and configuration, read by systraq.dpkgdb only.
+        self.dpkg_admindir = self.host(b"/var/lib/dpkg")
+        self.dpkg_cfg_dir = self.host(b"/etc/dpkg")
 
     @property
     def is_host_root(self):
