@@ -14,9 +14,11 @@ import os
 import pwd
 import sys
 
-from systraq import __version__, config, snapshot, status
+from systraq import (__version__, archive, config, dpkgdb, localsums, packages, snapshot,
+                     status)
 from systraq.errors import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_WARNINGS,
                             ConfigError, RunError, SystraqError, UsageError)
+from systraq.pathcodec import escape
 from systraq.settings import SYSTEM_USER, Settings
 
 
@@ -86,6 +88,103 @@ def _cmd_snapshot(settings, conf, args):
     return EXIT_WARNINGS if changed else EXIT_OK
 
 
+def _cmd_packages(settings, conf, args):
+    names = args.package or None
+    if args.repair_missing:
+        return _repair_missing(settings, names)
+    if settings.is_host_root and os.geteuid() == 0:
+        # The check keeps digests where the systraq user reads them: it
+        # runs as that user, and names what only root could read.
+        _become_system_user()
+    report = packages.run(settings, conf, names)
+    for file, line, message in report.problems:
+        where = f"{file}:{line}" if line is not None else file
+        print(f"warning: {where}: {message}", file=sys.stderr)
+    if args.json:
+        json.dump(report.as_dict(), sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    elif args.verbose or sys.stdout.isatty() or names:
+        for finding in report.findings:
+            print(finding.text())
+        if report.unreadable:
+            shown = ", ".join(escape(p) for p in report.unreadable[:5])
+            more = ", ..." if len(report.unreadable) > 5 else ""
+            print(f"not verifiable without root: {len(report.unreadable)} files "
+                  f"({shown}{more})")
+        accepted = f", {report.accepted} accepted" if report.accepted else ""
+        print(f"packages: {report.packages} packages, {report.files} files, "
+              f"{len(report.warnings)} warnings{accepted}")
+    return EXIT_WARNINGS if report.warnings else EXIT_OK
+
+
+def _repair_missing(settings, names):
+    if settings.is_host_root and os.geteuid() != 0:
+        raise UsageError("packages --repair-missing must run as root (it writes "
+                         "dpkg's database)")
+    database = dpkgdb.load(settings)
+    plan = database.plan(names)
+    if not plan.without_sums:
+        print("every package checked has its sums")
+        return EXIT_OK
+    repaired, failed = archive.repair_missing(settings, database, plan.without_sums)
+    for package in repaired:
+        print(f"repaired: {package.key} {package.version}: sums written from the archive")
+    for package, reason in failed:
+        print(f"systraq: not repaired: {reason}", file=sys.stderr)
+    return EXIT_INCOMPLETE if failed else EXIT_OK
+
+
+def _cmd_accept(settings, conf, args):
+    if settings.is_host_root and os.geteuid() == 0:
+        _become_system_user()
+    done = packages.accept(settings, [os.fsencode(p) for p in args.path])
+    for path in done:
+        print(f"accepted: {escape(path)}")
+    return EXIT_OK
+
+
+def _cmd_localsums(settings, conf, args):
+    if args.update:
+        # Root may write the file the systraq user reads; update refuses
+        # files whose digest would disclose anything (not world-readable).
+        done = localsums.update(settings, [os.fsencode(p) for p in args.update])
+        for note in done.notes:
+            print(note)
+        for label, items in (("added", done.added), ("replaced", done.replaced),
+                             ("unchanged", done.unchanged)):
+            for path in items:
+                print(f"{label}: {escape(path)}")
+        return EXIT_OK
+    if settings.is_host_root and os.geteuid() == 0:
+        _become_system_user()
+    result = localsums.verify(settings)
+    if args.json:
+        json.dump({"source": os.fsdecode(result.source) if result.source else None,
+                   "legacy": result.legacy, "ok": len(result.ok),
+                   "changed": [{"path": escape(p), "reason": result.reasons.get(p)}
+                               for p in result.changed],
+                   "missing": [escape(p) for p in result.missing],
+                   "not_readable": [escape(p) for p in result.unreadable],
+                   "notes": result.notes}, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    elif args.verbose or sys.stdout.isatty():
+        for note in result.notes:
+            print(note)
+        for path in result.changed:
+            reason = result.reasons.get(path)
+            print(f"changed: {escape(path)}" + (f" - {reason}" if reason else ""))
+        for path in result.missing:
+            print(f"missing: {escape(path)}")
+        if result.unreadable:
+            print(f"not readable: {len(result.unreadable)} files")
+        if result.source is None:
+            print("localsums: no systraq.sums; nothing declared")
+        else:
+            print(f"localsums: {len(result.ok)} ok, {len(result.changed)} changed, "
+                  f"{len(result.missing)} missing")
+    return EXIT_WARNINGS if result.changed or result.missing else EXIT_OK
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="systraq",
@@ -132,6 +231,48 @@ def build_parser():
                      help="print the changes and a summary even when output "
                           "is not a terminal")
     cmd.set_defaults(func=_cmd_snapshot)
+
+    cmd = commands.add_parser(
+        "packages", help="verify installed package files against dpkg's sums",
+        description="Check every file of the installed packages (or of those "
+                    "named) against dpkg's md5sums and conffile sums, name "
+                    "packages without sums, and tell changes a package "
+                    "operation made from changes nothing in dpkg's log "
+                    "explains. Runs as the systraq user (root drops to it).")
+    cmd.add_argument("package", nargs="*", metavar="PKG",
+                     help="check only these packages (NAME or NAME:ARCH); the "
+                          "state is then left as it was")
+    cmd.add_argument("--repair-missing", action="store_true",
+                     help="for packages without sums, fetch the .deb of the "
+                          "installed version and write its sums (root)")
+    cmd.add_argument("--json", action="store_true",
+                     help="print the findings as JSON")
+    cmd.add_argument("-v", "--verbose", action="store_true",
+                     help="print the findings and a summary even when output "
+                          "is not a terminal")
+    cmd.set_defaults(func=_cmd_packages)
+
+    cmd = commands.add_parser(
+        "accept", help="accept package files that differ from dpkg's sums",
+        description="Record that the current content of each PATH, a finding "
+                    "of the last 'systraq packages', is as the administrator "
+                    "wants it: it is no longer a warning until it changes again.")
+    cmd.add_argument("path", nargs="+", metavar="PATH", help="a path the last check named")
+    cmd.set_defaults(func=_cmd_accept)
+
+    cmd = commands.add_parser(
+        "localsums", help="verify the digests kept in /var/lib/systraq/systraq.sums",
+        description="Check the files no package owns (/usr/local and others) "
+                    "against the digests the administrator recorded in "
+                    "/var/lib/systraq/systraq.sums (md5sum or sha256sum format; "
+                    "the old systraq.md5sums is read when it is the only one).")
+    cmd.add_argument("--update", nargs="+", metavar="PATH",
+                     help="record the sha256 of each PATH (absolute, world-readable "
+                          "regular files the administrator trusts) instead of checking")
+    cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+    cmd.add_argument("-v", "--verbose", action="store_true",
+                     help="print the result even when output is not a terminal")
+    cmd.set_defaults(func=_cmd_localsums)
     return parser
 
 

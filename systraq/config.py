@@ -52,6 +52,11 @@ SCHEMA = {
         # always left out.
         "exclude": ("", _absolute_paths, _show_paths),
     },
+    "packages": {
+        # Conffiles whose change is a warning rather than a normal admin
+        # edit: absolute paths, shell wildcards allowed.
+        "critical": ("", _absolute_paths, _show_paths),
+    },
 }
 
 

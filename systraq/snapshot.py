@@ -16,9 +16,8 @@ hold content or a digest.
 
 Crash safety: the new state is first written as ``STATE.next``, then the
 records go to the spool tagged with the run's id, then ``STATE.next`` is
-renamed over ``STATE``.  A run that finds a ``.next`` left behind completes
-the rename if the spool holds that run's records, and discards it
-otherwise: a change is spooled once, never lost, never twice.
+renamed over ``STATE`` (see ``statefile.recover``): a change is spooled
+once, never lost, never twice.
 """
 
 import os
@@ -201,23 +200,6 @@ class Result:
         self.damaged = damaged
 
 
-def _recover(state, spool):
-    """Finish or undo the commit of a run that was killed (see module doc)."""
-    pending = state + b".next"
-    try:
-        header, _records = load_records(pending)
-    except DamagedState:
-        header = None
-    if header is None:
-        if os.path.lexists(pending):
-            os.unlink(pending)
-        return
-    if spool.has_run(header["run"]):
-        os.rename(pending, state)
-    else:
-        os.unlink(pending)
-
-
 def run(settings, config, mode, quick=False, spool_group=None, now=None, workers=None):
     """Take a snapshot of ``mode``, spool its change records, return a Result."""
     if mode not in MODES:
@@ -243,7 +225,7 @@ def run(settings, config, mode, quick=False, spool_group=None, now=None, workers
 
 
 def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, workers):
-    _recover(state, spool)
+    statefile.recover(state, spool, STATE_FORMAT)
     damaged = None
     try:
         header, old = load_records(state)

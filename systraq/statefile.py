@@ -17,6 +17,7 @@ chunks).
 
 import hashlib
 import json
+import os
 import struct
 
 _LENGTHS = struct.Struct("<HH")
@@ -83,3 +84,28 @@ def load(path, expected_format):
     except (ValueError, IndexError, TypeError, KeyError, AttributeError, struct.error) as exc:
         raise DamagedState(str(exc)) from None
     return header, records
+
+
+def recover(state, spool, expected_format):
+    """Finish or undo the commit of a run that was killed.
+
+    A run writes ``STATE.next``, spools its records tagged with the run id
+    from the header, then renames ``STATE.next`` over ``STATE``.  Left
+    behind, ``STATE.next`` is renamed when the spool holds its run (the
+    records went out: the state must follow) and removed otherwise (the
+    next run will find the same changes again): a change is spooled once,
+    never lost, never twice.
+    """
+    pending = state + b".next"
+    try:
+        header, _records = load(pending, expected_format)
+    except DamagedState:
+        header = None
+    if header is None:
+        if os.path.lexists(pending):
+            os.unlink(pending)
+        return
+    if spool.has_run(header.get("run")):
+        os.rename(pending, state)
+    else:
+        os.unlink(pending)

@@ -26,7 +26,8 @@ def test_a_missing_default_file_gives_the_defaults(root):
     assert conf.exclude == ()
     assert conf.get("snapshot", "digest") == "sha256"
     assert conf.effective() == [("snapshot", "digest", "sha256", "default"),
-                                ("snapshot", "exclude", "(none)", "default")]
+                                ("snapshot", "exclude", "(none)", "default"),
+                                ("packages", "critical", "(none)", "default")]
 
 
 def test_a_missing_file_named_by_the_admin_is_an_error(root):

@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The Debian archive: the .deb of exactly an installed version, fetched with apt's chain of trust.
+
+The one module that talks to apt.  python-apt fetches the file the way
+``apt-get download`` does: the package index it comes from was verified
+against the archive's signed Release file when the lists were updated,
+and the download is checked against the index's hashes; an origin apt
+does not trust is refused (unless apt itself is configured to allow
+it).  python-debian then reads the archive's own ``md5sums`` member, or,
+when the archive has none, computes the sums from its ``data.tar``.
+
+Sums are never computed from the installed files: that would declare
+whatever is on the disk now, tampering included, to be right.
+"""
+
+import hashlib
+import os
+import tempfile
+
+from systraq.errors import RunError
+from systraq.fsutil import atomic_write
+
+
+class Unavailable(RunError):
+    """The version cannot be fetched from any archive apt knows."""
+
+
+def _cache(settings):
+    import apt     # python3-apt: imported here, as only root's repair needs it
+    if settings.is_host_root:
+        return apt.Cache()
+    return apt.Cache(rootdir=os.fsdecode(settings.root))
+
+
+def fetch(cache, package, destdir):
+    """Download the .deb of installed ``package`` (a dpkgdb.Package) into ``destdir``."""
+    import apt_pkg
+    name = package.name if not package.arch or package.arch == "all" else \
+        f"{package.name}:{package.arch}"
+    try:
+        candidates = cache[name]
+    except KeyError:
+        try:
+            candidates = cache[package.name]
+        except KeyError:
+            raise Unavailable(f"{package.key} {package.version}: not in any package "
+                              "list apt knows (a local package?)") from None
+    version = candidates.versions.get(package.version)
+    if version is None or not version.downloadable:
+        raise Unavailable(f"{package.key} {package.version}: this version is not in "
+                          "any archive apt knows (run 'apt-get update'?)")
+    try:
+        # A silent progress: a scheduled or scripted run prints nothing.
+        return version.fetch_binary(destdir, progress=apt_pkg.AcquireProgress())
+    except Exception as exc:   # apt raises FetchFailedException and others
+        raise Unavailable(f"{package.key} {package.version}: download failed: {exc}") from None
+
+
+def sums_of(deb, conffiles):
+    """``[(path without leading '/', md5 hex)]`` of the .deb at ``deb``.
+
+    The archive's md5sums member when there is one; otherwise computed
+    from data.tar, leaving out the conffiles as dh_md5sums does (dpkg
+    checks those against the status file, not against md5sums).
+    """
+    from debian import debfile
+    try:
+        archive = debfile.DebFile(deb)
+    except Exception as exc:   # python-debian raises DebError, tarfile and OS errors
+        raise Unavailable(f"{os.path.basename(deb)}: not a readable .deb: {exc}") from None
+    try:
+        if archive.control.has_file("md5sums"):
+            return [(path, digest.decode("ascii") if isinstance(digest, bytes) else digest)
+                    for path, digest in archive.md5sums().items()]
+        out = []
+        tar = archive.data.tgz()
+        for member in tar:
+            if not member.isfile():
+                continue
+            path = os.fsencode(member.name)
+            path = path[2:] if path.startswith(b"./") else path.lstrip(b"/")
+            if b"/" + path in conffiles:
+                continue
+            digest = hashlib.md5()
+            with tar.extractfile(member) as handle:
+                while chunk := handle.read(1 << 18):
+                    digest.update(chunk)
+            out.append((path, digest.hexdigest()))
+        return out
+    finally:
+        archive.close()
+
+
+def repair_missing(settings, database, packages):
+    """Write the missing md5sums files of ``packages`` from the archive.
+
+    Returns ``(repaired, failed)``: the packages whose sums file was
+    written, and ``(package, reason)`` for those that could not be
+    fetched or read, for which nothing was written.
+    """
+    cache = _cache(settings)
+    repaired, failed = [], []
+    with tempfile.TemporaryDirectory(prefix="systraq-repair-") as destdir:
+        for package in packages:
+            try:
+                deb = fetch(cache, package, destdir)
+                sums = sums_of(deb, set(package.conffiles))
+            except Unavailable as exc:
+                failed.append((package, str(exc)))
+                continue
+            data = b"".join(f"{digest}  ".encode("ascii") + path + b"\n"
+                            for path, digest in sums)
+            atomic_write(database.info_path(package, b"md5sums"), data, mode=0o644)
+            os.unlink(deb)
+            repaired.append(package)
+    return repaired, failed

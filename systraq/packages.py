@@ -1,0 +1,331 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""``systraq packages``: every installed package file against dpkg's sums, and what changed since the last run.
+
+dpkgdb decides which files to check and against which md5 (diversions,
+path-exclude, files taken over by another package, conffiles from the
+status file's Conffiles field).  The files are read by the scanner (the
+same safe, parallel reader the snapshot uses).  This module judges:
+
+changed          a file whose md5 differs from dpkg's: a warning.
+missing          a file dpkg installed that is not there: a warning.
+conffile         a conffile that differs from what its package shipped:
+                 normally an admin's edit, listed apart; a warning when
+                 it matches ``critical`` in systraq.conf.
+without sums     a package dpkg has no md5sums file for: a warning
+                 (``--repair-missing`` fetches them from the archive).
+unexplained      a package file whose content changed since the last run
+                 while dpkg logged no operation on its package: a
+                 warning even when the file matches dpkg's sums, because
+                 that is what changing a file and its sums line together
+                 looks like.
+explained        a change since the last run made by an install, upgrade
+                 or removal, labelled with it ("upgraded 10:32 by apt:
+                 ..."): information, not a warning.
+fixed            a mismatch of an earlier run that is gone.
+not verifiable   files this user cannot read, counted and named once.
+
+A mismatch stays among the warnings, with the day it was first seen,
+until it is fixed or accepted: ``systraq accept PATH`` records the
+admin's decision together with the file's digest, so a later, different
+change warns again.
+
+State (``/var/lib/systraq/packages.state``, the statefile format): the
+scanner's record of each package file as this user last read it (md5,
+owner, mode), and in the header the time of the run and each current
+finding's first day.  It holds digests of world-readable files only, as
+the check runs as the systraq user.
+"""
+
+import fnmatch
+import json
+import os
+import time
+
+from systraq import attribution, dpkgdb, scan, statefile
+from systraq.errors import RunError, UsageError
+from systraq.fsutil import Busy, atomic_write, exclusive_lock
+from systraq.pathcodec import escape, unescape
+from systraq.scan import Scanner
+from systraq.spool import Spool
+
+STATE_FORMAT = 1
+LOCK_WAIT = 10.0
+# dpkg.log lines are written while a run of ours may be going on: look a
+# little before the last run's start, so that no operation falls between
+# two runs.
+OVERLAP = 300
+
+WARNING_KINDS = ("changed", "missing", "unexplained", "without sums", "critical conffile")
+
+
+def state_path(settings):
+    return os.path.join(settings.state_dir, b"packages.state")
+
+
+def accepted_path(settings):
+    return os.path.join(settings.state_dir, b"packages.accepted")
+
+
+class Finding:
+    """One thing ``systraq packages`` has to say about one path or package."""
+
+    __slots__ = ("kind", "path", "package", "version", "detail", "first_seen", "label")
+
+    def __init__(self, kind, path, package, version=None, detail=None,
+                 first_seen=None, label=None):
+        self.kind = kind
+        self.path = path            # bytes, or None for a package finding
+        self.package = package      # dpkg's name for it (NAME or NAME:ARCH)
+        self.version = version
+        self.detail = detail
+        self.first_seen = first_seen
+        self.label = label
+
+    @property
+    def warning(self):
+        return self.kind in WARNING_KINDS
+
+    def as_dict(self):
+        out = {"kind": self.kind, "package": self.package, "warning": self.warning}
+        if self.path is not None:
+            out["path"] = escape(self.path)
+        for key in ("version", "detail", "first_seen", "label"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+    def text(self):
+        where = escape(self.path) if self.path is not None else self.package
+        parts = [f"{self.kind}: {where}"]
+        if self.path is not None:
+            parts.append(f"({self.package})")
+        if self.detail:
+            parts.append(f"- {self.detail}")
+        if self.label:
+            parts.append(f"- {self.label}")
+        if self.first_seen:
+            parts.append(f"[since {self.first_seen}]")
+        return " ".join(parts)
+
+
+class Report:
+    """The outcome of one run."""
+
+    def __init__(self):
+        self.findings = []
+        self.unreadable = []        # paths, named once, not one finding each
+        self.packages = 0
+        self.files = 0
+        self.problems = []          # (file, line, message) from dpkg's database
+        self.accepted = 0
+
+    @property
+    def warnings(self):
+        return [f for f in self.findings if f.warning]
+
+    def as_dict(self):
+        return {"packages": self.packages, "files": self.files,
+                "findings": [f.as_dict() for f in self.findings],
+                "not_verifiable": [escape(p) for p in self.unreadable],
+                "accepted": self.accepted,
+                "problems": [{"file": f, "line": n, "message": m}
+                             for f, n, m in self.problems]}
+
+
+def _load_accepted(settings):
+    try:
+        with open(accepted_path(settings), "rb") as handle:
+            data = json.loads(handle.read().decode("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise RunError(f"{os.fsdecode(accepted_path(settings))}: cannot read: {exc}") from None
+    return {unescape(path): digest for path, digest in data.items()}
+
+
+def _token(record):
+    """What ``accept`` records of a path's present state: its md5, or
+    what stands there instead of a file."""
+    if record is None:
+        return "missing"
+    entry = scan.decode(record)
+    if entry.kind == "f" and entry.digest:
+        return entry.digest
+    if entry.kind == "l":
+        return "symlink:" + escape(entry.target)
+    return "type:" + entry.kind
+
+
+def _critical(config, path):
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in config.get("packages", "critical"))
+
+
+def run(settings, config, names=None, workers=None, now=None, save=True,
+        spool_group=None, events=None):
+    """Check the packages ``names`` (all when None); return a Report.
+
+    With ``save``, the state is updated and new findings are spooled;
+    checking named packages only never saves (it would forget the rest).
+    ``events``: an attribution.Attribution to use (tests).
+    """
+    save = save and not names
+    now = time.time() if now is None else now
+    lock_file = os.path.join(settings.state_dir, b"packages.lock")
+    try:
+        lock = exclusive_lock(lock_file, LOCK_WAIT)
+        with lock:
+            return _locked_run(settings, config, names, workers, now, save,
+                               spool_group, events)
+    except Busy:
+        raise RunError(f"another 'systraq packages' is running (lock "
+                       f"{os.fsdecode(lock_file)}); gave up after {LOCK_WAIT:g} s") from None
+
+
+def _locked_run(settings, config, names, workers, now, save, spool_group, events):
+    statefile.recover(state_path(settings), Spool(settings), STATE_FORMAT)
+    database = dpkgdb.load(settings)
+    plan = database.plan(names)
+    report = Report()
+    report.packages = len(plan.packages)
+    report.problems = list(plan.problems)
+    try:
+        header, before = statefile.load(state_path(settings), STATE_FORMAT)
+    except statefile.DamagedState as exc:
+        report.problems.append((os.fsdecode(state_path(settings)), None,
+                                f"damaged ({exc}); starting again"))
+        header, before = None, None
+    before = before or {}
+    earlier = {unescape(p): v for p, v in (header or {}).get("findings", {}).items()}
+    since = header["time"] - OVERLAP if header else None
+    accepted = _load_accepted(settings)
+    today = time.strftime("%Y-%m-%d", time.localtime(now))
+
+    paths = {item.path for item in plan.items}
+    scanner = Scanner(settings, "md5", workers=workers)
+    found = scanner.records(paths)
+    report.files = len(plan.items)
+    if events is None and since is not None:
+        events = attribution.Attribution(settings)
+
+    def explain(package):
+        if since is None:
+            return None
+        event = events.explain(package.key, since)
+        return attribution.describe(event, now=now, ascii=True) if event is not None else None
+
+    findings = {}
+    quiet = set()          # accepted findings
+    explained = {}
+    unreadable = set()
+    for item in plan.items:
+        record = found.get(item.path)
+        package = item.package
+        if record is None:
+            kind, detail = "missing", None
+        else:
+            entry = scan.decode(record)
+            if entry.note == "not readable":
+                unreadable.add(item.path)
+                continue
+            if entry.kind != "f":
+                kind = "changed"
+                detail = ("a symbolic link to " + escape(entry.target) if entry.kind == "l"
+                          else f"not a regular file (type {entry.kind})")
+            elif item.md5 is None or entry.digest == item.md5:
+                kind = None
+            else:
+                kind, detail = "changed", None
+            if kind is None:
+                # Matches dpkg's sums.  Did it change since the last run
+                # with nothing in dpkg's log to say why?
+                old = before.get(item.path)
+                if (old is not None and since is not None
+                        and scan.decode(old).digest not in (None, entry.digest)):
+                    label = explain(package)
+                    if label is None:
+                        findings[item.path] = Finding(
+                            "unexplained", item.path, package.key, package.version,
+                            "content changed since the last run, but dpkg logged "
+                            "no operation on its package")
+                    else:
+                        count = explained.get(package.key, (package, label, 0))[2]
+                        explained[package.key] = (package, label, count + 1)
+                continue
+        if item.conffile:
+            if kind == "missing" and "obsolete" in item.flags:
+                continue
+            kind = "critical conffile" if _critical(config, item.path) else "conffile"
+            detail = "missing" if record is None else detail
+        if kind in ("changed", "missing", "critical conffile"):
+            if item.path in accepted and accepted[item.path] == _token(record):
+                report.accepted += 1
+                quiet.add(item.path)
+                continue
+        findings[item.path] = Finding(kind, item.path, package.key, package.version, detail,
+                                      label=explain(package))
+
+    for path, finding in findings.items():
+        if finding.warning:
+            finding.first_seen = earlier.get(path, {}).get("first_seen", today)
+    # Only a run over every package can say an earlier finding is gone.
+    fixed = [] if names else [
+        Finding("fixed", path, earlier[path].get("package", "?"), None,
+                "no longer differs from dpkg's sums")
+        for path in sorted(earlier) if path not in findings and path not in quiet]
+    report.findings = sorted(findings.values(), key=lambda f: f.path) + fixed
+    report.findings += [Finding("explained", None, key, package.version,
+                                f"{count} file{'s' if count != 1 else ''} changed", label=label)
+                        for key, (package, label, count) in sorted(explained.items())]
+    report.findings += [Finding("without sums", None, p.key, p.version,
+                                "dpkg has no md5sums for it; "
+                                "'systraq packages --repair-missing' fetches them")
+                        for p in plan.without_sums]
+    report.unreadable = sorted(unreadable)
+
+    if save:
+        _save(settings, report, found, now, today, spool_group)
+    return report
+
+
+def _save(settings, report, found, now, today, spool_group):
+    current = {escape(f.path): {"first_seen": f.first_seen, "package": f.package,
+                                "kind": f.kind}
+               for f in report.findings if f.path is not None and f.first_seen}
+    header = {"format": STATE_FORMAT, "time": now, "count": len(found),
+              "findings": current}
+    new = [f for f in report.findings
+           if f.kind in ("fixed", "explained", "unexplained") or f.first_seen == today]
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    records = [dict(f.as_dict(), source="packages", change=f.kind, time=stamp) for f in new]
+    private = 0o640
+    run_id = os.urandom(8).hex()
+    header["run"] = run_id
+    state = state_path(settings)
+    atomic_write(state + b".next", statefile.encode(header, found), mode=private)
+    if records:
+        Spool(settings).add("packages", records, now=now, run=run_id, group=spool_group)
+    os.rename(state + b".next", state)
+
+
+def accept(settings, paths, now=None):
+    """Record the admin's acceptance of the current state of ``paths``.
+
+    Each must be a current finding of the last full run; its digest then
+    (or "missing") is what is accepted.  Returns the accepted paths.
+    """
+    header, records = statefile.load(state_path(settings), STATE_FORMAT)
+    if header is None:
+        raise UsageError("no package check has run yet; run 'systraq packages' first")
+    current = {unescape(p) for p in header.get("findings", {})}
+    unknown = [p for p in paths if p not in current]
+    if unknown:
+        raise UsageError("not a current finding of 'systraq packages': "
+                         + ", ".join(escape(p) for p in unknown))
+    accepted = _load_accepted(settings)
+    for path in paths:
+        accepted[path] = _token(records.get(path))
+    data = json.dumps({escape(p): d for p, d in sorted(accepted.items())}, indent=1,
+                      sort_keys=True).encode("utf-8") + b"\n"
+    atomic_write(accepted_path(settings), data, mode=0o640)
+    return list(paths)
