@@ -34,7 +34,7 @@ def _cache(settings):
 
 def fetch(cache, package, destdir):
     """Download the .deb of installed ``package`` (a dpkgdb.Package) into ``destdir``."""
-    import apt_pkg
+    import apt.progress.base
     name = package.name if not package.arch or package.arch == "all" else \
         f"{package.name}:{package.arch}"
     try:
@@ -51,7 +51,7 @@ def fetch(cache, package, destdir):
                           "any archive apt knows (run 'apt-get update'?)")
     try:
         # A silent progress: a scheduled or scripted run prints nothing.
-        return version.fetch_binary(destdir, progress=apt_pkg.AcquireProgress())
+        return version.fetch_binary(destdir, progress=apt.progress.base.AcquireProgress())
     except Exception as exc:   # apt raises FetchFailedException and others
         raise Unavailable(f"{package.key} {package.version}: download failed: {exc}") from None
 

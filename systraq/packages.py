@@ -253,8 +253,6 @@ def _locked_run(settings, config, names, workers, now, save, spool_group, events
                         explained[package.key] = (package, label, count + 1)
                 continue
         if item.conffile:
-            if kind == "missing" and "obsolete" in item.flags:
-                continue
             kind = "critical conffile" if _critical(config, item.path) else "conffile"
             detail = "missing" if record is None else detail
         if kind in ("changed", "missing", "critical conffile"):
