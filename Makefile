@@ -5,8 +5,10 @@
 #               what an administrator sees
 # Both install what they need with apt-get first (tools/install-deps).
 # make bench  - benchmarks, run by hand (not part of check): bench/snapshot
-#               against sha256sum and AIDE (installs aide, which enables
-#               its own daily timer on this machine)
+#               against sha256sum and AIDE, bench/packages against debsums
+#               and dpkg --verify, and the loading of dpkg's database and
+#               logs (installs aide, which enables its own daily timer on
+#               this machine, and debsums)
 
 SHELL := /bin/bash
 # Debian's python3 and tools, never a python3 from another PATH entry.
@@ -29,7 +31,7 @@ deps:
 	tools/install-deps
 
 unit:
-	pyflakes3 systraq tests bench/snapshot bench/attribution
+	pyflakes3 systraq tests bench
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit
 	LC_ALL=C $(PYTHON) -m pytest -q -p no:cacheprovider tests/unit
 
@@ -48,8 +50,12 @@ demo:
 	@$(PYTHON) tools/demo $(BUILD)
 
 bench:
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends aide >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    aide debsums >/dev/null
 	$(PYTHON) bench/snapshot
+	$(PYTHON) bench/packages
+	$(PYTHON) bench/dpkgdb
+	$(PYTHON) bench/attribution
 
 clean:
 	rm -rf $(BUILD)

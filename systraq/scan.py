@@ -67,6 +67,13 @@ _OPEN_WALK = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 # Names handed to one worker at a time: big directories are shared out.
 CHUNK = 512
+# How often a worker reading a directory looks whether another one is
+# idle and could take half of the files left: after this many bytes read
+# (a file counting as _SHARE_COST bytes more), and when this many files
+# are left.
+_SHARE_BYTES = 4 << 20
+_SHARE_COST = 16 << 10
+_SHARE_MIN = 16
 # Results a worker collects before handing them to the parent.
 BATCH = 4096
 # Files up to this size are read in one call and hashed from memory.
@@ -324,7 +331,10 @@ class Scanner:
 
         Each directory is opened relative to its parent, with O_NOFOLLOW:
         a symlink swapped in for a directory is recorded, not entered.
-        When another worker is idle, subdirectories are handed over to it.
+        When another worker is idle, the older half of the directories
+        waiting on the stack (those nearest the top, with the most below
+        them) is handed over: giving one directory at a time left the
+        other worker idle for half of a full run.
         """
         parent, _, name = top.rpartition(b"/")
         try:
@@ -336,21 +346,21 @@ class Scanner:
         except _Gone:
             return
         stack = [(holder, name, top)]
-        first = True
         while stack:
+            if len(stack) > 1 and pool.hungry():
+                given = stack[:len(stack) // 2]
+                del stack[:len(stack) // 2]
+                for holder, _name, path in given:
+                    holder.release()
+                    pool.submit(("walk", path))
             holder, name, path = stack.pop()
-            if not first and pool.hungry():
-                holder.release()
-                pool.submit(("walk", path))
-                continue
-            first = False
             try:
                 fd = self._enter(holder.fd, name, path, out)
             finally:
                 holder.release()
             if fd is None:
                 continue
-            children = self._list(fd, path, out)
+            children = self._list(fd, path, out, pool)
             if children:
                 opened = _Open(fd, len(children))
                 stack.extend((opened, child, child_path) for child, child_path in reversed(children))
@@ -373,12 +383,19 @@ class Scanner:
         out.add(path, encode(info))
         return fd
 
-    def _list(self, fd, path, out):
+    def _list(self, fd, path, out, pool):
         """Record the entries of an open directory; its subdirectories,
-        as (name, path), to be entered next."""
+        as (name, path), to be entered next.
+
+        The files to read are looked at after the listing, so that when
+        another worker is idle, half of those left can be handed to it: a
+        single directory holds a third of the bytes of /usr/lib, and
+        without this one worker hashed it while the other waited.
+        """
         base = path + b"/" if path != b"/" else b"/"
         prune = self.prune
         subdirectories = []
+        pending = []
         # The quick test of an unchanged regular file is made here rather
         # than in _one: at 76,000 files the calls it saves are a fifth of
         # a quick run.
@@ -412,7 +429,21 @@ class Scanner:
                                 and self.digest_if(info)):
                             seen[position] = 1   # unchanged: the record stands
                             continue
-                self._one(fd, name, child, info, out)
+                pending.append((name, child, info))
+        done = 0
+        since_look = 0
+        while done < len(pending):
+            left = len(pending) - done
+            if since_look >= _SHARE_BYTES and left >= _SHARE_MIN:
+                since_look = 0
+                if pool.hungry():
+                    given = pending[len(pending) - left // 2:]
+                    del pending[len(pending) - left // 2:]
+                    pool.submit(("names", path, [(name, child) for name, child, _ in given]))
+            name, child, info = pending[done]
+            self._one(fd, name, child, info, out)
+            since_look += info.st_size + _SHARE_COST
+            done += 1
         if len(out.pairs) >= BATCH:
             out.flush()
         return subdirectories
