@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -427,3 +428,19 @@ def test_update_needs_the_state_directory(root):
 def test_update_needs_a_path(root):
     with pytest.raises(UsageError, match="at least one path"):
         localsums.update(root.settings(), [], workers=1)
+
+
+def test_cli_update_then_check_and_exit_statuses(root, capsys):
+    from systraq.cli import main
+    top = os.fsdecode(root.path)
+    root.write("/usr/local/bin/tool", "v1\n")
+    assert main(["--root", top, "localsums", "-v"]) == 0
+    assert "nothing declared" in capsys.readouterr().out
+    assert main(["--root", top, "localsums", "--update", "/usr/local/bin/tool"]) == 0
+    assert capsys.readouterr().out == "added: /usr/local/bin/tool\n"
+    assert main(["--root", top, "localsums"]) == 0
+    root.write("/usr/local/bin/tool", "v2\n")
+    assert main(["--root", top, "localsums", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert [c["path"] for c in data["changed"]] == ["/usr/local/bin/tool"]
+    assert main(["--root", top, "localsums", "--update", "relative/path"]) == 2
