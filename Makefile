@@ -51,7 +51,7 @@ demo:
 
 bench:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    aide debsums >/dev/null
+	    aide debsums time >/dev/null
 	$(PYTHON) bench/snapshot
 	$(PYTHON) bench/packages
 	$(PYTHON) bench/dpkgdb

@@ -1,16 +1,18 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """What the benchmarks in bench/ share: running a contender and measuring it.
 
-Each contender runs as a child process; wait4(2) gives its wall time, its
-CPU time and the peak RSS of it and the descendants it waited for.
+Each contender runs as a child process under GNU time(1), which gives its
+CPU time and the peak RSS of it and the descendants it waited for; the
+wall time is taken here.
 """
 
-import os
 import subprocess
+import tempfile
 import time
 
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 MB = 1024 * 1024
+TIME = "/usr/bin/time"
 
 
 class Failed(Exception):
@@ -27,19 +29,32 @@ class Measure:
         self.rss_kb = rss_kb
 
 
-def run_measured(argv, stdin=None, stdout=subprocess.DEVNULL, stderr=None, cwd=None):
-    """Run ``argv`` and measure it (a Measure)."""
-    start = time.perf_counter()
+def run_measured(argv, stdin=None, stdout=subprocess.DEVNULL, stderr=None):
+    """Run ``argv`` and measure it (a Measure).
+
+    The peak RSS and CPU times are those GNU time(1) reads for its child.
+    wait4() on a child of this process would not do for the RSS: Linux
+    counts the memory of the process a child was forked from until the
+    child calls exec, so every contender would seem as large as the
+    benchmark itself.
+    """
+    with tempfile.NamedTemporaryFile("r") as report:
+        start = time.perf_counter()
+        try:
+            proc = subprocess.Popen([TIME, "-f", "%U %S %M", "-o", report.name, *argv],
+                                    stdin=stdin, stdout=stdout, stderr=stderr, env=ENV)
+        except OSError as exc:
+            raise Failed(f"{TIME}: {exc.strerror} (apt-get install time)") from None
+        proc.wait()
+        wall = time.perf_counter() - start
+        lines = report.read().splitlines()
     try:
-        proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=stderr,
-                                cwd=cwd, env=ENV)
-    except OSError as exc:
-        raise Failed(f"{argv[0]}: {exc.strerror}") from None
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    # ru_maxrss of wait4 covers the child and the descendants it waited for.
-    return Measure(proc.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+        user, system, rss_kb = lines[-1].split()
+    except (IndexError, ValueError):
+        raise Failed(f"{argv[0]} did not run: {' '.join(lines) or 'no report from time'}") \
+            from None
+    # time(1) reports the child's exit status as its own.
+    return Measure(proc.returncode, wall, float(user) + float(system), int(rss_kb))
 
 
 def warm(file_list):

@@ -1075,6 +1075,12 @@ class Database:
                 for path in sorted(self.files(package) - paths - conffiles.keys()):
                     items.append(make(Item, (package, divert(path, package), None,
                                              False, none, path)))
+            # What was read for this package is in the items now: keeping
+            # every package's sums and lists as well doubled the peak
+            # memory of a plan (72 MB for 890 packages).
+            self._sums.pop(id(package), None)
+            self._files.pop(id(package), None)
+            self._quick.pop(id(package), None)
         return Plan(packages, items, without_sums, disowned, list(self.problems))
 
 

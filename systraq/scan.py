@@ -108,6 +108,17 @@ def decode(record):
     return Entry(kind, perm, uid, gid, size, mtime, ctime, dev, ino, target, digest, note)
 
 
+def plain_digest(record):
+    """The hex digest of a regular file's record with no note; None otherwise.
+
+    Without building an Entry: a package check asks this of 100,000
+    records.
+    """
+    if record[0] != 0x66 or record[_NOTE_AT] or not record[_DIGEST_LENGTH_AT]:   # b"f"
+        return None
+    return record[_NOTE_AT + 2:_NOTE_AT + 2 + record[_DIGEST_LENGTH_AT]].hex()
+
+
 def from_entry(entry):
     """The record of an Entry (state files written before records existed,
     and tests)."""
@@ -142,24 +153,30 @@ class _Closed(_Gone):
     """The directory is there, but this user may not enter it."""
 
 
+def _step(fd, name, trusted):
+    """Open directory ``name`` in directory ``fd`` (O_PATH): a symlink is
+    followed only when ``trusted`` (see the module docstring)."""
+    try:
+        return os.open(name, _OPEN_DIR, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise _Closed() from None
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not trusted:
+            raise _Gone() from None
+    # A symlink that root placed: follow it.
+    try:
+        return os.open(name, _OPEN_DIR & ~os.O_NOFOLLOW, dir_fd=fd)
+    except OSError:
+        raise _Gone() from None
+
+
 def open_directory(top_fd, top_trusted, components):
     """An O_PATH descriptor of the directory ``components`` below ``top_fd``."""
     fd = os.dup(top_fd)
     trusted = top_trusted
     try:
         for name in components:
-            try:
-                new = os.open(name, _OPEN_DIR, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.EACCES, errno.EPERM):
-                    raise _Closed() from None
-                if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not trusted:
-                    raise _Gone() from None
-                # A symlink that root placed: follow it.
-                try:
-                    new = os.open(name, _OPEN_DIR & ~os.O_NOFOLLOW, dir_fd=fd)
-                except OSError:
-                    raise _Gone() from None
+            new = _step(fd, name, trusted)
             os.close(fd)
             fd = new
             trusted = trusted and _trusted(os.fstat(fd))
@@ -167,6 +184,45 @@ def open_directory(top_fd, top_trusted, components):
         os.close(fd)
         raise
     return fd
+
+
+class _Chain:
+    """The directories from the root down to the last one opened, kept
+    open: the next directory, usually a sibling or a child (groups come
+    sorted), is reached from the deepest one they share.  With small
+    directories grouped into one task, this took the scan of a package
+    check (101,647 files) from 4.5 s to 4.0 s on two cores.  At most one
+    descriptor per level is open."""
+
+    def __init__(self, root_fd):
+        self.root_fd = root_fd
+        self.names = []
+        self.fds = []
+        self.trusted = []
+
+    def open(self, components):
+        """The descriptor of directory ``components``; the chain owns it."""
+        common = 0
+        limit = min(len(self.names), len(components))
+        while common < limit and self.names[common] == components[common]:
+            common += 1
+        self._cut(common)
+        for name in components[common:]:
+            parent = self.fds[-1] if self.fds else self.root_fd
+            trusted = self.trusted[-1] if self.trusted else True
+            fd = _step(parent, name, trusted)
+            self.names.append(name)
+            self.fds.append(fd)
+            self.trusted.append(trusted and _trusted(os.fstat(fd)))
+        return self.fds[-1] if self.fds else self.root_fd
+
+    def _cut(self, keep):
+        for fd in self.fds[keep:]:
+            os.close(fd)
+        del self.names[keep:], self.fds[keep:], self.trusted[keep:]
+
+    def close(self):
+        self._cut(0)
 
 
 class _Open:
@@ -249,16 +305,27 @@ class Scanner:
                 # again from parent and name would cost a second copy.
                 groups.setdefault(parent, []).append((name, path))
         tasks = [("walk", path) for path in sorted(walk, reverse=True)]
-        for parent, names in groups.items():
+        # Names in tasks of about CHUNK, small directories together, in
+        # order so that a task's directories are neighbours.
+        task, size = [], 0
+        for parent in sorted(groups):
+            names = groups[parent]
             for start in range(0, len(names), CHUNK):
-                tasks.append(("names", parent, names[start:start + CHUNK]))
+                part = names[start:start + CHUNK]
+                task.append((parent, part))
+                size += len(part)
+                if size >= CHUNK:
+                    tasks.append(("names", task))
+                    task, size = [], 0
+        if task:
+            tasks.append(("names", task))
 
         previous = self.previous
-        self._keys = list(previous)
-        self._values = list(previous.values())
-        self._index = dict(zip(self._keys, range(len(self._keys))))
+        # Position of each previous path in the shared map, in the
+        # dict's own order.
+        self._index = dict(zip(previous, range(len(previous))))
         # Anonymous and shared: forked workers write into this very map.
-        self._seen = mmap.mmap(-1, max(1, len(self._keys)))
+        self._seen = mmap.mmap(-1, max(1, len(previous)))
         changed = {}
         counts = [0, 0]
 
@@ -277,15 +344,14 @@ class Scanner:
                 out.flush()
             seen = self._seen
             removed = []
-            position = seen.find(b"\0")
-            while 0 <= position < len(self._keys):
-                removed.append(self._keys[position])
-                position = seen.find(b"\0", position + 1)
+            if previous and seen.find(b"\0", 0, len(previous)) >= 0:
+                removed = [path for path, position in self._index.items()
+                           if not seen[position]]
         finally:
             os.close(self._root_fd)
             self._root_fd = None
             self._seen.close()
-            self._seen = self._index = self._keys = self._values = None
+            self._seen = self._index = None
         self.hashed, self.unreadable = counts
         self.changed = sorted(changed)
         self.removed = removed
@@ -306,25 +372,29 @@ class Scanner:
     def _handle(self, task, pool):
         out = _Out(self, pool)
         if task[0] == "names":
-            self._names(task[1], task[2], out)
+            self._names(task[1], out)
         else:
             self._walk(task[1], out, pool)
         out.flush()
 
-    def _names(self, parent, names, out):
+    def _names(self, groups, out):
+        """Look at the names of ``groups``: (parent, [(name, path)])."""
+        chain = _Chain(self._root_fd)
         try:
-            dir_fd = open_directory(self._root_fd, True, _components(parent))
-        except _Closed:
-            # Whether these exist is hidden from us: counted, not recorded.
-            out.unreadable += len(names)
-            return
-        except _Gone:
-            return
-        try:
-            for name, path in names:
-                self._one(dir_fd, name, path, None, out)
+            for parent, names in groups:
+                try:
+                    dir_fd = chain.open(_components(parent))
+                except _Closed:
+                    # Whether these exist is hidden from us: counted, not
+                    # recorded.
+                    out.unreadable += len(names)
+                    continue
+                except _Gone:
+                    continue
+                for name, path in names:
+                    self._one(dir_fd, name, path, None, out)
         finally:
-            os.close(dir_fd)
+            chain.close()
 
     def _walk(self, top, out, pool):
         """Look at directory ``top`` and everything below it.
@@ -400,7 +470,7 @@ class Scanner:
         # than in _one: at 76,000 files the calls it saves are a fifth of
         # a quick run.
         index = self._index if self.quick else None
-        values = self._values
+        previous = self.previous
         seen = self._seen
         pack = _FIXED.pack
         with os.scandir(fd) as entries:
@@ -422,7 +492,7 @@ class Scanner:
                 if index is not None and stat.S_ISREG(mode):
                     position = index.get(child)
                     if position is not None:
-                        old = values[position]
+                        old = previous[child]
                         if (old[_DIGEST_LENGTH_AT] and old.startswith(pack(
                                 b"f", mode & 0o7777, info.st_uid, info.st_gid, info.st_size,
                                 info.st_mtime_ns, info.st_ctime_ns, info.st_dev, info.st_ino))
@@ -439,7 +509,7 @@ class Scanner:
                 if pool.hungry():
                     given = pending[len(pending) - left // 2:]
                     del pending[len(pending) - left // 2:]
-                    pool.submit(("names", path, [(name, child) for name, child, _ in given]))
+                    pool.submit(("names", [(path, [(name, child) for name, child, _ in given])]))
             name, child, info = pending[done]
             self._one(fd, name, child, info, out)
             since_look += info.st_size + _SHARE_COST
@@ -549,11 +619,11 @@ class _Out:
     scanner's shared map of paths seen.
     """
 
-    __slots__ = ("index", "values", "seen", "pool", "pairs", "hashed", "unreadable")
+    __slots__ = ("index", "previous", "seen", "pool", "pairs", "hashed", "unreadable")
 
     def __init__(self, scanner, pool):
         self.index = scanner._index
-        self.values = scanner._values
+        self.previous = scanner.previous
         self.seen = scanner._seen
         self.pool = pool
         self.pairs = []
@@ -566,7 +636,7 @@ class _Out:
         position = self.index.get(path)
         if position is not None:
             self.seen[position] = 1
-            if self.values[position] == record:
+            if self.previous[path] == record:
                 return
         self.pairs.append((path, record))
         if len(self.pairs) >= BATCH:
