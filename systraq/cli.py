@@ -185,6 +185,14 @@ def _cmd_localsums(settings, conf, args):
     return EXIT_WARNINGS if result.changed or result.missing else EXIT_OK
 
 
+def _output_options(cmd, what):
+    """--json and -v, as every command that reports findings has them."""
+    cmd.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+    cmd.add_argument("-v", "--verbose", action="store_true",
+                     help=f"print {what} and a summary even when output is not "
+                          "a terminal (from cron: nothing)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="systraq",
@@ -225,11 +233,7 @@ def build_parser():
                      help="reuse the previous digest of a file whose device, inode, "
                           "size, mtime, ctime, mode and owner are unchanged "
                           "(faster, weaker)")
-    cmd.add_argument("--json", action="store_true",
-                     help="print the change records as JSON")
-    cmd.add_argument("-v", "--verbose", action="store_true",
-                     help="print the changes and a summary even when output "
-                          "is not a terminal")
+    _output_options(cmd, "the change records")
     cmd.set_defaults(func=_cmd_snapshot)
 
     cmd = commands.add_parser(
@@ -245,11 +249,7 @@ def build_parser():
     cmd.add_argument("--repair-missing", action="store_true",
                      help="for packages without sums, fetch the .deb of the "
                           "installed version and write its sums (root)")
-    cmd.add_argument("--json", action="store_true",
-                     help="print the findings as JSON")
-    cmd.add_argument("-v", "--verbose", action="store_true",
-                     help="print the findings and a summary even when output "
-                          "is not a terminal")
+    _output_options(cmd, "the findings")
     cmd.set_defaults(func=_cmd_packages)
 
     cmd = commands.add_parser(
@@ -269,9 +269,7 @@ def build_parser():
     cmd.add_argument("--update", nargs="+", metavar="PATH",
                      help="record the sha256 of each PATH (absolute, world-readable "
                           "regular files the administrator trusts) instead of checking")
-    cmd.add_argument("--json", action="store_true", help="print the result as JSON")
-    cmd.add_argument("-v", "--verbose", action="store_true",
-                     help="print the result even when output is not a terminal")
+    _output_options(cmd, "the result")
     cmd.set_defaults(func=_cmd_localsums)
     return parser
 

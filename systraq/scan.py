@@ -36,6 +36,7 @@ import mmap
 import os
 import stat
 import struct
+import sys
 from collections import namedtuple
 
 from systraq import parallel
@@ -267,7 +268,7 @@ class Scanner:
         # The constructor itself: hashlib.new() looks the name up at
         # every call.
         self._new = getattr(hashlib, algorithm)
-        self.digest_if = digest_if or (lambda info: True)
+        self.digest_if = digest_if    # None: every regular file
         self.previous = previous or {}
         self.quick = quick
         self.workers = parallel.default_workers() if workers is None else workers
@@ -473,9 +474,12 @@ class Scanner:
         previous = self.previous
         seen = self._seen
         pack = _FIXED.pack
+        digest_if = self.digest_if
+        encoding = sys.getfilesystemencoding()
         with os.scandir(fd) as entries:
             for entry in entries:
-                name = os.fsencode(entry.name)
+                # os.fsencode, without its checks on every call.
+                name = entry.name.encode(encoding, "surrogateescape")
                 child = base + name
                 if child in prune:
                     continue
@@ -486,17 +490,18 @@ class Scanner:
                         continue
                     raise
                 mode = info.st_mode
-                if stat.S_ISDIR(mode):
+                form = mode & 0o170000
+                if form == stat.S_IFDIR:
                     subdirectories.append((name, child))
                     continue
-                if index is not None and stat.S_ISREG(mode):
+                if index is not None and form == stat.S_IFREG:
                     position = index.get(child)
                     if position is not None:
                         old = previous[child]
                         if (old[_DIGEST_LENGTH_AT] and old.startswith(pack(
                                 b"f", mode & 0o7777, info.st_uid, info.st_gid, info.st_size,
                                 info.st_mtime_ns, info.st_ctime_ns, info.st_dev, info.st_ino))
-                                and self.digest_if(info)):
+                                and (digest_if is None or digest_if(info))):
                             seen[position] = 1   # unchanged: the record stands
                             continue
                 pending.append((name, child, info))
@@ -536,7 +541,7 @@ class Scanner:
                     raise
             mode = info.st_mode
             if stat.S_ISREG(mode):
-                if not self.digest_if(info):
+                if self.digest_if is not None and not self.digest_if(info):
                     out.add(path, encode(info, note=_NOT_READABLE))
                     return
                 if self.quick and previous is not None and previous[_DIGEST_LENGTH_AT] \
