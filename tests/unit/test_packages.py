@@ -204,3 +204,14 @@ def test_cli_json_and_exit_status(dpkg, capsys):
 def test_an_unknown_package_name_is_a_usage_error(dpkg, capsys):
     assert main(["--root", os.fsdecode(dpkg.root.path), "packages", "no-such-package"]) == 2
     assert "no-such-package" in capsys.readouterr().err
+
+
+def test_a_diverted_file_is_looked_for_where_it_was_diverted_to(dpkg):
+    # dpkg-divert --rename /usr/bin/cat to /usr/bin/cat.distrib, as a local
+    # admin does before putting their own cat in place.
+    os.rename(dpkg.root.host("/usr/bin/cat"), dpkg.root.host("/usr/bin/cat.distrib"))
+    dpkg.root.write("/usr/bin/cat", "the admin's cat\n")
+    dpkg.root.write("/var/lib/dpkg/diversions", "/usr/bin/cat\n/usr/bin/cat.distrib\n:\n")
+    assert kinds(check(dpkg.root)) == [("without sums", "nosums")]
+    os.unlink(dpkg.root.host("/usr/bin/cat.distrib"))
+    assert ("missing", "/usr/bin/cat.distrib") in kinds(check(dpkg.root))
