@@ -13,11 +13,12 @@ conffile         a conffile that differs from what its package shipped:
                  it matches ``critical`` in systraq.conf.
 without sums     a package dpkg has no md5sums file for: a warning
                  (``--repair-missing`` fetches them from the archive).
-unexplained      a package file whose content changed since the last run
+unexplained      a package file whose content changed between two runs
                  while dpkg logged no operation on its package: a
                  warning even when the file matches dpkg's sums, because
                  that is what changing a file and its sums line together
-                 looks like.
+                 looks like.  It stays until the file has its earlier
+                 content again, or is accepted.
 explained        a change since the last run made by an install, upgrade
                  or removal, labelled with it ("upgraded 10:32 by apt:
                  ..."): information, not a warning.
@@ -69,10 +70,15 @@ def accepted_path(settings):
 class Finding:
     """One thing ``systraq packages`` has to say about one path or package."""
 
-    __slots__ = ("kind", "path", "package", "version", "detail", "first_seen", "label")
+    __slots__ = ("kind", "path", "package", "version", "detail", "first_seen", "label",
+                 "trusted")
 
     def __init__(self, kind, path, package, version=None, detail=None,
-                 first_seen=None, label=None):
+                 first_seen=None, label=None, trusted=None):
+        # For an unexplained change: the md5 the file had before it (a
+        # world-readable file's), kept until the file has it again or the
+        # change is explained or accepted.
+        self.trusted = trusted
         self.kind = kind
         self.path = path            # bytes, or None for a package finding
         self.package = package      # dpkg's name for it (NAME or NAME:ARCH)
@@ -217,20 +223,27 @@ def _locked_run(settings, config, names, workers, now, save, spool_group, events
         if since is None:
             return None
         event = events.explain(package.key, since)
-        return attribution.describe(event, now=now, ascii=True) if event is not None else None
+        if event is None:
+            return None
+        return attribution.describe(event, now=now, ascii=True, native_arch=events.native_arch)
 
     findings = {}
     quiet = set()          # accepted findings
     explained = {}
     unreadable = set()
     plain_md5 = scan.plain_digest
+    # Unexplained changes of earlier runs: they stay until undone,
+    # explained or accepted, and the file's record alone does not say so.
+    trusted = {path: v["trusted"] for path, v in earlier.items()
+               if v.get("kind") == "unexplained" and v.get("trusted")}
     for item in plan.items:
         record = found.get(item.path)
         # The common case first, without decoding: a regular file that
         # matches its sum and is the very record of the last run.
         if (record is not None and item.md5 is not None
                 and plain_md5(record) == item.md5
-                and before.get(item.path, record) is record):
+                and before.get(item.path, record) is record
+                and item.path not in trusted):
             continue
         package = item.package
         if record is None:
@@ -256,14 +269,19 @@ def _locked_run(settings, config, names, workers, now, save, spool_group, events
                 # Matches dpkg's sums.  Did it change since the last run
                 # with nothing in dpkg's log to say why?
                 old = before.get(item.path)
-                if (old is not None and since is not None
-                        and scan.decode(old).digest not in (None, entry.digest)):
+                good = trusted.get(item.path)
+                if good is None and old is not None and since is not None:
+                    good = scan.decode(old).digest
+                if good is not None and good != entry.digest:
                     label = explain(package)
-                    if label is None:
+                    if label is None and accepted.get(item.path) == entry.digest:
+                        report.accepted += 1
+                        quiet.add(item.path)
+                    elif label is None:
                         findings[item.path] = Finding(
                             "unexplained", item.path, package.key, package.version,
-                            "content changed since the last run, but dpkg logged "
-                            "no operation on its package")
+                            "content changed, but dpkg logged no operation on its "
+                            "package", trusted=good)
                     else:
                         count = explained.get(package.key, (package, label, 0))[2]
                         explained[package.key] = (package, label, count + 1)
@@ -304,7 +322,7 @@ def _locked_run(settings, config, names, workers, now, save, spool_group, events
 
 def _save(settings, report, found, now, today, spool_group):
     current = {escape(f.path): {"first_seen": f.first_seen, "package": f.package,
-                                "kind": f.kind}
+                                "kind": f.kind, **({"trusted": f.trusted} if f.trusted else {})}
                for f in report.findings if f.path is not None and f.first_seen}
     header = {"format": STATE_FORMAT, "time": now, "count": len(found),
               "findings": current}

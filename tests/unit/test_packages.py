@@ -215,3 +215,34 @@ def test_a_diverted_file_is_looked_for_where_it_was_diverted_to(dpkg):
     assert kinds(check(dpkg.root)) == [("without sums", "nosums")]
     os.unlink(dpkg.root.host("/usr/bin/cat.distrib"))
     assert ("missing", "/usr/bin/cat.distrib") in kinds(check(dpkg.root))
+
+
+def test_an_unexplained_change_stays_until_undone_or_accepted(dpkg):
+    day1 = time.mktime((2026, 11, 20, 6, 25, 0, 0, 0, -1))
+    check(dpkg.root, now=day1)
+    dpkg.root.write("/usr/bin/ls", "trojan\n")
+    sums = dpkg.root.host("/var/lib/dpkg/info/coreutils.md5sums")
+    forged = open(sums).read().replace(md5(b"ls\n"), md5(b"trojan\n"))
+    open(sums, "w").write(forged)
+    check(dpkg.root, now=day1 + 3600)
+    # Nothing changed since: it is still unexplained, from the first day.
+    (again,) = [f for f in check(dpkg.root, now=day1 + 86400).findings
+                if f.path == b"/usr/bin/ls"]
+    assert (again.kind, again.first_seen) == ("unexplained", "2026-11-20")
+    packages.accept(dpkg.root.settings(), [b"/usr/bin/ls"])
+    report = check(dpkg.root, now=day1 + 2 * 86400)
+    assert not [f for f in report.findings if f.path == b"/usr/bin/ls"]
+    assert report.accepted == 1
+
+
+def test_an_unexplained_change_undone_is_fixed(dpkg):
+    day1 = time.mktime((2026, 11, 20, 6, 25, 0, 0, 0, -1))
+    check(dpkg.root, now=day1)
+    dpkg.root.write("/usr/bin/ls", "trojan\n")
+    sums = dpkg.root.host("/var/lib/dpkg/info/coreutils.md5sums")
+    original = open(sums).read()
+    open(sums, "w").write(original.replace(md5(b"ls\n"), md5(b"trojan\n")))
+    assert ("unexplained", "/usr/bin/ls") in kinds(check(dpkg.root, now=day1 + 3600))
+    dpkg.root.write("/usr/bin/ls", "ls\n")
+    open(sums, "w").write(original)
+    assert ("fixed", "/usr/bin/ls") in kinds(check(dpkg.root, now=day1 + 7200))
