@@ -169,6 +169,9 @@ def _skip_options(line):
             quoted = not quoted
         elif not quoted:
             return match.start()
+    if quoted:
+        # sshd would take the whole line as options and find no key.
+        raise _Bad(f"options have an unterminated quote: {_quote(_shown(line))}")
     return len(line)
 
 
@@ -207,6 +210,12 @@ def _parse_line(line, number):
     if not rest:
         raise _Bad(f"no key: {_quote(_shown(line))} is neither a key type "
                    f"nor followed by a key")
+    second = _first_word(rest)
+    if _plain_type(second.decode("ascii", "replace")) is None:
+        # Either a bare key of an unknown type or options before one; sshd
+        # cannot tell which, so name both words.
+        raise _Bad(f"unknown key type: neither {_quote(_shown(options))} "
+                   f"nor {_quote(_shown(second))} is one")
     return _parse_key(rest, options, number)
 
 
