@@ -81,10 +81,6 @@ BATCH = 4096
 SMALL = 64 * 1024
 
 
-def kind_of(mode):
-    return _KIND.get(stat.S_IFMT(mode), b"?").decode()
-
-
 def _fixed(info):
     return _FIXED.pack(_KIND.get(stat.S_IFMT(info.st_mode), b"?"), stat.S_IMODE(info.st_mode),
                        info.st_uid, info.st_gid, info.st_size, info.st_mtime_ns,
@@ -121,8 +117,7 @@ def plain_digest(record):
 
 
 def from_entry(entry):
-    """The record of an Entry (state files written before records existed,
-    and tests)."""
+    """The record of an Entry: the inverse of ``decode``."""
     fixed = _FIXED.pack(entry.kind.encode(), entry.perm, entry.uid, entry.gid, entry.size,
                         entry.mtime_ns, entry.ctime_ns, entry.dev, entry.ino)
     digest = bytes.fromhex(entry.digest) if entry.digest else b""

@@ -55,10 +55,6 @@ def load_records(path):
     return statefile.load(path, STATE_FORMAT)
 
 
-def _encode_state(header, records):
-    return statefile.encode(header, records)
-
-
 def load_state(path):
     """``(header, {path: Entry})``; ``(None, None)`` when absent."""
     header, records = load_records(path)
@@ -113,21 +109,10 @@ def _new_thing(entry):
     return {"flags": _flags(0, entry.perm, entry.kind)}
 
 
-def differing(old, new):
-    """The paths whose records differ between two {path: record} dicts."""
-    # Most paths are unchanged: one bytes comparison (often an identity
-    # test, as the scanner keeps unchanged records) sets them aside.
-    differ = [path for path, record in new.items()
-              if old.get(path) is not record and old.get(path) != record]
-    differ.extend(path for path in old if path not in new)
-    return differ
-
-
-def compare(old, new, mode, names, differ=None):
-    """Change records for the differences between two {path: record} dicts."""
+def compare(old, new, mode, names, differ):
+    """Change records for the paths ``differ`` names, whose records differ
+    between two {path: record} dicts (the scanner says which)."""
     records = []
-    if differ is None:
-        differ = differing(old, new)
 
     def record(path, change, **fields):
         records.append({"source": "snapshot", "mode": mode, "path": escape(path),
@@ -276,7 +261,7 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, w
     run_id = os.urandom(8).hex()
     header = {"format": STATE_FORMAT, "mode": mode, "digest": algorithm,
               "run": run_id, "time": stamp, "count": len(new)}
-    atomic_write(state + b".next", _encode_state(header, new), mode=private)
+    atomic_write(state + b".next", statefile.encode(header, new), mode=private)
     if records:
         spool.add(f"snapshot_{mode}", records, now=now, run=run_id, group=spool_group)
     os.rename(state + b".next", state)
