@@ -13,6 +13,10 @@ from systraq.cli import main
 from systraq.config import load as load_config
 
 
+# 2026-11-20 06:25 local time: the day of the first run in several tests.
+DAY1 = time.mktime((2026, 11, 20, 6, 25, 0, 0, 0, -1))
+
+
 def md5(data):
     return hashlib.md5(data).hexdigest()
 
@@ -50,6 +54,18 @@ class FakeDpkg:
         self.stanzas = [s for s in self.stanzas if not s.startswith(f"Package: {name}\n")]
         self.stanzas.append("\n".join(stanza) + "\n")
         self.root.write("/var/lib/dpkg/status", "\n".join(self.stanzas))
+
+    def forge(self, package, path, data):
+        """Change ``path`` and its line in ``package``'s md5sums together,
+        as an intruder who knows about debsums would; the sums file's text
+        from before is returned."""
+        old = open(self.root.host(path), "rb").read()
+        self.root.write(path, data)
+        sums = self.root.host(f"/var/lib/dpkg/info/{package}.md5sums")
+        original = open(sums).read()
+        with open(sums, "w") as handle:
+            handle.write(original.replace(md5(old), md5(data.encode())))
+        return original
 
     def log(self, line):
         with open(self.root.host("/var/log/dpkg.log"), "a") as handle:
@@ -117,22 +133,20 @@ def test_a_file_replaced_by_a_symlink_is_changed(dpkg):
 
 
 def test_a_mismatch_keeps_the_day_it_was_first_seen_until_fixed(dpkg):
-    day1 = time.mktime((2026, 11, 20, 6, 25, 0, 0, 0, -1))
     dpkg.root.write("/usr/bin/ls", "trojan\n")
-    (first,) = [f for f in check(dpkg.root, now=day1).findings if f.kind == "changed"]
+    (first,) = [f for f in check(dpkg.root, now=DAY1).findings if f.kind == "changed"]
     assert first.first_seen == "2026-11-20"
-    (again,) = [f for f in check(dpkg.root, now=day1 + 86400).findings if f.kind == "changed"]
+    (again,) = [f for f in check(dpkg.root, now=DAY1 + 86400).findings if f.kind == "changed"]
     assert again.first_seen == "2026-11-20"
     dpkg.root.write("/usr/bin/ls", "ls\n")
     dpkg.log("2026-11-21 10:32:00 upgrade coreutils:amd64 9.1-1 9.1-1")
-    report = check(dpkg.root, now=day1 + 2 * 86400)
+    report = check(dpkg.root, now=DAY1 + 2 * 86400)
     assert ("fixed", "/usr/bin/ls") in kinds(report)
     assert not [f for f in report.warnings if f.path == b"/usr/bin/ls"]
 
 
 def test_a_change_dpkg_explains_is_labelled_not_a_warning(dpkg):
-    day1 = time.mktime((2026, 11, 20, 6, 25, 0, 0, 0, -1))
-    check(dpkg.root, now=day1)
+    check(dpkg.root, now=DAY1)
     # An upgrade: new content, new sums, and dpkg says so in its log.
     dpkg.install("openssh-server", "1:9.2p1-2+deb12u3", {
         "/usr/sbin/sshd": "sshd fixed\n", "/etc/ssh/sshd_config": "Port 22\n",
@@ -140,7 +154,7 @@ def test_a_change_dpkg_explains_is_labelled_not_a_warning(dpkg):
         conffiles=("/etc/ssh/sshd_config", "/etc/default/ssh"))
     dpkg.log("2026-11-20 10:32:00 upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3")
     dpkg.log("2026-11-20 10:32:01 status installed openssh-server:amd64 1:9.2p1-2+deb12u3")
-    report = check(dpkg.root, now=day1 + 86400)
+    report = check(dpkg.root, now=DAY1 + 86400)
     (explained,) = [f for f in report.findings if f.kind == "explained"]
     assert explained.package == "openssh-server"
     assert explained.label.startswith("upgraded 2026-11-20 10:32 by dpkg: openssh-server")
@@ -151,15 +165,11 @@ def test_a_change_dpkg_explains_is_labelled_not_a_warning(dpkg):
 
 
 def test_a_file_changed_with_its_sums_line_and_no_dpkg_operation_is_unexplained(dpkg):
-    day1 = time.mktime((2026, 11, 20, 6, 25, 0, 0, 0, -1))
-    check(dpkg.root, now=day1)
+    check(dpkg.root, now=DAY1)
     # What dpkg --verify and debsums cannot see: the file and its sums
     # line changed together, and nothing in dpkg's log.
-    dpkg.root.write("/usr/bin/ls", "trojan\n")
-    sums = dpkg.root.host("/var/lib/dpkg/info/coreutils.md5sums")
-    text = open(sums).read().replace(md5(b"ls\n"), md5(b"trojan\n"))
-    open(sums, "w").write(text)
-    report = check(dpkg.root, now=day1 + 86400)
+    dpkg.forge("coreutils", "/usr/bin/ls", "trojan\n")
+    report = check(dpkg.root, now=DAY1 + 86400)
     (finding,) = [f for f in report.findings if f.kind == "unexplained"]
     assert finding.path == b"/usr/bin/ls" and finding.warning
 
@@ -218,31 +228,24 @@ def test_a_diverted_file_is_looked_for_where_it_was_diverted_to(dpkg):
 
 
 def test_an_unexplained_change_stays_until_undone_or_accepted(dpkg):
-    day1 = time.mktime((2026, 11, 20, 6, 25, 0, 0, 0, -1))
-    check(dpkg.root, now=day1)
-    dpkg.root.write("/usr/bin/ls", "trojan\n")
-    sums = dpkg.root.host("/var/lib/dpkg/info/coreutils.md5sums")
-    forged = open(sums).read().replace(md5(b"ls\n"), md5(b"trojan\n"))
-    open(sums, "w").write(forged)
-    check(dpkg.root, now=day1 + 3600)
+    check(dpkg.root, now=DAY1)
+    dpkg.forge("coreutils", "/usr/bin/ls", "trojan\n")
+    check(dpkg.root, now=DAY1 + 3600)
     # Nothing changed since: it is still unexplained, from the first day.
-    (again,) = [f for f in check(dpkg.root, now=day1 + 86400).findings
+    (again,) = [f for f in check(dpkg.root, now=DAY1 + 86400).findings
                 if f.path == b"/usr/bin/ls"]
     assert (again.kind, again.first_seen) == ("unexplained", "2026-11-20")
     packages.accept(dpkg.root.settings(), [b"/usr/bin/ls"])
-    report = check(dpkg.root, now=day1 + 2 * 86400)
+    report = check(dpkg.root, now=DAY1 + 2 * 86400)
     assert not [f for f in report.findings if f.path == b"/usr/bin/ls"]
     assert report.accepted == 1
 
 
 def test_an_unexplained_change_undone_is_fixed(dpkg):
-    day1 = time.mktime((2026, 11, 20, 6, 25, 0, 0, 0, -1))
-    check(dpkg.root, now=day1)
-    dpkg.root.write("/usr/bin/ls", "trojan\n")
+    check(dpkg.root, now=DAY1)
+    original = dpkg.forge("coreutils", "/usr/bin/ls", "trojan\n")
     sums = dpkg.root.host("/var/lib/dpkg/info/coreutils.md5sums")
-    original = open(sums).read()
-    open(sums, "w").write(original.replace(md5(b"ls\n"), md5(b"trojan\n")))
-    assert ("unexplained", "/usr/bin/ls") in kinds(check(dpkg.root, now=day1 + 3600))
+    assert ("unexplained", "/usr/bin/ls") in kinds(check(dpkg.root, now=DAY1 + 3600))
     dpkg.root.write("/usr/bin/ls", "ls\n")
     open(sums, "w").write(original)
-    assert ("fixed", "/usr/bin/ls") in kinds(check(dpkg.root, now=day1 + 7200))
+    assert ("fixed", "/usr/bin/ls") in kinds(check(dpkg.root, now=DAY1 + 7200))
