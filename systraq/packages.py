@@ -229,6 +229,15 @@ def _locked_run(settings, config, names, workers, now, save, spool_group, events
 
     findings = {}
     quiet = set()          # accepted findings
+
+    def is_accepted(path, record):
+        """True, and counted, when the admin accepted ``path`` as it is now."""
+        if path in accepted and accepted[path] == _token(record):
+            report.accepted += 1
+            quiet.add(path)
+            return True
+        return False
+
     explained = {}
     unreadable = set()
     plain_md5 = scan.plain_digest
@@ -274,26 +283,20 @@ def _locked_run(settings, config, names, workers, now, save, spool_group, events
                     good = scan.decode(old).digest
                 if good is not None and good != entry.digest:
                     label = explain(package)
-                    if label is None and accepted.get(item.path) == entry.digest:
-                        report.accepted += 1
-                        quiet.add(item.path)
-                    elif label is None:
+                    if label is not None:
+                        count = explained.get(package.key, (package, label, 0))[2]
+                        explained[package.key] = (package, label, count + 1)
+                    elif not is_accepted(item.path, record):
                         findings[item.path] = Finding(
                             "unexplained", item.path, package.key, package.version,
                             "content changed, but dpkg logged no operation on its "
                             "package", trusted=good)
-                    else:
-                        count = explained.get(package.key, (package, label, 0))[2]
-                        explained[package.key] = (package, label, count + 1)
                 continue
         if item.conffile:
             kind = "critical conffile" if _critical(config, item.path) else "conffile"
             detail = "missing" if record is None else detail
-        if kind in ("changed", "missing", "critical conffile"):
-            if item.path in accepted and accepted[item.path] == _token(record):
-                report.accepted += 1
-                quiet.add(item.path)
-                continue
+        if kind in ("changed", "missing", "critical conffile") and is_accepted(item.path, record):
+            continue
         findings[item.path] = Finding(kind, item.path, package.key, package.version, detail,
                                       label=explain(package))
 
