@@ -330,7 +330,7 @@ def _save(settings, report, found, now, today, spool_group):
     header = {"format": STATE_FORMAT, "time": now, "count": len(found),
               "findings": current}
     new = [f for f in report.findings
-           if f.kind in ("fixed", "explained", "unexplained") or f.first_seen == today]
+           if f.kind in ("fixed", "explained") or f.first_seen == today]
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
     records = [dict(f.as_dict(), source="packages", change=f.kind, time=stamp) for f in new]
     private = 0o640

@@ -11,6 +11,7 @@ import pytest
 from systraq import packages
 from systraq.cli import main
 from systraq.config import load as load_config
+from systraq.spool import Spool
 
 
 # 2026-11-20 06:25 local time: the day of the first run in several tests.
@@ -235,6 +236,10 @@ def test_an_unexplained_change_stays_until_undone_or_accepted(dpkg):
     (again,) = [f for f in check(dpkg.root, now=DAY1 + 86400).findings
                 if f.path == b"/usr/bin/ls"]
     assert (again.kind, again.first_seen) == ("unexplained", "2026-11-20")
+    # Queued for the report once, on the day it was found.
+    spool = Spool(dpkg.root.settings())
+    queued = [r for b in spool.pending() for r in spool.records(b)]
+    assert [r["path"] for r in queued if r["change"] == "unexplained"] == ["/usr/bin/ls"]
     packages.accept(dpkg.root.settings(), [b"/usr/bin/ls"])
     report = check(dpkg.root, now=DAY1 + 2 * 86400)
     assert not [f for f in report.findings if f.path == b"/usr/bin/ls"]
