@@ -14,8 +14,8 @@ import os
 import pwd
 import sys
 
-from systraq import (__version__, archive, config, dpkgdb, localsums, packages, snapshot,
-                     status)
+from systraq import (__version__, archive, config, contents, dpkgdb, listgen, localsums,
+                     packages, snapshot, status)
 from systraq.errors import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_WARNINGS,
                             ConfigError, RunError, SystraqError, UsageError)
 from systraq.pathcodec import escape
@@ -69,10 +69,7 @@ def _cmd_snapshot(settings, conf, args):
     if args.mode == "pub" and host and os.geteuid() == 0:
         _become_system_user()
     elif args.mode == "root" and host:
-        try:
-            group = grp.getgrnam(SYSTEM_USER).gr_gid
-        except KeyError:
-            raise RunError(f"group {SYSTEM_USER} does not exist; is systraq installed?") from None
+        group = _systraq_group()
     result = snapshot.run(settings, conf, args.mode, quick=args.quick, spool_group=group)
     if args.json:
         json.dump(result.records, sys.stdout, indent=2, sort_keys=True)
@@ -86,6 +83,88 @@ def _cmd_snapshot(settings, conf, args):
               f"{0 if result.baseline else len(result.records)} changes")
     changed = not result.baseline and result.records
     return EXIT_WARNINGS if changed else EXIT_OK
+
+
+def _systraq_group():
+    try:
+        return grp.getgrnam(SYSTEM_USER).gr_gid
+    except KeyError:
+        raise RunError(f"group {SYSTEM_USER} does not exist; is systraq installed?") from None
+
+
+def _describe_content(item):
+    """A contents record as the lines a person reads."""
+    change = item["change"]
+    if change == "baseline":
+        adopted = item.get("adopted")
+        if adopted:
+            return [f"first run: {adopted} backups of the old package taken over, "
+                    f"{item['count']} files backed up"]
+        return [f"first run: {item['count']} files backed up"]
+    if change == "state damaged":
+        return [f"state damaged, started again ({item['detail']})"]
+    head = f"{item['path']}: {change}"
+    if "target" in item:
+        head += f", pointing to {item['target']}"
+    if "type" in item:
+        head += f" ({item['type']})"
+    if "perm" in item:
+        head += f" (mode {item['perm']})"
+    if item.get("binary"):
+        head += f", binary file: {item['size']} bytes"
+    if "note" in item:
+        head += f" ({item['note']})"
+    lines = [head]
+    lines += ["  " + key for key in item.get("keys", ())]
+    if "diff" in item:
+        lines += item["diff"].rstrip("\n").split("\n")
+        if item.get("cut"):
+            lines.append(f"[{item['cut']} more lines not shown]")
+    return lines
+
+
+def _cmd_contents(settings, conf, args):
+    host = settings.is_host_root
+    if args.mode == "root" and host and os.geteuid() != 0:
+        raise UsageError("contents --mode root must run as root")
+    group = None
+    if args.mode == "pub" and host and os.geteuid() == 0:
+        _become_system_user()
+    elif args.mode == "root" and host:
+        group = _systraq_group()
+    result = contents.run(settings, conf, args.mode, spool_group=group)
+    if args.json:
+        json.dump(result.records, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    elif args.verbose or sys.stdout.isatty():
+        for item in result.records:
+            for line in _describe_content(item):
+                print(line)
+        notes = []
+        if result.private:
+            notes.append(f"{result.private} listed files not world-readable, skipped")
+        if result.unreadable:
+            notes.append(f"{result.unreadable} not readable")
+        changes = 0 if result.baseline else len(result.records)
+        print(f"contents {args.mode}: {result.count} files, {changes} changes"
+              + "".join(f", {n}" for n in notes))
+    changed = not result.baseline and result.records
+    return EXIT_WARNINGS if changed else EXIT_OK
+
+
+def _cmd_lists(settings, conf, args):
+    if settings.is_host_root and os.geteuid() == 0:
+        # The generated files belong to the systraq user, which rewrites
+        # them at the start of a contents run when users changed.
+        _become_system_user()
+    done = listgen.generate(settings, conf)
+    if args.verbose:
+        print(f"filetraq.main.conf: {done.etc} files under /etc, {done.keys} "
+              f"authorized_keys files; filetraq.tail.conf: {done.tail} lines; "
+              + ("rewritten: " + ", ".join(os.fsdecode(os.path.basename(p))
+                                          for p in done.changed)
+                 if done.changed else "unchanged"))
+    return EXIT_OK
 
 
 def _cmd_packages(settings, conf, args):
@@ -235,6 +314,33 @@ def build_parser():
                           "(faster, weaker)")
     _output_options(cmd, "the change records")
     cmd.set_defaults(func=_cmd_snapshot)
+
+    cmd = commands.add_parser(
+        "contents", help="back up world-readable configuration; spool diffs",
+        description="Keep backups of the files filetraq.conf names and of every "
+                    "world-readable file under /etc, and queue a unified diff "
+                    "(old -> new) for each changed text file, a notice for "
+                    "binary, large and secret files, and a record for each "
+                    "created, removed or replaced file. authorized_keys files "
+                    "are shown as keys added and removed. Writes the generated "
+                    "lists again first when users changed.")
+    cmd.add_argument("--mode", choices=contents.MODES, default="pub",
+                     help="pub: world-readable files, as the systraq user (root "
+                          "drops to it); root: the authorized_keys files of homes "
+                          "the systraq user cannot read, as root (default: pub)")
+    _output_options(cmd, "the change records")
+    cmd.set_defaults(func=_cmd_contents)
+
+    cmd = commands.add_parser(
+        "lists", help="write the generated list filetraq.conf",
+        description="Write filetraq.main.conf (every world-readable regular file "
+                    "under /etc, less the ignored ones, and the authorized_keys "
+                    "files the systraq user can see) and filetraq.conf (a header, "
+                    "filetraq.main.conf and the administrator's "
+                    "filetraq.tail.conf). Prints nothing unless asked.")
+    cmd.add_argument("-v", "--verbose", action="store_true",
+                     help="say how many entries were written")
+    cmd.set_defaults(func=_cmd_lists)
 
     cmd = commands.add_parser(
         "packages", help="verify installed package files against dpkg's sums",

@@ -35,6 +35,42 @@ def _show_paths(paths):
     return " ".join(os.fsdecode(p) for p in paths) if paths else "(none)"
 
 
+def _patterns(value):
+    """One shell pattern per line (absolute, or starting with '*'); a tuple of bytes."""
+    patterns = []
+    for item in value.splitlines():
+        item = item.strip()
+        if not item:
+            continue
+        if not item.startswith(("/", "*")):
+            raise ValueError(f"a pattern must start with '/' or '*': {item!r}")
+        patterns.append(os.fsencode(item))
+    return tuple(patterns)
+
+
+def _count(value):
+    """A whole number, 0 or more."""
+    value = value.strip()
+    if not value.isdigit():
+        raise ValueError(f"not a whole number: {value!r}")
+    return int(value)
+
+
+_UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+
+
+def _size(value):
+    """Bytes, with an optional K, M or G suffix (powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)i?B?\s*", value, re.IGNORECASE)
+    if not match:
+        raise ValueError(f"not a size: {value!r} (say 1048576, 1024K or 1M)")
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+def _show_patterns(patterns):
+    return " ".join(os.fsdecode(p) for p in patterns) if patterns else "(none)"
+
+
 # section -> key -> (default text, parse function, show function)
 def _digest(value):
     value = value.strip()
@@ -42,6 +78,42 @@ def _digest(value):
         raise ValueError(f"unknown digest {value!r} (one of: {', '.join(DIGESTS)})")
     return value
 
+
+# Private keys and password hashes by their usual names.  '*' matches '/'
+# too, so "*/private/*" is any file below a directory named private.
+DEFAULT_SECRET = """
+/etc/shadow*
+/etc/gshadow*
+/etc/security/opasswd*
+*/private/*
+*/ssh_host_*_key
+*.key
+*/id_rsa
+*/id_dsa
+*/id_ecdsa
+*/id_ecdsa_sk
+*/id_ed25519
+*/id_ed25519_sk
+"""
+
+# Written by the system itself, not by an administrator: a diff of them
+# each half hour says nothing.
+DEFAULT_IGNORE = """
+/etc/mtab
+/etc/adjtime
+/etc/ld.so.cache
+/etc/fake-hwclock.data
+/etc/blkid.tab*
+/etc/prelink.cache
+/etc/lvm/archive/*
+/etc/lvm/backup/*
+/etc/lvm/cache/*
+/etc/apparmor.d/cache/*
+/etc/cups/subscriptions.conf*
+/etc/.pwd.lock
+/etc/systraq/filetraq.conf
+/etc/systraq/filetraq.main.conf
+"""
 
 SCHEMA = {
     "snapshot": {
@@ -56,6 +128,22 @@ SCHEMA = {
         # Conffiles whose change is a warning rather than a normal admin
         # edit: absolute paths, shell wildcards allowed.
         "critical": ("", _absolute_paths, _show_paths),
+    },
+    "contents": {
+        # Lines of diff a change record carries per file; the rest is
+        # counted, not shown.
+        "max_diff_lines": ("200", _count, str),
+        # Files larger than this get a notice when they change, no backup
+        # and no diff.
+        "max_size": ("1M", _size, str),
+        # Dated backups older than this many days are removed.
+        "retention_days": ("60", _count, str),
+        # Files whose content is never backed up or shown, even when
+        # world-readable: that they are world-readable is the warning.
+        "secret": (DEFAULT_SECRET, _patterns, _show_patterns),
+        # Files under /etc that change by themselves: left out of the
+        # generated list and of the search for new files under /etc.
+        "ignore": (DEFAULT_IGNORE, _patterns, _show_patterns),
     },
 }
 

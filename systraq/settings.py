@@ -55,6 +55,13 @@ class Settings:
         self.spool_dir = posixpath.join(self.state_dir, b"spool")
         # The root job's own state: digests of files only root may read.
         self.root_state_dir = posixpath.join(self.state_dir, b"root")
+        # Backups of world-readable configuration, in the old filetraq
+        # layout: filetraq/<absolute path>/orig and dated copies beside it.
+        self.backup_dir = posixpath.join(self.state_dir, b"filetraq")
+        # The generated watch list and the admin's additions to it.
+        self.filetraq_main = posixpath.join(self.conf_dir, b"filetraq.main.conf")
+        self.filetraq_tail = posixpath.join(self.conf_dir, b"filetraq.tail.conf")
+        self.filetraq_conf = posixpath.join(self.conf_dir, b"filetraq.conf")
         self.passwd_file = self.host(b"/etc/passwd")
         self.group_file = self.host(b"/etc/group")
         # What dpkg and apt did, read by attribution.py (dpkg(1) --log;

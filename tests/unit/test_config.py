@@ -27,7 +27,27 @@ def test_a_missing_default_file_gives_the_defaults(root):
     assert conf.get("snapshot", "digest") == "sha256"
     assert conf.effective() == [("snapshot", "digest", "sha256", "default"),
                                 ("snapshot", "exclude", "(none)", "default"),
-                                ("packages", "critical", "(none)", "default")]
+                                ("packages", "critical", "(none)", "default"),
+                                ("contents", "max_diff_lines", "200", "default"),
+                                ("contents", "max_size", "1048576", "default"),
+                                ("contents", "retention_days", "60", "default"),
+                                ("contents", "secret", " ".join(config.DEFAULT_SECRET.split()), "default"),
+                                ("contents", "ignore", " ".join(config.DEFAULT_IGNORE.split()),
+                                 "default")]
+
+
+def test_contents_sizes_and_patterns_are_checked(root):
+    path, conf = load(root, "[contents]\nmax_size = 64K\nmax_diff_lines = 50\n"
+                            "secret = */private/*\n  *.key\n")
+    assert conf.get("contents", "max_size") == 65536
+    assert conf.get("contents", "max_diff_lines") == 50
+    assert conf.get("contents", "secret") == (b"*/private/*", b"*.key")
+    _name, lines = error_lines(root, "[contents]\nmax_size = big\n")
+    assert lines[0].endswith(":2: [contents] max_size: not a size: 'big' (say 1048576, 1024K or 1M)")
+    _name, lines = error_lines(root, "[contents]\nretention_days = -1\n")
+    assert lines[0].endswith(":2: [contents] retention_days: not a whole number: '-1'")
+    _name, lines = error_lines(root, "[contents]\nsecret = private/*\n")
+    assert "a pattern must start with '/' or '*'" in lines[0]
 
 
 def test_a_missing_file_named_by_the_admin_is_an_error(root):
