@@ -491,10 +491,10 @@ class _Pub(_Run):
         for logical in sorted(watched | set(old)):
             self.examine(logical, old.get(logical), new, quiet, logical in watched)
         if self.result.damaged is not None:
-            self.record(self.state, "state damaged", detail=self.result.damaged,
-                        count=len(new))
+            self.record(settings.logical(self.state), "state damaged",
+                        detail=self.result.damaged, count=len(new))
         elif quiet or self.result.adopted:
-            self.record(self.backups.top, "baseline", count=self.result.backed_up,
+            self.record(settings.logical(self.backups.top), "baseline", count=self.result.backed_up,
                         adopted=self.result.adopted)
         self.result.count = len(new)
         head = {"swept": swept}
@@ -584,6 +584,12 @@ class _Pub(_Run):
             if before is not None and before[0] in (BACKUP, KEYS):
                 update["dated"] = os.fsdecode(self.backups.dated_name(logical, self.now))
             self.updates.append(update)
+        elif before is not None and before[0] in (BACKUP, KEYS):
+            # Too large now, or a secret: no current copy any more, and a
+            # secret's old copies are closed.
+            self.updates.append({"path": os.fsdecode(logical), "close": kind == SECRET,
+                                 "dated": os.fsdecode(self.backups.dated_name(logical,
+                                                                              self.now))})
         if kind == SECRET:
             if before is None or before[0] != SECRET:
                 self.record(logical, "world-readable secret", perm=f"{perm:04o}",
@@ -724,11 +730,11 @@ class _Root(_Run):
         for logical in sorted(set(old) - set(new)):
             self.compare(logical, old[logical], None, quiet)
         if self.result.damaged is not None:
-            self.record(self.state, "state damaged", detail=self.result.damaged,
-                        count=len(new))
+            self.record(self.settings.logical(self.state), "state damaged",
+                        detail=self.result.damaged, count=len(new))
         elif quiet:
             self.result.baseline = True
-            self.record(self.state, "baseline", count=len(new))
+            self.record(self.settings.logical(self.state), "baseline", count=len(new))
         self.result.count = len(new)
         self.commit({}, old if header else None, new, 0o600)
         return self.result
