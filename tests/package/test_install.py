@@ -13,7 +13,14 @@ from systraq import __version__
 
 USER = "debian-systraq"
 CONF = ["systraq.conf", "snapshot_pub.list", "snapshot_root.list",
-        "snapshot_pub.homelist", "snapshot_root.homelist"]
+        "snapshot_pub.homelist", "snapshot_root.homelist", "filetraq.tail.conf"]
+# Public keys made with ssh-keygen -t ed25519, and their fingerprints as
+# ssh-keygen -l prints them (the chroot has no ssh-keygen).
+CAROL_LAPTOP = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILguhnN4Z8TTnQ4eGCBlrCqImA746EB+uyv6A1wbW32u"
+                " carol@laptop")
+CAROL_PHONE = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKQDdU3LHwJJ7oiftOCPVSqR2qPJ0eO7WIOpvRDTbben"
+               " carol@phone")
+PHONE_PRINT = "SHA256:0mS1tm1z81/7v2TGjgMGG4OCDquew7K2BV2WwBFwHpU"
 
 
 def owner_mode(chroot, path):
@@ -45,6 +52,11 @@ def test_user_and_directories(chroot):
         assert owner_mode(chroot, f"/etc/systraq/{name}") == "root:root 644"
         assert (chroot.read(f"/etc/systraq/{name}")
                 == chroot.read(f"/usr/share/systraq/conf/{name}"))
+    # The generated lists are the systraq user's to rewrite (as with the
+    # old package); the directory stays root's.
+    for name in ("filetraq.main.conf", "filetraq.conf"):
+        assert owner_mode(chroot, f"/etc/systraq/{name}") == f"{USER}:{USER} 644"
+    assert owner_mode(chroot, "/var/lib/systraq/filetraq") == f"{USER}:{USER} 750"
     # The user's home is not readable by others.
     info = os.stat(chroot.host("/var/lib/systraq"))
     assert not info.st_mode & stat.S_IRWXO
@@ -70,7 +82,7 @@ def test_version_and_status_as_the_systraq_user(chroot):
         " if [ -e \"$p\" ] || [ -L \"$p\" ]; then find \"$p\"; fi; done | sort -u | wc -l",
         user=USER).stdout
     assert rows["snapshot_pub.list"]["paths"] == int(expected) > 50
-    assert rows["filetraq.conf"]["state"] == "missing"
+    assert rows["filetraq.conf"]["state"] == "ok"    # empty until generated
     # Root-only places are named once, not one error per file.
     assert rows["snapshot_root.list"]["not_readable"] == ["/etc/ssl/private"]
     assert data["state"]["owner"] == f"{USER}:{USER}"
@@ -113,6 +125,60 @@ def test_snapshots_keep_root_state_from_the_systraq_user(chroot):
     assert status["queue"]["batches"] == 4       # two baselines, two change sets
     chroot.run("sed -i '/^intruder:/d' /etc/passwd && sed -i '$s/^#//' /etc/shadow"
                " && chmod 0644 /etc/profile")
+
+
+def contents(chroot, *options):
+    result = chroot.run("systraq contents --json " + " ".join(options), check=False)
+    assert result.returncode in (0, 1), result.stderr
+    return {r["path"]: r for r in json.loads(result.stdout)}
+
+
+def test_contents_backs_up_and_diffs_world_readable_files_as_the_systraq_user(chroot):
+    # First run: the lists are generated, everything is backed up quietly.
+    records = contents(chroot)
+    assert [r["change"] for r in records.values()] == ["baseline"]
+    listed = chroot.read("/etc/systraq/filetraq.conf").decode()
+    assert "\n/etc/hosts\n" in listed and "/etc/shadow" not in listed
+    for name in ("filetraq.main.conf", "filetraq.conf"):
+        assert owner_mode(chroot, f"/etc/systraq/{name}") == f"{USER}:{USER} 644"
+    assert owner_mode(chroot, "/var/lib/systraq/filetraq/etc/hosts/orig") == f"{USER}:{USER} 640"
+
+    chroot.run("echo '* * * * * root /usr/local/bin/job' > /etc/cron.d/job"
+               " && echo '10.0.0.9 intruder' >> /etc/hosts && chmod 0600 /etc/issue")
+    records = contents(chroot)
+    assert records["/etc/cron.d/job"]["change"] == "created"
+    assert "+* * * * * root /usr/local/bin/job" in records["/etc/cron.d/job"]["diff"]
+    assert records["/etc/hosts"]["change"] == "content"
+    assert "\n+10.0.0.9 intruder\n" in records["/etc/hosts"]["diff"]
+    assert records["/etc/issue"]["change"] == "not world-readable"
+    assert "diff" not in records["/etc/issue"]
+    modes = chroot.run("stat -c %a /var/lib/systraq/filetraq/etc/issue/*").stdout.split()
+    assert modes == ["600"]
+    assert contents(chroot) == {}
+
+    # A new user: the next run writes the lists again; keys of an open
+    # home are shown by the pub job, those of a closed one by the root job.
+    chroot.run("systraq contents --mode root")
+    chroot.run("useradd -m -s /bin/bash carol && useradd -m -s /bin/bash dave"
+               " && chmod 0700 /home/carol && chmod 0755 /home/dave"
+               " && install -d -o carol -m 0700 /home/carol/.ssh"
+               " && install -d -o dave -m 0755 /home/dave/.ssh")
+    chroot.write("/home/carol/.ssh/authorized_keys", (CAROL_LAPTOP + "\n").encode(), mode=0o600)
+    chroot.write("/home/dave/.ssh/authorized_keys", (CAROL_LAPTOP + "\n").encode(), mode=0o644)
+    records = contents(chroot)
+    assert "/home/dave/.ssh/authorized_keys\n" in chroot.read("/etc/systraq/filetraq.conf").decode()
+    assert records["/home/dave/.ssh/authorized_keys"]["change"] == "created"
+    assert "/home/carol/.ssh/authorized_keys" not in records
+    records = contents(chroot, "--mode root")
+    assert records["/home/carol/.ssh/authorized_keys"]["change"] == "created"
+    chroot.write("/home/carol/.ssh/authorized_keys",
+                 (CAROL_LAPTOP + "\n" + CAROL_PHONE + "\n").encode(), mode=0o600)
+    records = contents(chroot, "--mode root")
+    assert records["/home/carol/.ssh/authorized_keys"]["keys"] == [
+        f"added: ssh-ed25519 256 {PHONE_PRINT} carol@phone"]
+    assert owner_mode(chroot, "/var/lib/systraq/root/contents_root.state") == "root:root 600"
+    chroot.run("rm /etc/cron.d/job && sed -i '/intruder/d' /etc/hosts && chmod 0644 /etc/issue"
+               " && userdel -r carol && userdel -r dave")
 
 
 def test_a_broken_list_is_named_with_its_line_and_exits_2(chroot):

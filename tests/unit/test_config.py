@@ -106,4 +106,10 @@ def test_shipped_configuration_has_every_key_commented_with_its_default():
     for section, keys in config.SCHEMA.items():
         assert f"[{section}]" in text
         for key, (default, _parse, _show) in keys.items():
-            assert f"#{key} = {default}".rstrip() in text, key
+            if "\n" in default.strip():
+                # A list: the key, then each item on a commented
+                # continuation line.
+                items = "".join(f"#    {item}\n" for item in default.split())
+                assert f"#{key} =\n{items}" in text, key
+            else:
+                assert f"#{key} = {default}".rstrip() in text, key
