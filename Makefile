@@ -6,9 +6,10 @@
 # Both install what they need with apt-get first (tools/install-deps).
 # make bench  - benchmarks, run by hand (not part of check): bench/snapshot
 #               against sha256sum and AIDE, bench/packages against debsums
-#               and dpkg --verify, and the loading of dpkg's database and
-#               logs (installs aide, which enables its own daily timer on
-#               this machine, and debsums)
+#               and dpkg --verify, bench/contents against the old filetraq
+#               script (apt-get download, not installed), and the loading
+#               of dpkg's database and logs (installs aide, which enables
+#               its own daily timer on this machine, and debsums)
 
 SHELL := /bin/bash
 # Debian's python3 and tools, never a python3 from another PATH entry.
@@ -54,6 +55,7 @@ bench:
 	    aide debsums time >/dev/null
 	$(PYTHON) bench/snapshot
 	$(PYTHON) bench/packages
+	$(PYTHON) bench/contents
 	$(PYTHON) bench/dpkgdb
 	$(PYTHON) bench/attribution
 

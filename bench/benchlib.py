@@ -29,8 +29,8 @@ class Measure:
         self.rss_kb = rss_kb
 
 
-def run_measured(argv, stdin=None, stdout=subprocess.DEVNULL, stderr=None):
-    """Run ``argv`` and measure it (a Measure).
+def run_measured(argv, stdin=None, stdout=subprocess.DEVNULL, stderr=None, cwd=None):
+    """Run ``argv`` (in directory ``cwd`` if given) and measure it (a Measure).
 
     The peak RSS and CPU times are those GNU time(1) reads for its child.
     wait4() on a child of this process would not do for the RSS: Linux
@@ -42,7 +42,8 @@ def run_measured(argv, stdin=None, stdout=subprocess.DEVNULL, stderr=None):
         start = time.perf_counter()
         try:
             proc = subprocess.Popen([TIME, "-f", "%U %S %M", "-o", report.name, *argv],
-                                    stdin=stdin, stdout=stdout, stderr=stderr, env=ENV)
+                                    stdin=stdin, stdout=stdout, stderr=stderr, env=ENV,
+                                    cwd=cwd)
         except OSError as exc:
             raise Failed(f"{TIME}: {exc.strerror} (apt-get install time)") from None
         proc.wait()
