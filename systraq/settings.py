@@ -24,12 +24,14 @@ NEVER_WALK = (b"/proc", b"/sys", b"/dev", b"/run")
 LIST_FILES = (
     # (name, kind) -- kind "system" holds absolute paths, "home" holds paths
     # relative to each home directory.  filetraq.conf is generated from
-    # filetraq.main.conf and the admin's filetraq.tail.conf.
+    # filetraq.main.conf and the admin's filetraq.tail.conf, whose entries
+    # status counts apart.
     ("snapshot_pub.list", "system"),
     ("snapshot_root.list", "system"),
     ("snapshot_pub.homelist", "home"),
     ("snapshot_root.homelist", "home"),
     ("filetraq.conf", "system"),
+    ("filetraq.tail.conf", "system"),
 )
 
 SYSTEM_USER = "debian-systraq"

@@ -66,8 +66,8 @@ def test_status_json_has_stable_keys_and_counts(root, capsys):
     assert lists["snapshot_pub.homelist"]["homes"] == 5
     assert lists["filetraq.conf"]["state"] == "missing"
     pub = lists["snapshot_pub.list"]
-    # /etc/passwd, /etc/cron.d and its job, /etc/systraq and its five files.
-    assert pub["paths"] == 9
+    # /etc/passwd, /etc/cron.d and its job, /etc/systraq and its six files.
+    assert pub["paths"] == 10
     shipped = open(os.path.join(TOP, "etc", "snapshot_pub.list")).read().splitlines()
     assert {"entry": "/etc/exports", "line": shipped.index("/etc/exports") + 1} in pub["unmatched"]
     assert {"entry": "/etc/passwd", "line": shipped.index("/etc/passwd") + 1} not in pub["unmatched"]
