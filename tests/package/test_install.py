@@ -138,18 +138,19 @@ def test_contents_backs_up_and_diffs_world_readable_files_as_the_systraq_user(ch
     records = contents(chroot)
     assert [r["change"] for r in records.values()] == ["baseline"]
     listed = chroot.read("/etc/systraq/filetraq.conf").decode()
-    assert "\n/etc/hosts\n" in listed and "/etc/shadow" not in listed
+    assert "\n/etc/bash.bashrc\n" in listed and "/etc/shadow" not in listed
     for name in ("filetraq.main.conf", "filetraq.conf"):
         assert owner_mode(chroot, f"/etc/systraq/{name}") == f"{USER}:{USER} 644"
-    assert owner_mode(chroot, "/var/lib/systraq/filetraq/etc/hosts/orig") == f"{USER}:{USER} 640"
+    assert (owner_mode(chroot, "/var/lib/systraq/filetraq/etc/bash.bashrc/orig")
+            == f"{USER}:{USER} 640")
 
     chroot.run("echo '* * * * * root /usr/local/bin/job' > /etc/cron.d/job"
-               " && echo '10.0.0.9 intruder' >> /etc/hosts && chmod 0600 /etc/issue")
+               " && echo 'alias ls=/tmp/x' >> /etc/bash.bashrc && chmod 0600 /etc/issue")
     records = contents(chroot)
     assert records["/etc/cron.d/job"]["change"] == "created"
     assert "+* * * * * root /usr/local/bin/job" in records["/etc/cron.d/job"]["diff"]
-    assert records["/etc/hosts"]["change"] == "content"
-    assert "\n+10.0.0.9 intruder\n" in records["/etc/hosts"]["diff"]
+    assert records["/etc/bash.bashrc"]["change"] == "content"
+    assert "\n+alias ls=/tmp/x\n" in records["/etc/bash.bashrc"]["diff"]
     assert records["/etc/issue"]["change"] == "not world-readable"
     assert "diff" not in records["/etc/issue"]
     modes = chroot.run("stat -c %a /var/lib/systraq/filetraq/etc/issue/*").stdout.split()
@@ -177,7 +178,7 @@ def test_contents_backs_up_and_diffs_world_readable_files_as_the_systraq_user(ch
     assert records["/home/carol/.ssh/authorized_keys"]["keys"] == [
         f"added: ssh-ed25519 256 {PHONE_PRINT} carol@phone"]
     assert owner_mode(chroot, "/var/lib/systraq/root/contents_root.state") == "root:root 600"
-    chroot.run("rm /etc/cron.d/job && sed -i '/intruder/d' /etc/hosts && chmod 0644 /etc/issue"
+    chroot.run("rm /etc/cron.d/job && sed -i '/^alias ls=/d' /etc/bash.bashrc && chmod 0644 /etc/issue"
                " && userdel -r carol && userdel -r dave")
 
 
