@@ -417,8 +417,10 @@ class _Run:
                 self.backups.discard(update)
             os.unlink(pending)
 
-    def commit(self, header, old, new, private):
-        if old == new and not self.result.records and not self.updates and header:
+    def commit(self, header, unchanged, new, private):
+        """Write the state and spool the records; nothing at all when the
+        state is ``unchanged`` and there is nothing to report."""
+        if unchanged and not self.result.records and not self.updates:
             return
         run_id = os.urandom(8).hex()
         header = dict(header or {}, format=STATE_FORMAT, mode=self.mode, run=run_id,
@@ -497,10 +499,9 @@ class _Pub(_Run):
             self.record(settings.logical(self.backups.top), "baseline", count=self.result.backed_up,
                         adopted=self.result.adopted)
         self.result.count = len(new)
-        head = {"swept": swept}
-        if header and header.get("swept") == swept:
-            head = header
-        self.commit(head, old if header else None, new, 0o640)
+        unchanged = (header is not None and header.get("swept") == swept
+                     and old == new)
+        self.commit({"swept": swept}, unchanged, new, 0o640)
         return self.result
 
     def examine(self, logical, before, new, quiet, listed):
@@ -710,6 +711,7 @@ class _Root(_Run):
         quiet = old is None and self.result.damaged is None
         old = old or {}
         new = {}
+        handed_over = set()
         for home in accounts.home_directories(self.settings):
             for name in listgen.KEY_FILES:
                 logical = home + b"/.ssh/" + name
@@ -720,6 +722,7 @@ class _Root(_Run):
                     info = found[2]
                     if (stat.S_IMODE(info.st_mode) & stat.S_IROTH
                             and self.reach.open_to_all(logical)):
+                        handed_over.add(logical)
                         continue  # world-readable: the pub mode shows it
                     record = b"f" + found[1]
                 else:
@@ -727,7 +730,7 @@ class _Root(_Run):
                 if record is not None:
                     new[logical] = record
                 self.compare(logical, old.get(logical), record, quiet)
-        for logical in sorted(set(old) - set(new)):
+        for logical in sorted(set(old) - set(new) - handed_over):
             self.compare(logical, old[logical], None, quiet)
         if self.result.damaged is not None:
             self.record(self.settings.logical(self.state), "state damaged",
@@ -736,7 +739,7 @@ class _Root(_Run):
             self.result.baseline = True
             self.record(self.settings.logical(self.state), "baseline", count=len(new))
         self.result.count = len(new)
-        self.commit({}, old if header else None, new, 0o600)
+        self.commit({}, header is not None and old == new, new, 0o600)
         return self.result
 
     def compare(self, logical, before, after, quiet):
@@ -763,13 +766,3 @@ class _Root(_Run):
             if lines:
                 self.record(logical, "keys" if before is not None else "created",
                             keys=lines)
-
-
-def load_index(settings, mode="pub"):
-    """The paths the last run of ``mode`` watched (for status and tests)."""
-    header, records = statefile.load(_state_path(settings, mode), STATE_FORMAT)
-    return header, records
-
-
-def records_json(result):
-    return json.dumps(result.records, indent=2, sort_keys=True)

@@ -92,6 +92,24 @@ def test_first_run_says_so_in_one_line_on_the_command_line(etc, capsys):
                                        "contents pub: 5 files, 0 changes\n")
 
 
+def test_an_unchanged_run_writes_nothing_and_sweeps_once_a_day(etc, monkeypatch):
+    run(etc, now=NOW)
+    state = etc.host("/var/lib/systraq/contents_pub.state")
+    before = os.stat(state).st_mtime_ns
+    sweeps = []
+    original = contents.Backups.sweep
+
+    def counting(self, *args):
+        sweeps.append(args)
+        return original(self, *args)
+    monkeypatch.setattr(contents.Backups, "sweep", counting)
+    run(etc, now=NOW + 3600)
+    assert sweeps == [] and os.stat(state).st_mtime_ns == before
+    run(etc, now=NOW + 86400)
+    run(etc, now=NOW + 86400 + 3600)
+    assert len(sweeps) == 1 and os.stat(state).st_mtime_ns != before
+
+
 def test_a_changed_text_file_is_a_unified_diff_old_to_new(etc, tmp_path):
     run(etc)
     old = b"".join(b"line %d\n" % i for i in range(30))
@@ -293,6 +311,12 @@ def test_root_mode_reads_keys_of_closed_homes_and_never_follows_links(etc, tmp_p
     assert "root only" not in str(result.records)
     state = etc.host("/var/lib/systraq/root/contents_root.state")
     assert stat.S_IMODE(os.stat(state).st_mode) == 0o600
+    assert run(etc, mode="root").records == []
+    # Opened to everybody: the pub mode shows it from now on, and the
+    # root mode lets it go without calling it removed.
+    os.chmod(etc.host("/home/bob"), 0o755)
+    os.chmod(etc.host("/home/bob/.ssh"), 0o755)
+    os.chmod(etc.host("/home/bob/.ssh/authorized_keys"), 0o644)
     assert run(etc, mode="root").records == []
 
 
