@@ -14,8 +14,7 @@ import os
 import pwd
 import sys
 
-from systraq import (__version__, archive, config, contents, dpkgdb, listgen, localsums,
-                     packages, snapshot, status)
+from systraq import __version__, config, contents, listgen, snapshot, status
 from systraq.errors import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_WARNINGS,
                             ConfigError, RunError, SystraqError, UsageError)
 from systraq.pathcodec import escape
@@ -168,6 +167,10 @@ def _cmd_lists(settings, conf, args):
 
 
 def _cmd_packages(settings, conf, args):
+    # The dpkg and apt modules load python-apt and python-debian: only
+    # the commands that need them import them, which keeps the half-hourly
+    # contents run 30 ms shorter.
+    from systraq import packages
     names = args.package or None
     if args.repair_missing:
         return _repair_missing(settings, names)
@@ -197,6 +200,7 @@ def _cmd_packages(settings, conf, args):
 
 
 def _repair_missing(settings, names):
+    from systraq import archive, dpkgdb
     if settings.is_host_root and os.geteuid() != 0:
         raise UsageError("packages --repair-missing must run as root (it writes "
                          "dpkg's database)")
@@ -214,6 +218,7 @@ def _repair_missing(settings, names):
 
 
 def _cmd_accept(settings, conf, args):
+    from systraq import packages
     if settings.is_host_root and os.geteuid() == 0:
         _become_system_user()
     done = packages.accept(settings, [os.fsencode(p) for p in args.path])
@@ -223,6 +228,7 @@ def _cmd_accept(settings, conf, args):
 
 
 def _cmd_localsums(settings, conf, args):
+    from systraq import localsums
     if args.update:
         # Root may write the file the systraq user reads; update refuses
         # files whose digest would disclose anything (not world-readable).

@@ -40,7 +40,6 @@ that the next diff starts from is always the content last reported.
 import datetime
 import errno
 import hashlib
-import json
 import os
 import posixpath
 import re
