@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Mail: building a report or alert message and handing it to the MTA.
+
+The only module that knows about mail.  A message is built with the
+``email`` package (UTF-8 text, Date, Message-ID, ``Auto-Submitted:
+auto-generated`` so that vacation responders and ticket systems leave it
+alone, RFC 3834) and piped to ``sendmail -oi -t``, the interface every
+Debian MTA provides (exim4, postfix, dma, nullmailer): ``-t`` takes the
+recipients from the headers, ``-oi`` keeps a line holding a single dot
+from ending the message.
+
+Delivery counts as done only when sendmail exits 0; anything else is a
+DeliveryError naming what went wrong in one line, and the caller keeps
+what it wanted to send (the spool is not marked delivered).
+"""
+
+import os
+import socket
+import subprocess
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate, make_msgid
+
+from systraq.errors import RunError
+
+SENDMAIL = "/usr/sbin/sendmail"
+# Long enough for an MTA that queues to a slow disk; short enough that a
+# hung MTA does not pile up cron jobs.
+TIMEOUT = 120
+
+
+class DeliveryError(RunError):
+    """The MTA did not take the message."""
+
+
+def recipients(value):
+    """The addresses of a comma-separated list; empty means mail is off.
+
+    Raises ValueError for an address with a character that has no place in
+    one (a newline would let a value add headers).
+    """
+    addresses = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if any(ch in item for ch in "\r\n\0<>\"") or " " in item:
+            raise ValueError(f"not a mail address: {item!r}")
+        addresses.append(item)
+    return tuple(addresses)
+
+
+def host_name():
+    """The name the subject line shows: the fully qualified one if known."""
+    name = socket.getfqdn()
+    return name if name and name != "localhost" else socket.gethostname()
+
+
+def build(to, subject, body, sender_user, host=None, now=None):
+    """An EmailMessage from ``sender_user``@host to the addresses ``to``."""
+    host = host or host_name()
+    message = EmailMessage()
+    message["From"] = formataddr((f"systraq on {host}", f"{sender_user}@{host}"))
+    message["To"] = ", ".join(to)
+    message["Subject"] = subject
+    message["Date"] = formatdate(now, localtime=True)
+    message["Message-ID"] = make_msgid("systraq", domain=host)
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Mailer"] = "systraq"
+    message.set_content(body, charset="utf-8")
+    return message
+
+
+def send(message, sendmail=SENDMAIL, timeout=TIMEOUT):
+    """Hand ``message`` to ``sendmail -oi -t``; DeliveryError unless it exits 0."""
+    if not os.access(sendmail, os.X_OK):
+        raise DeliveryError(f"{sendmail} is missing or not executable; "
+                            "install a mail transport agent (exim4, postfix, dma)")
+    try:
+        proc = subprocess.run([sendmail, "-oi", "-t"], input=message.as_bytes(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout, check=False, close_fds=True)
+    except subprocess.TimeoutExpired:
+        raise DeliveryError(f"{sendmail} did not finish within {timeout} s") from None
+    except OSError as exc:
+        raise DeliveryError(f"cannot run {sendmail}: {exc.strerror}") from None
+    if proc.returncode != 0:
+        said = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()
+        first = said.splitlines()[0] if said else "no message"
+        raise DeliveryError(f"{sendmail} exited with status {proc.returncode}: {first}")
