@@ -33,7 +33,7 @@ Crash safety: a run writes the new backups beside the old ones
 (``.orig.next``), then its state as ``STATE.next`` naming those updates,
 spools its records tagged with the run id, applies the updates and
 renames the state.  A run killed at any point is finished or undone by
-the next one (``_recover``): a change is reported once, and the backup
+the next one (``statefile.recover``): a change is reported once, and the backup
 that the next diff starts from is always the content last reported.
 """
 
@@ -49,7 +49,7 @@ import time
 
 from systraq import accounts, listgen, lists, sshkeys, statefile, textdiff
 from systraq.errors import ConfigError, RunError
-from systraq.fsutil import Busy, atomic_write, exclusive_lock
+from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
 from systraq.pathcodec import escape
 from systraq.spool import Spool
 from systraq.statefile import DamagedState
@@ -336,24 +336,12 @@ def _decode(record):
     return _RECORD.unpack(record)
 
 
-def _state_path(settings, mode):
-    directory = settings.state_dir if mode == "pub" else settings.root_state_dir
-    return os.path.join(directory, f"contents_{mode}.state".encode())
-
-
 def run(settings, config, mode="pub", spool_group=None, now=None):
     """One contents run of ``mode``; returns a Result."""
     if mode not in MODES:
         raise ConfigError.single("--mode", None, f"unknown mode {mode!r}")
-    state = _state_path(settings, mode)
-    directory = os.path.dirname(state)
-    try:
-        os.makedirs(directory, mode=0o750 if mode == "pub" else 0o700, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"cannot create {os.fsdecode(directory)}: {exc.strerror}") from None
-    if mode == "root" and stat.S_IMODE(os.stat(directory).st_mode) & 0o077:
-        raise RunError(f"{os.fsdecode(directory)} is readable by others; "
-                       "it must be mode 0700")
+    directory = mode_directory(settings, mode)
+    state = os.path.join(directory, f"contents_{mode}.state".encode())
     lock = exclusive_lock(os.path.join(directory, f"contents_{mode}.lock".encode()), LOCK_WAIT)
     try:
         with lock:
@@ -388,7 +376,8 @@ class _Run:
                                     "time": self.stamp, **fields})
 
     def load(self):
-        self._recover()
+        statefile.recover(self.state, self.spool, STATE_FORMAT,
+                          finish=self._finish, undo=self._undo)
         try:
             header, old = statefile.load(self.state, STATE_FORMAT)
         except DamagedState as exc:
@@ -396,25 +385,15 @@ class _Run:
             header, old = None, None
         return header, old
 
-    def _recover(self):
-        """Finish (its records were spooled) or undo a run that was killed."""
-        pending = self.state + b".next"
-        try:
-            header, _records = statefile.load(pending, STATE_FORMAT)
-        except DamagedState:
-            header = None
-        if header is None:
-            if os.path.lexists(pending):
-                os.unlink(pending)
-            return
-        if self.spool.has_run(header.get("run")):
-            for update in header.get("updates", ()):
-                self.backups.apply(update)
-            os.rename(pending, self.state)
-        else:
-            for update in header.get("updates", ()):
-                self.backups.discard(update)
-            os.unlink(pending)
+    def _finish(self, header):
+        """A killed run's records were spooled: carry out its backups."""
+        for update in header.get("updates", ()):
+            self.backups.apply(update)
+
+    def _undo(self, header):
+        """A killed run's records never went out: drop what it staged."""
+        for update in header.get("updates", ()):
+            self.backups.discard(update)
 
     def commit(self, header, unchanged, new, private):
         """Write the state and spool the records; nothing at all when the
@@ -449,6 +428,9 @@ class _Pub(_Run):
             entries = lists.parse(self.settings.filetraq_conf, "system")
         except lists.MissingListFile:
             entries = []
+        # Most entries are the generated names of files the search just
+        # found: looking them up again would only repeat an lstat each.
+        entries = [entry for entry in entries if entry.pattern not in paths]
         found = lists.expand(self.settings, entries, "system", self.config.exclude)
         paths.update(found.paths)
         self.result.unreadable += len(found.unreadable)
@@ -535,9 +517,7 @@ class _Pub(_Run):
                 self.record(logical, "type", type=_TYPES.get(stat.S_IFMT(info.st_mode),
                                                              "special file"))
             if before[0] in (BACKUP, KEYS):
-                self.updates.append({"path": os.fsdecode(logical),
-                                     "dated": os.fsdecode(self.backups.dated_name(logical,
-                                                                                  self.now))})
+                self._journal(logical, before)
             return
         perm = stat.S_IMODE(info.st_mode)
         if not (perm & stat.S_IROTH and self.reach.open_to_all(logical)):
@@ -549,9 +529,7 @@ class _Pub(_Run):
                 return
             self.record(logical, "not world-readable", perm=f"{perm:04o}")
             if before[0] in (BACKUP, KEYS):
-                self.updates.append({"path": os.fsdecode(logical), "close": True,
-                                     "dated": os.fsdecode(self.backups.dated_name(logical,
-                                                                                  self.now))})
+                self._journal(logical, before, close=True)
             return
         if not listed:
             return
@@ -580,16 +558,11 @@ class _Pub(_Run):
         keep = kind in (BACKUP, KEYS)
         if keep:
             self.backups.stage(logical, data, perm, info.st_mtime_ns)
-            update = {"path": os.fsdecode(logical), "put": True}
-            if before is not None and before[0] in (BACKUP, KEYS):
-                update["dated"] = os.fsdecode(self.backups.dated_name(logical, self.now))
-            self.updates.append(update)
+            self._journal(logical, before, put=True)
         elif before is not None and before[0] in (BACKUP, KEYS):
             # Too large now, or a secret: no current copy any more, and a
             # secret's old copies are closed.
-            self.updates.append({"path": os.fsdecode(logical), "close": kind == SECRET,
-                                 "dated": os.fsdecode(self.backups.dated_name(logical,
-                                                                              self.now))})
+            self._journal(logical, before, close=kind == SECRET)
         if kind == SECRET:
             if before is None or before[0] != SECRET:
                 self.record(logical, "world-readable secret", perm=f"{perm:04o}",
@@ -615,6 +588,20 @@ class _Pub(_Run):
                             keys=lines, owner=accounts.Names(self.settings).user(info.st_uid))
         else:
             self.content(logical, before, old_data, data, info)
+
+    def _journal(self, logical, before, put=False, close=False):
+        """Note a change to the backups of ``logical``, carried out at the
+        commit: the current copy, if one was kept (``before``), becomes a
+        dated one; ``put`` makes the staged copy current; ``close`` makes
+        every copy readable by the systraq user only."""
+        update = {"path": os.fsdecode(logical)}
+        if before is not None and before[0] in (BACKUP, KEYS):
+            update["dated"] = os.fsdecode(self.backups.dated_name(logical, self.now))
+        if put:
+            update["put"] = True
+        if close:
+            update["close"] = True
+        self.updates.append(update)
 
     def content(self, logical, before, old_data, data, info):
         if old_data is None and before is not None:

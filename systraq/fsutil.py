@@ -8,7 +8,10 @@ crash either the old or the new content is there, never a mix.
 
 import fcntl
 import os
+import stat
 import time
+
+from systraq.errors import RunError
 
 TEMP_PREFIX = b".tmp-"
 
@@ -48,6 +51,24 @@ def atomic_write(path, data, mode=0o640, group=None):
         _unlink_quietly(temp)
         raise
     fsync_directory(directory or b".")
+
+
+def mode_directory(settings, mode):
+    """Create (if needed) and return the state directory of ``mode``.
+
+    The root mode's directory holds digests and copies of files only root
+    may read: it must be closed to everybody else, and a run refuses to
+    use it otherwise.
+    """
+    directory = settings.mode_dir(mode)
+    try:
+        os.makedirs(directory, mode=0o750 if mode == "pub" else 0o700, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create {os.fsdecode(directory)}: {exc.strerror}") from None
+    if mode == "root" and stat.S_IMODE(os.stat(directory).st_mode) & 0o077:
+        raise RunError(f"{os.fsdecode(directory)} is readable by others; "
+                       "it must be mode 0700")
+    return directory
 
 
 def fsync_directory(directory):

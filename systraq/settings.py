@@ -118,8 +118,9 @@ class Settings:
         real = os.path.realpath(host_path)
         return real == real_root or real.startswith(real_root + b"/")
 
-    def snapshot_dir(self, mode):
-        """Where snapshot state of ``mode`` ("pub" or "root") is kept."""
+    def mode_dir(self, mode):
+        """Where the state of ``mode`` ("pub" or "root") is kept, for the
+        snapshot and the contents job alike."""
         return self.state_dir if mode == "pub" else self.root_state_dir
 
     def list_file(self, name):

@@ -26,7 +26,7 @@ import time
 
 from systraq import accounts, lists, scan, statefile
 from systraq.errors import ConfigError, RunError
-from systraq.fsutil import Busy, atomic_write, exclusive_lock
+from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
 from systraq.pathcodec import escape
 from systraq.scan import Scanner
 from systraq.spool import Spool
@@ -46,7 +46,7 @@ _LISTS = {
 # --- state files -------------------------------------------------------------
 
 def state_path(settings, mode):
-    return os.path.join(settings.snapshot_dir(mode), f"snapshot_{mode}.state".encode())
+    return os.path.join(settings.mode_dir(mode), f"snapshot_{mode}.state".encode())
 
 
 def load_records(path):
@@ -189,14 +189,7 @@ def run(settings, config, mode, quick=False, spool_group=None, now=None, workers
     """Take a snapshot of ``mode``, spool its change records, return a Result."""
     if mode not in MODES:
         raise ConfigError.single("--mode", None, f"unknown mode {mode!r}")
-    directory = settings.snapshot_dir(mode)
-    try:
-        os.makedirs(directory, mode=0o750 if mode == "pub" else 0o700, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"cannot create {os.fsdecode(directory)}: {exc.strerror}") from None
-    if mode == "root" and stat.S_IMODE(os.stat(directory).st_mode) & 0o077:
-        raise RunError(f"{os.fsdecode(directory)} is readable by others; "
-                       "it must be mode 0700")
+    directory = mode_directory(settings, mode)
     state = state_path(settings, mode)
     spool = Spool(settings)
     try:
@@ -233,7 +226,7 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, w
     new = scanner.records(paths, walk)
 
     now = time.time() if now is None else now
-    stat_file = os.path.join(settings.snapshot_dir(mode), f"snapshot_{mode}.stat".encode())
+    stat_file = os.path.join(settings.mode_dir(mode), f"snapshot_{mode}.stat".encode())
     private = 0o600 if mode == "root" else 0o640
     names = accounts.Names(settings)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))

@@ -86,7 +86,7 @@ def load(path, expected_format):
     return header, records
 
 
-def recover(state, spool, expected_format):
+def recover(state, spool, expected_format, finish=None, undo=None):
     """Finish or undo the commit of a run that was killed.
 
     A run writes ``STATE.next``, spools its records tagged with the run id
@@ -95,6 +95,10 @@ def recover(state, spool, expected_format):
     records went out: the state must follow) and removed otherwise (the
     next run will find the same changes again): a change is spooled once,
     never lost, never twice.
+
+    ``finish`` and ``undo``, when given, are called with the pending
+    header first, to complete or take back the work it journals (the
+    contents job's backups).
     """
     pending = state + b".next"
     try:
@@ -106,6 +110,10 @@ def recover(state, spool, expected_format):
             os.unlink(pending)
         return
     if spool.has_run(header.get("run")):
+        if finish:
+            finish(header)
         os.rename(pending, state)
     else:
+        if undo:
+            undo(header)
         os.unlink(pending)
