@@ -43,6 +43,34 @@ def _become_system_user():
     os.setresuid(entry.pw_uid, entry.pw_uid, entry.pw_uid)
 
 
+def _systraq_group():
+    try:
+        return grp.getgrnam(SYSTEM_USER).gr_gid
+    except KeyError:
+        raise RunError(f"group {SYSTEM_USER} does not exist; is systraq installed?") from None
+
+
+def _take_mode(settings, command, mode):
+    """Become who runs ``command --mode MODE`` on this host: root stays root
+    for the root mode and drops to the systraq user for the pub mode.
+    Returns the group the root mode's spooled records are given (None
+    otherwise)."""
+    if not settings.is_host_root:
+        return None
+    if mode == "root":
+        if os.geteuid() != 0:
+            raise UsageError(f"{command} --mode root must run as root")
+        return _systraq_group()
+    if os.geteuid() == 0:
+        _become_system_user()
+    return None
+
+
+def _print_json(data):
+    json.dump(data, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
 def _describe_record(item):
     change = item["change"]
     if change in ("baseline", "state damaged"):
@@ -61,18 +89,10 @@ def _describe_record(item):
 
 
 def _cmd_snapshot(settings, conf, args):
-    host = settings.is_host_root
-    if args.mode == "root" and host and os.geteuid() != 0:
-        raise UsageError("snapshot --mode root must run as root")
-    group = None
-    if args.mode == "pub" and host and os.geteuid() == 0:
-        _become_system_user()
-    elif args.mode == "root" and host:
-        group = _systraq_group()
+    group = _take_mode(settings, "snapshot", args.mode)
     result = snapshot.run(settings, conf, args.mode, quick=args.quick, spool_group=group)
     if args.json:
-        json.dump(result.records, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        _print_json(result.records)
     elif args.verbose or sys.stdout.isatty():
         # By hand: say what was found.  From cron: silence, the report tells.
         for item in result.records:
@@ -82,13 +102,6 @@ def _cmd_snapshot(settings, conf, args):
               f"{0 if result.baseline else len(result.records)} changes")
     changed = not result.baseline and result.records
     return EXIT_WARNINGS if changed else EXIT_OK
-
-
-def _systraq_group():
-    try:
-        return grp.getgrnam(SYSTEM_USER).gr_gid
-    except KeyError:
-        raise RunError(f"group {SYSTEM_USER} does not exist; is systraq installed?") from None
 
 
 def _describe_content(item):
@@ -123,18 +136,10 @@ def _describe_content(item):
 
 
 def _cmd_contents(settings, conf, args):
-    host = settings.is_host_root
-    if args.mode == "root" and host and os.geteuid() != 0:
-        raise UsageError("contents --mode root must run as root")
-    group = None
-    if args.mode == "pub" and host and os.geteuid() == 0:
-        _become_system_user()
-    elif args.mode == "root" and host:
-        group = _systraq_group()
+    group = _take_mode(settings, "contents", args.mode)
     result = contents.run(settings, conf, args.mode, spool_group=group)
     if args.json:
-        json.dump(result.records, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        _print_json(result.records)
     elif args.verbose or sys.stdout.isatty():
         for item in result.records:
             for line in _describe_content(item):
@@ -183,8 +188,7 @@ def _cmd_packages(settings, conf, args):
         where = f"{file}:{line}" if line is not None else file
         print(f"warning: {where}: {message}", file=sys.stderr)
     if args.json:
-        json.dump(report.as_dict(), sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        _print_json(report.as_dict())
     elif args.verbose or sys.stdout.isatty() or names:
         for finding in report.findings:
             print(finding.text())
@@ -244,14 +248,13 @@ def _cmd_localsums(settings, conf, args):
         _become_system_user()
     result = localsums.verify(settings)
     if args.json:
-        json.dump({"source": os.fsdecode(result.source) if result.source else None,
-                   "legacy": result.legacy, "ok": len(result.ok),
-                   "changed": [{"path": escape(p), "reason": result.reasons.get(p)}
-                               for p in result.changed],
-                   "missing": [escape(p) for p in result.missing],
-                   "not_readable": [escape(p) for p in result.unreadable],
-                   "notes": result.notes}, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
+        _print_json({"source": os.fsdecode(result.source) if result.source else None,
+                     "legacy": result.legacy, "ok": len(result.ok),
+                     "changed": [{"path": escape(p), "reason": result.reasons.get(p)}
+                                 for p in result.changed],
+                     "missing": [escape(p) for p in result.missing],
+                     "not_readable": [escape(p) for p in result.unreadable],
+                     "notes": result.notes})
     elif args.verbose or sys.stdout.isatty():
         for note in result.notes:
             print(note)
