@@ -18,13 +18,15 @@ from systraq.errors import ConfigError
 from systraq.scan import DIGESTS
 
 
+def _items(value):
+    """The non-blank lines of a multi-line value, stripped."""
+    return [item.strip() for item in value.splitlines() if item.strip()]
+
+
 def _absolute_paths(value):
     """One absolute path per line; returns a tuple of bytes."""
     paths = []
-    for item in value.splitlines():
-        item = item.strip()
-        if not item:
-            continue
+    for item in _items(value):
         if not item.startswith("/"):
             raise ValueError(f"not an absolute path: {item!r}")
         paths.append(os.fsencode(item.rstrip("/") or "/"))
@@ -38,10 +40,7 @@ def _show_paths(paths):
 def _patterns(value):
     """One shell pattern per line (absolute, or starting with '*'); a tuple of bytes."""
     patterns = []
-    for item in value.splitlines():
-        item = item.strip()
-        if not item:
-            continue
+    for item in _items(value):
         if not item.startswith(("/", "*")):
             raise ValueError(f"a pattern must start with '/' or '*': {item!r}")
         patterns.append(os.fsencode(item))
@@ -65,10 +64,6 @@ def _size(value):
     if not match:
         raise ValueError(f"not a size: {value!r} (say 1048576, 1024K or 1M)")
     return int(match.group(1)) * _UNITS[match.group(2).upper()]
-
-
-def _show_patterns(patterns):
-    return " ".join(os.fsdecode(p) for p in patterns) if patterns else "(none)"
 
 
 # section -> key -> (default text, parse function, show function)
@@ -140,10 +135,10 @@ SCHEMA = {
         "retention_days": ("60", _count, str),
         # Files whose content is never backed up or shown, even when
         # world-readable: that they are world-readable is the warning.
-        "secret": (DEFAULT_SECRET, _patterns, _show_patterns),
+        "secret": (DEFAULT_SECRET, _patterns, _show_paths),
         # Files under /etc that change by themselves: left out of the
         # generated list and of the search for new files under /etc.
-        "ignore": (DEFAULT_IGNORE, _patterns, _show_patterns),
+        "ignore": (DEFAULT_IGNORE, _patterns, _show_paths),
     },
 }
 
