@@ -15,6 +15,7 @@ import os
 import re
 
 from systraq.errors import ConfigError
+from systraq.mail import recipients
 from systraq.scan import DIGESTS
 
 
@@ -110,6 +111,94 @@ DEFAULT_IGNORE = """
 /etc/systraq/filetraq.main.conf
 """
 
+def _choice(*choices):
+    def parse(value):
+        value = value.strip()
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of: {', '.join(choices)}")
+        return value
+    return parse
+
+
+def _percent(value):
+    value = value.strip().rstrip("%").strip()
+    if not value.isdigit() or not 1 <= int(value) <= 100:
+        raise ValueError(f"not a percentage from 1 to 100: {value!r}")
+    return int(value)
+
+
+def _show_list(items):
+    return ", ".join(items) if items else "(none: mail is off)"
+
+
+def _optional_path(value):
+    value = value.strip()
+    if value and not value.startswith("/"):
+        raise ValueError(f"not an absolute path: {value!r}")
+    return os.fsencode(value) if value else None
+
+
+def _show_optional(path):
+    return os.fsdecode(path) if path else "(none)"
+
+
+# Paths whose change "systraq check" mails at once, hourly, instead of
+# waiting for the daily report: who may log in and as whom, what runs by
+# itself, what every program loads, and systraq's own settings.
+DEFAULT_CRITICAL = """
+/etc/passwd
+/etc/shadow
+/etc/group
+/etc/gshadow
+/etc/sudoers
+/etc/sudoers.d/*
+/etc/ssh/*
+*/.ssh/authorized_keys*
+/etc/crontab
+/etc/cron.d/*
+/etc/cron.hourly/*
+/etc/cron.daily/*
+/etc/cron.weekly/*
+/etc/cron.monthly/*
+/var/spool/cron/crontabs/*
+/etc/systemd/system/*
+/lib/systemd/system/*
+/usr/lib/systemd/system/*
+/etc/pam.d/*
+/etc/pam.conf
+/etc/security/*
+/etc/ld.so.preload
+/etc/ld.so.conf
+/etc/ld.so.conf.d/*
+/etc/systraq/*
+/var/lib/systraq/systraq.sums
+/var/lib/systraq/packages.accepted
+/var/lib/systraq/.forward
+"""
+
+# Directories whose world-writable and unowned files the root audit
+# reports; /tmp and /var/tmp are meant to be world-writable.
+DEFAULT_SYSTEM_DIRS = """
+/etc
+/usr
+/bin
+/sbin
+/lib
+/lib32
+/lib64
+/libx32
+/boot
+/opt
+/srv
+/var/lib
+/var/spool
+/var/log
+/var/cache
+/var/backups
+/var/mail
+/root
+"""
+
 SCHEMA = {
     "snapshot": {
         # The digest recorded for each regular file.
@@ -139,6 +228,40 @@ SCHEMA = {
         # Files under /etc that change by themselves: left out of the
         # generated list and of the search for new files under /etc.
         "ignore": (DEFAULT_IGNORE, _patterns, _show_paths),
+    },
+    "report": {
+        # Where reports and alerts go: comma-separated addresses; empty
+        # turns mail off (the report is then kept under
+        # /var/lib/systraq/reports/).
+        "mailto": ("root", recipients, _show_list),
+        # When the daily report is mailed: "warnings" (only when it has
+        # some) or "always".
+        "mail_when": ("warnings", _choice("warnings", "always"), str),
+        # A full report is mailed at least this often (days), warnings or
+        # not, so that silence is never taken for a dead monitor; 0: never.
+        "full_report_days": ("7", _count, str),
+        # A filesystem fuller than this (percent of blocks or inodes) is a
+        # warning.
+        "fill_warning": ("90", _percent, str),
+        # Seconds each local part in /etc/systraq/systraq.d/ may run.
+        "part_timeout": ("60", _count, str),
+        # A node_exporter textfile collector file to write after each
+        # report; empty: none.
+        "textfile": ("", _optional_path, _show_optional),
+    },
+    "check": {
+        # Paths whose change "systraq check" mails at once.  Shell
+        # patterns, one per line; '*' also matches '/'.  Giving the key
+        # replaces this whole list.
+        "critical": (DEFAULT_CRITICAL, _patterns, _show_paths),
+    },
+    "audit": {
+        # Directories where world-writable files and files without a known
+        # owner are warnings (setuid and setgid files are looked for on
+        # every local filesystem).
+        "system_dirs": (DEFAULT_SYSTEM_DIRS, _absolute_paths, _show_paths),
+        # Paths the audit never walks into.
+        "exclude": ("", _absolute_paths, _show_paths),
     },
 }
 

@@ -33,7 +33,35 @@ def test_a_missing_default_file_gives_the_defaults(root):
                                 ("contents", "retention_days", "60", "default"),
                                 ("contents", "secret", " ".join(config.DEFAULT_SECRET.split()), "default"),
                                 ("contents", "ignore", " ".join(config.DEFAULT_IGNORE.split()),
-                                 "default")]
+                                 "default"),
+                                ("report", "mailto", "root", "default"),
+                                ("report", "mail_when", "warnings", "default"),
+                                ("report", "full_report_days", "7", "default"),
+                                ("report", "fill_warning", "90", "default"),
+                                ("report", "part_timeout", "60", "default"),
+                                ("report", "textfile", "(none)", "default"),
+                                ("check", "critical", " ".join(config.DEFAULT_CRITICAL.split()),
+                                 "default"),
+                                ("audit", "system_dirs",
+                                 " ".join(config.DEFAULT_SYSTEM_DIRS.split()), "default"),
+                                ("audit", "exclude", "(none)", "default")]
+
+
+def test_report_settings_are_checked(root):
+    path, conf = load(root, "[report]\nmailto = root, admin@example.org\n"
+                            "mail_when = always\nfill_warning = 95%\n")
+    assert conf.get("report", "mailto") == ("root", "admin@example.org")
+    assert conf.get("report", "mail_when") == "always"
+    assert conf.get("report", "fill_warning") == 95
+    _, conf = load(root, "[report]\nmailto =\n")
+    assert conf.get("report", "mailto") == ()
+    name, lines = error_lines(root, "[report]\nmailto = root\nmail_when = sometimes\n"
+                                    "fill_warning = 120\n")
+    assert lines == [f"{name}:3: [report] mail_when: 'sometimes' is not one of: "
+                     "warnings, always",
+                     f"{name}:4: [report] fill_warning: not a percentage from 1 to 100: '120'"]
+    name, lines = error_lines(root, "[report]\nmailto = root\n  Bcc: x@y\n")
+    assert len(lines) == 1 and lines[0].startswith(f"{name}:2: [report] mailto: not a mail address")
 
 
 def test_contents_sizes_and_patterns_are_checked(root):
