@@ -365,19 +365,25 @@ class _Run:
         self.spool_group = spool_group
         self.now = now
         self.stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        self.since = None
         self.result = Result(mode)
         self.mode = mode
         self.updates = []
         self.backups = Backups(settings)
 
     def record(self, path, change, **fields):
-        self.result.records.append({"source": "contents", "mode": self.mode,
-                                    "path": escape(path), "change": change,
-                                    "time": self.stamp, **fields})
+        item = {"source": "contents", "mode": self.mode, "path": escape(path),
+                "change": change, "time": self.stamp, **fields}
+        if self.since is not None:
+            # When the previous run ended: the report looks for the
+            # package operation that made a change between the two.
+            item["since"] = self.since
+        self.result.records.append(item)
 
     def load(self):
         statefile.recover(self.state, self.spool, STATE_FORMAT,
                           finish=self._finish, undo=self._undo)
+        self.since = statefile.last_run(self.state)
         try:
             header, old = statefile.load(self.state, STATE_FORMAT)
         except DamagedState as exc:
@@ -399,6 +405,11 @@ class _Run:
         """Write the state and spool the records; nothing at all when the
         state is ``unchanged`` and there is nothing to report."""
         if unchanged and not self.result.records and not self.updates:
+            # The state's mtime says when the last run ended.
+            try:
+                os.utime(self.state, (self.now, self.now))
+            except FileNotFoundError:
+                pass
             return
         run_id = os.urandom(8).hex()
         header = dict(header or {}, format=STATE_FORMAT, mode=self.mode, run=run_id,

@@ -204,6 +204,10 @@ def run(settings, config, mode, quick=False, spool_group=None, now=None, workers
 
 def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, workers):
     statefile.recover(state, spool, STATE_FORMAT)
+    # When the previous run ended (every run leaves the state's mtime at
+    # its time): a change happened after it, which the report needs to
+    # tell which package operation could have made it.
+    since = statefile.last_run(state)
     damaged = None
     try:
         header, old = load_records(state)
@@ -250,6 +254,8 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, w
             return Result([], len(new), scanner.unreadable, False, None, scanner.hashed)
     for item in records:
         item["time"] = stamp
+        if since is not None:
+            item["since"] = since
 
     run_id = os.urandom(8).hex()
     header = {"format": STATE_FORMAT, "mode": mode, "digest": algorithm,

@@ -18,6 +18,7 @@ chunks).
 import hashlib
 import json
 import os
+import time
 import struct
 
 _LENGTHS = struct.Struct("<HH")
@@ -117,3 +118,13 @@ def recover(state, spool, expected_format, finish=None, undo=None):
         if undo:
             undo(header)
         os.unlink(pending)
+
+
+def last_run(path):
+    """When the run that last wrote or touched the state ``path`` ended:
+    its mtime as an ISO UTC stamp, or None when there is no state."""
+    try:
+        mtime = os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime))

@@ -95,7 +95,7 @@ def test_first_run_says_so_in_one_line_on_the_command_line(etc, capsys):
 def test_an_unchanged_run_writes_nothing_and_sweeps_once_a_day(etc, monkeypatch):
     run(etc, now=NOW)
     state = etc.host("/var/lib/systraq/contents_pub.state")
-    before = os.stat(state).st_mtime_ns
+    before = (os.stat(state).st_ino, open(state, "rb").read())
     sweeps = []
     original = contents.Backups.sweep
 
@@ -104,10 +104,20 @@ def test_an_unchanged_run_writes_nothing_and_sweeps_once_a_day(etc, monkeypatch)
         return original(self, *args)
     monkeypatch.setattr(contents.Backups, "sweep", counting)
     run(etc, now=NOW + 3600)
-    assert sweeps == [] and os.stat(state).st_mtime_ns == before
+    # Not rewritten; only its time moved, to say when the run ended.
+    assert sweeps == [] and (os.stat(state).st_ino, open(state, "rb").read()) == before
+    assert os.stat(state).st_mtime == NOW + 3600
     run(etc, now=NOW + 86400)
     run(etc, now=NOW + 86400 + 3600)
-    assert len(sweeps) == 1 and os.stat(state).st_mtime_ns != before
+    assert len(sweeps) == 1 and os.stat(state).st_ino != before[0]
+
+
+def test_a_change_record_says_when_the_previous_run_ended(etc):
+    run(etc, now=NOW)
+    run(etc, now=NOW + 1800)
+    etc.write("/etc/motd", "changed\n")
+    (record,) = run(etc, now=NOW + 3600).records
+    assert record["since"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW + 1800))
 
 
 def test_a_changed_text_file_is_a_unified_diff_old_to_new(etc, tmp_path):

@@ -377,3 +377,12 @@ def test_small_and_large_files_hash_to_the_standard_digests(root):
         for size in sizes:
             data = open(root.host(f"/etc/h/{size}"), "rb").read()
             assert found[f"/etc/h/{size}".encode()].digest == hashlib.new(algorithm, data).hexdigest()
+
+
+def test_a_change_record_says_when_the_previous_run_ended(watched):
+    take(watched, now=1_790_000_000)
+    take(watched, now=1_790_003_600)      # nothing changed: only the time moves
+    watched.write("/etc/w/edit", "two\n")
+    (record,) = take(watched, now=1_790_007_200).records
+    assert record["path"] == "/etc/w/edit"
+    assert record["since"] == "2026-09-21T15:13:20Z"
