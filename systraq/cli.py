@@ -14,9 +14,10 @@ import os
 import pwd
 import sys
 
-from systraq import __version__, config, contents, listgen, snapshot, status
+from systraq import __version__, config, contents, listgen, report, snapshot, status
 from systraq.errors import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_WARNINGS,
                             ConfigError, RunError, SystraqError, UsageError)
+from systraq.fsutil import Busy, exclusive_lock
 from systraq.pathcodec import escape
 from systraq.settings import SYSTEM_USER, Settings
 
@@ -71,23 +72,6 @@ def _print_json(data):
     sys.stdout.write("\n")
 
 
-def _describe_record(item):
-    change = item["change"]
-    if change in ("baseline", "state damaged"):
-        text = f"{change}: {item['count']} paths recorded"
-        return text + (f" ({item['detail']})" if "detail" in item else "")
-    text = f"{item['path']}: {change}"
-    if change == "added":
-        text += f" ({item['kind']} {item['mode']} {item['owner']}:{item['group']})"
-    elif "before" in item:
-        text += f" {item['before']} -> {item['after']}"
-    if "target" in item:
-        text += f", pointing to {item['target']}"
-    if item.get("flags"):
-        text += "  [" + ", ".join(item["flags"]) + "]"
-    return text
-
-
 def _cmd_snapshot(settings, conf, args):
     group = _take_mode(settings, "snapshot", args.mode)
     result = snapshot.run(settings, conf, args.mode, quick=args.quick, spool_group=group)
@@ -96,43 +80,12 @@ def _cmd_snapshot(settings, conf, args):
     elif args.verbose or sys.stdout.isatty():
         # By hand: say what was found.  From cron: silence, the report tells.
         for item in result.records:
-            print(_describe_record(item))
+            print(report.describe(item)[0])
         note = f", {result.unreadable} not readable" if result.unreadable else ""
         print(f"snapshot {args.mode}: {result.count} paths{note}, "
               f"{0 if result.baseline else len(result.records)} changes")
     changed = not result.baseline and result.records
     return EXIT_WARNINGS if changed else EXIT_OK
-
-
-def _describe_content(item):
-    """A contents record as the lines a person reads."""
-    change = item["change"]
-    if change == "baseline":
-        adopted = item.get("adopted")
-        if adopted:
-            return [f"first run: {adopted} backups of the old package taken over, "
-                    f"{item['count']} files backed up"]
-        return [f"first run: {item['count']} files backed up"]
-    if change == "state damaged":
-        return [f"state damaged, started again ({item['detail']})"]
-    head = f"{item['path']}: {change}"
-    if "target" in item:
-        head += f", pointing to {item['target']}"
-    if "type" in item:
-        head += f" ({item['type']})"
-    if "perm" in item:
-        head += f" (mode {item['perm']})"
-    if item.get("binary"):
-        head += f", binary file: {item['size']} bytes"
-    if "note" in item:
-        head += f" ({item['note']})"
-    lines = [head]
-    lines += ["  " + key for key in item.get("keys", ())]
-    if "diff" in item:
-        lines += item["diff"].rstrip("\n").split("\n")
-        if item.get("cut"):
-            lines.append(f"[{item['cut']} more lines not shown]")
-    return lines
 
 
 def _cmd_contents(settings, conf, args):
@@ -142,7 +95,7 @@ def _cmd_contents(settings, conf, args):
         _print_json(result.records)
     elif args.verbose or sys.stdout.isatty():
         for item in result.records:
-            for line in _describe_content(item):
+            for line in report.describe(item):
                 print(line)
         notes = []
         if result.private:
@@ -273,6 +226,90 @@ def _cmd_localsums(settings, conf, args):
     return EXIT_WARNINGS if result.changed or result.missing else EXIT_OK
 
 
+# A report or an alert waits this long for another one to finish.
+REPORT_LOCK_WAIT = 60.0
+
+
+def _report_lock(settings):
+    path = os.path.join(settings.state_dir, b"report.lock")
+    return exclusive_lock(path, REPORT_LOCK_WAIT)
+
+
+def _busy(lock):
+    return RunError(f"another systraq report or check is delivering (lock "
+                    f"{os.fsdecode(lock.path)}); gave up after {REPORT_LOCK_WAIT:g} s")
+
+
+def _cmd_report(settings, conf, args):
+    if settings.is_host_root and os.geteuid() == 0:
+        # The report reads what the systraq user and the systraq group
+        # may read, and mails as that user.
+        _become_system_user()
+    if args.stdout:
+        built = report.gather(settings, conf)
+        sys.stdout.write(report.render(built, args.format))
+        return EXIT_WARNINGS if built.warnings else EXIT_OK
+    lock = _report_lock(settings)
+    try:
+        with lock:
+            built = report.gather(settings, conf)
+            mailed = report.due(built, conf, forced=args.full)
+            kept = report.deliver(settings, conf, built, fmt=args.format, mailed=mailed)
+    except Busy:
+        raise _busy(lock) from None
+    if args.verbose or sys.stdout.isatty():
+        to = conf.get("report", "mailto")
+        count = len(built.warnings)
+        if not mailed:
+            print(f"report: {count} warnings; not mailed (mail_when = "
+                  f"{conf.get('report', 'mail_when')}), its changes stay queued")
+        elif kept is not None:
+            print(f"report: {count} warnings; mail is off, kept in {os.fsdecode(kept)}")
+        else:
+            print(f"report: {count} warnings; mailed to {', '.join(to)}")
+    return EXIT_WARNINGS if built.warnings else EXIT_OK
+
+
+def _cmd_check(settings, conf, args):
+    """Snapshot and contents of both modes, then an alert for critical paths."""
+    steps = []
+    if not settings.is_host_root or os.geteuid() == 0:
+        group = _systraq_group() if settings.is_host_root else None
+        steps += [("snapshot --mode root",
+                   lambda: snapshot.run(settings, conf, "root", spool_group=group)),
+                  ("contents --mode root",
+                   lambda: contents.run(settings, conf, "root", spool_group=group))]
+    steps += [("snapshot --mode pub", lambda: snapshot.run(settings, conf, "pub")),
+              ("contents --mode pub", lambda: contents.run(settings, conf, "pub"))]
+    failed = []
+    changes = 0
+    for name, step in steps:
+        if name.endswith("pub") and settings.is_host_root and os.geteuid() == 0:
+            _become_system_user()
+        try:
+            result = step()
+        except SystraqError as exc:
+            # One collector failing must not keep the others, or the
+            # alert, from running.
+            failed.append(f"{name}: {exc.lines()[0]}")
+            continue
+        if not result.baseline:
+            changes += len(result.records)
+    lock = _report_lock(settings)
+    try:
+        with lock:
+            alerted = report.alert(settings, conf)
+    except Busy:
+        raise _busy(lock) from None
+    if args.verbose or sys.stdout.isatty():
+        print(f"check: {changes} changes queued, {len(alerted)} alerted at once")
+    for line in failed:
+        print(f"systraq: check: {line}", file=sys.stderr)
+    if failed:
+        return EXIT_INCOMPLETE
+    return EXIT_WARNINGS if changes else EXIT_OK
+
+
 def _output_options(cmd, what):
     """--json and -v, as every command that reports findings has them."""
     cmd.add_argument("--json", action="store_true", help=f"print {what} as JSON")
@@ -386,6 +423,38 @@ def build_parser():
                           "regular files the administrator trusts) instead of checking")
     _output_options(cmd, "the result")
     cmd.set_defaults(func=_cmd_localsums)
+
+    cmd = commands.add_parser(
+        "report", help="build the report and mail it as the policy says",
+        description="Build the report from what is queued in the spool, the "
+                    "findings that persist (packages, audit, local sums) and the "
+                    "state of the system, and mail it to [report] mailto: daily "
+                    "when it has warnings (or always, as mail_when says), and at "
+                    "least every full_report_days days. Queued changes are marked "
+                    "delivered only once the mail was accepted. Runs as the "
+                    "systraq user (root drops to it).")
+    cmd.add_argument("--stdout", action="store_true",
+                     help="print the report instead of mailing it; nothing is "
+                          "marked delivered")
+    cmd.add_argument("--format", choices=("text", "json"), default="text",
+                     help="text (default) or JSON with stable keys, see systraq(8)")
+    cmd.add_argument("--full", action="store_true",
+                     help="mail the report even when the policy would not")
+    cmd.add_argument("-v", "--verbose", action="store_true",
+                     help="say whether the report was mailed even when output is "
+                          "not a terminal (from cron: nothing)")
+    cmd.set_defaults(func=_cmd_report)
+
+    cmd = commands.add_parser(
+        "check", help="snapshot and contents, and an alert at once for critical paths",
+        description="Run the snapshot and the contents job (both modes when run "
+                    "as root, the root one first), then mail an alert at once "
+                    "for changes to critical paths ([check] critical) that no "
+                    "package operation explains and that were not alerted yet. "
+                    "Everything else waits for the daily report.")
+    cmd.add_argument("-v", "--verbose", action="store_true",
+                     help="print a summary even when output is not a terminal")
+    cmd.set_defaults(func=_cmd_check)
     return parser
 
 
@@ -393,8 +462,9 @@ def _run(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_usage(sys.stderr)
-        raise UsageError("a command is required; see 'systraq --help'")
+        # As the old systraq did: the report on stdout, for old cron lines
+        # and habits.
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv) + ["report", "--stdout"])
     if not os.path.isdir(args.root):
         raise UsageError(f"--root {args.root}: not a directory")
     settings = Settings(root=args.root, config_file=args.config)

@@ -128,3 +128,24 @@ def last_run(path):
     except FileNotFoundError:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime))
+
+
+def load_header(path, expected_format):
+    """Only the header of the state file ``path`` (its first line), or None
+    when there is no file: for readers that need the time of the last run
+    and the findings, not every path's record.  Raises DamagedState when
+    the line is not a header of ``expected_format``; the checksum over the
+    whole file is left to ``load``.
+    """
+    try:
+        with open(path, "rb") as handle:
+            line = handle.readline(1 << 24)
+    except FileNotFoundError:
+        return None
+    try:
+        header = json.loads(line.decode("ascii"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DamagedState(f"header unreadable: {exc}") from None
+    if not isinstance(header, dict) or header.get("format") != expected_format:
+        raise DamagedState("unknown format")
+    return header

@@ -114,11 +114,14 @@ def test_missing_config_named_on_the_command_line(root, capsys):
     assert capsys.readouterr().err == "/nonexistent/systraq.conf: no such file\n"
 
 
-def test_no_command_is_a_usage_error(capsys):
-    assert main([]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("usage: systraq")
-    assert "systraq: a command is required" in err
+def test_no_command_prints_the_report_as_the_old_systraq_did(root, capsys, monkeypatch):
+    monkeypatch.setattr("systraq.mail.host_name", lambda: "host.example.org")
+    assert main(["--root", os.fsdecode(root.path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("systraq report for host.example.org\n")
+    assert "1. Warnings\n-----------\nNo warnings.\n" in out
+    # Printing is not delivering: nothing is kept as sent.
+    assert not os.path.exists(root.host("/var/lib/systraq/report.state"))
 
 
 def test_root_must_be_a_directory(tmp_path, capsys):

@@ -88,7 +88,7 @@ def test_first_run_backs_up_quietly_in_one_line(etc, capsys):
 
 def test_first_run_says_so_in_one_line_on_the_command_line(etc, capsys):
     assert main(["--root", os.fsdecode(etc.path), "contents", "-v"]) == 0
-    assert capsys.readouterr().out == ("first run: 5 files backed up\n"
+    assert capsys.readouterr().out == ("contents pub: first run, 5 files backed up\n"
                                        "contents pub: 5 files, 0 changes\n")
 
 

@@ -1,0 +1,1030 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The report and the alerts: what the administrator reads, and its delivery.
+
+This module owns turning what the collectors queued in the spool, the
+findings that persist (packages, the root audit, local sums) and the
+probes of the system into the report, in text or JSON, and handing it
+over: by mail, or to a file when mail is off.  It decides when to mail
+(the policy), keeps what could not be delivered, and writes the syslog
+lines and the optional node_exporter textfile.
+
+The report has three sections:
+
+1. Warnings: every change nothing explains and every failed check, most
+   serious first, one entry per path (the snapshot's and the contents
+   job's records of one file are told together, with the diff when the
+   file is world-readable).  Empty, it says "No warnings." in one line.
+2. Changes made by package operations: one line per dpkg run (an apt
+   run, or dpkg alone), with how many packages and watched files it
+   changed and whether the daily package check found them matching their
+   packages.  A change is the operation's when a package dpkg logged
+   between the run that saw the change and the one before owns the path;
+   a change to a file no package owns (``/etc/passwd`` during ``adduser``
+   in a postinst) stays a warning, labelled with the operation it came
+   during.
+3. System state, for reference: systraq's own notes (first runs, fixed
+   findings, when the root audit last ran), then the probes (see
+   probes.py) and the local parts.
+
+Delivery and "nothing lost": the report is built from every pending spool
+batch.  Only after sendmail exited 0 (or the file was written, when mail
+is off) are those batches moved to ``spool/delivered/``; before that a
+small journal (``report.sent``) records which batches the mail covered,
+so that a run killed between the two finishes the move instead of
+mailing them again.  A failed delivery keeps the message in
+``/var/lib/systraq/reports/`` and leaves the batches pending: the next
+run mails them, once.
+
+Alerts (``systraq check``, hourly): the warnings on a critical path
+(``[check] critical``) not yet alerted are mailed at once.  Which records
+were alerted is kept in ``alerts.state`` until their batches are
+delivered by the daily report, which still lists them, marked with the
+time the alert went out.
+
+JSON (``--format json``) keys, stable: ``format`` (1), ``host``,
+``generated`` and ``since`` (ISO 8601 UTC; ``since`` null when nothing
+is pending), ``subject``, ``warnings`` (list of ``rank`` 0 most serious,
+``source``, ``change``, ``text``, ``critical``, ``detail`` (lines),
+optional ``path``, ``during``, ``alerted``, ``first_seen``),
+``package_operations`` (list of ``time``, ``label``, ``packages``,
+``files``, ``verified`` (true, false or null: not yet checked),
+``text``), ``notes`` (lines), ``system`` (list of ``title`` and
+``lines``), ``probes`` (the probes' data, see probes.py) and ``pending``
+(``batches`` and ``records`` this report covers).
+"""
+
+import calendar
+import fnmatch
+import json
+import os
+import re
+import syslog
+import time
+
+from systraq import mail
+from systraq.errors import RunError
+from systraq.fsutil import atomic_write
+from systraq.pathcodec import escape, unescape
+from systraq.settings import SYSTEM_USER
+from systraq.spool import Spool
+
+FORMAT = 1
+# dpkg and apt write their logs while a systraq run may be going on, and
+# a run's "since" is when it ended, not when it looked at the file: widen
+# each window by this much on both sides.
+OVERLAP = 300
+# Events of one apt (or dpkg) run further apart than this are two runs.
+RUN_GAP = 1800
+
+# Ranks: 0 is read first.
+CRITICAL, SERIOUS, CHANGE, MINOR = 0, 1, 2, 3
+
+# Package findings that are warnings (packages.WARNING_KINDS), and how
+# serious each is; without sums is an old gap, not an event.
+_PACKAGE_RANKS = {"changed": SERIOUS, "missing": SERIOUS, "unexplained": SERIOUS,
+                  "critical conffile": SERIOUS, "without sums": MINOR}
+_AUDIT_RANKS = {"uid 0": CRITICAL, "empty password": CRITICAL, "setuid added": CRITICAL,
+                "setgid added": CRITICAL, "world-writable added": CHANGE,
+                "unowned added": CHANGE, "shell startup": CHANGE}
+_PROBE_RANKS = {"raid degraded": SERIOUS, "filesystem full": SERIOUS,
+                "new listening socket": SERIOUS, "part failed": CHANGE}
+# Record kinds that are notes, not warnings.
+_NOTES = {"baseline", "fixed", "explained"}
+
+
+def state_path(settings):
+    return os.path.join(settings.state_dir, b"report.state")
+
+
+def alerts_path(settings):
+    return os.path.join(settings.state_dir, b"alerts.state")
+
+
+def journal_path(settings):
+    return os.path.join(settings.state_dir, b"report.sent")
+
+
+def reports_dir(settings):
+    return os.path.join(settings.state_dir, b"reports")
+
+
+def iso(epoch):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def epoch_of(stamp):
+    """Epoch seconds of an ISO UTC stamp as the collectors write them."""
+    if not stamp:
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
+    except (ValueError, TypeError):
+        return None
+
+
+def _local(epoch, now):
+    """"10:32" today, "2026-11-20 10:32" another day (local time)."""
+    when, today = time.localtime(epoch), time.localtime(now)
+    return time.strftime("%H:%M" if when[:3] == today[:3] else "%Y-%m-%d %H:%M", when)
+
+
+def _load_json(path, what):
+    try:
+        with open(path, "rb") as handle:
+            return json.loads(handle.read().decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{os.fsdecode(path)}: cannot read {what}: {exc}") from None
+
+
+def _save_json(path, data, mode=0o640):
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8") + b"\n",
+                 mode=mode)
+
+
+# -- describing one record ------------------------------------------------
+
+def describe(record):
+    """A record as the lines a person reads: a head line, then details
+    (a diff, keys added and removed) that belong under it."""
+    source = record.get("source", "?")
+    change = record.get("change", "?")
+    if change in ("baseline", "state damaged"):
+        what = source.split("_")[0]
+        if "mode" in record:
+            what += f" {record['mode']}"
+        if change == "state damaged":
+            return [f"{what}: state damaged, started again ({record.get('detail', '?')})"]
+        count = record.get("count", 0)
+        if source.startswith("contents"):
+            text = f"{what}: first run, {count} files backed up"
+        else:
+            text = f"{what}: first run, {count} paths recorded"
+        if record.get("adopted"):
+            text += f" ({record['adopted']} backups of the old package taken over)"
+        return [text]
+    if source == "packages":
+        return [_describe_package(record)]
+    if source == "snapshot":
+        return [_describe_snapshot(record)]
+    if source.startswith("contents"):
+        return _describe_content(record)
+    if "text" in record:
+        return [record["text"]]
+    if source == "audit":
+        return [_describe_audit(record)]
+    # A record of a newer systraq: shown as its data, never dropped.
+    return [f"{record.get('path', source)}: {change} "
+            + json.dumps({k: v for k, v in record.items()
+                          if k not in ("source", "change", "path")}, sort_keys=True)]
+
+
+_KINDS = {"f": "file", "d": "directory", "l": "symlink", "p": "FIFO", "s": "socket",
+          "c": "character device", "b": "block device"}
+
+
+def _kind(letter):
+    return _KINDS.get(letter, letter or "?")
+
+
+def _describe_snapshot(item):
+    change = item["change"]
+    if change == "added":
+        fact = f"new {_kind(item.get('kind'))}, "
+        if item.get("kind") != "l":
+            fact += f"mode {item.get('mode')}, "
+        fact += f"{item.get('owner')}:{item.get('group')}"
+    elif change == "removed":
+        fact = f"{_kind(item.get('kind'))} removed"
+    elif change == "content":
+        fact = "content changed"
+        if "size_before" in item:
+            fact += f" ({item['size_before']} -> {item['size_after']} bytes)"
+    elif change == "type":
+        fact = f"{_kind(item.get('before'))} replaced by a {_kind(item.get('after'))}, "
+        if item.get("after") != "l":     # a symlink's mode means nothing
+            fact += f"mode {item.get('mode')}, "
+        fact += f"{item.get('owner')}:{item.get('group')}"
+    elif change == "target":
+        fact = f"symlink retargeted {item['before']} -> {item['after']}"
+    elif "before" in item:
+        fact = f"{change} {item['before']} -> {item['after']}"
+    else:
+        fact = change
+    if "target" in item:
+        fact += f", pointing to {item['target']}"
+    if item.get("flags"):
+        fact += " [" + ", ".join(item["flags"]) + "]"
+    return f"{item['path']}: {fact}"
+
+
+_CONTENT_WORDS = {"content": "content changed", "created": "new file", "removed": "removed",
+                  "symlink": "now a symlink", "type": "no longer a regular file",
+                  "keys": "authorized keys changed"}
+
+
+def _describe_content(item):
+    change = item["change"]
+    head = f"{item['path']}: {_CONTENT_WORDS.get(change, change)}"
+    if "target" in item:
+        head += f", pointing to {item['target']}"
+    if "type" in item:
+        head += f" ({item['type']})"
+    if "perm" in item:
+        head += f" (mode {item['perm']})"
+    if item.get("binary"):
+        head += f", binary file: {item['size']} bytes"
+    if "note" in item:
+        head += f" ({item['note']})"
+    lines = [head]
+    lines += ["  " + key for key in item.get("keys", ())]
+    if "diff" in item:
+        lines += item["diff"].rstrip("\n").split("\n")
+        if item.get("cut"):
+            lines.append(f"[{item['cut']} more lines not shown]")
+    return lines
+
+
+_PACKAGE_WORDS = {"changed": "differs from its package's sums",
+                  "missing": "missing, installed by its package",
+                  "unexplained": "changed with no package operation to explain it",
+                  "critical conffile": "critical conffile edited",
+                  "fixed": "matches its package again",
+                  "without sums": "dpkg has no md5sums for it"}
+
+
+def _describe_package(item):
+    change = item["change"]
+    words = _PACKAGE_WORDS.get(change, change)
+    if item.get("path"):
+        text = f"{item['path']}: {words} ({item.get('package', '?')})"
+    else:
+        text = f"package {item.get('package', '?')}: {words}"
+    if item.get("label"):
+        text += f" - {item['label']}"
+    elif item.get("detail") and change not in ("without sums", "fixed"):
+        text += f" - {item['detail']}"
+    if item.get("first_seen"):
+        text += f" [since {item['first_seen']}]"
+    return text
+
+
+def _describe_audit(item):
+    text = f"{item.get('path', '?')}: {item['change']}"
+    if "mode" in item:
+        text += f" (mode {item['mode']}, {item.get('owner', '?')}:{item.get('group', '?')})"
+    return text
+
+
+# -- the report's parts ----------------------------------------------------
+
+class Item:
+    """One entry of the Warnings section: a path (or package, account,
+    check) and everything pending about it."""
+
+    def __init__(self, key, rank, source, change, path=None, labelled=True):
+        self.key = key
+        # False when the texts say the path themselves (checks, probes).
+        self.labelled = labelled
+        self.rank = rank
+        self.source = source
+        self.change = change
+        self.path = path
+        self.lines = []          # head lines of each record, in order
+        self.detail = []
+        self.critical = False
+        self.during = None
+        self.alerted = None
+        self.first_seen = None
+        self.refs = []           # (batch name, index) of the spool records
+        self.explained_by = None  # the dpkg event that made the change
+
+    def add(self, lines):
+        head, *detail = lines
+        if self.labelled and self.path is not None and head.startswith(self.path + ": "):
+            # One entry per path: "PATH: fact; fact".
+            head = head[len(self.path) + 2:]
+        if head not in self.lines:
+            self.lines.append(head)
+        self.detail += detail
+
+    @property
+    def head(self):
+        facts = "; ".join(self.lines)
+        return f"{self.path}: {facts}" if self.labelled and self.path is not None else facts
+
+    @property
+    def text(self):
+        text = self.head
+        notes = []
+        if self.critical:
+            notes.append("critical")
+        if self.during:
+            notes.append(f"during {self.during}")
+        if self.first_seen:
+            notes.append(f"since {self.first_seen}")
+        if self.alerted:
+            notes.append(f"alert sent {self.alerted}")
+        return text + (" [" + "; ".join(notes) + "]" if notes else "")
+
+    def as_dict(self, now):
+        out = {"rank": self.rank, "source": self.source, "change": self.change,
+               "text": self.text, "critical": self.critical, "detail": self.detail}
+        if self.path is not None:
+            out["path"] = self.path
+        if self.during:
+            out["during"] = self.during
+        if self.alerted:
+            out["alerted"] = self.alerted
+        if self.first_seen:
+            out["first_seen"] = self.first_seen
+        return out
+
+
+class Operation:
+    """One dpkg run, as apt (or dpkg alone) made it."""
+
+    def __init__(self, first):
+        self.events = [first]
+        self.files = 0
+        self.verified = None
+
+    @property
+    def start(self):
+        return self.events[0].time
+
+    @property
+    def end(self):
+        return self.events[-1].time
+
+    def takes(self, event):
+        last = self.events[-1]
+        return (event.time - last.time <= RUN_GAP and
+                (event.tool, event.commandline, event.requested_by)
+                == (last.tool, last.commandline, last.requested_by))
+
+    @property
+    def packages(self):
+        return sorted({e.package for e in self.events if e.action != "configure"}
+                      or {e.package for e in self.events})
+
+    def label(self, now):
+        first = self.events[0]
+        what = first.commandline or first.tool
+        who = f" for {first.requested_by}" if first.requested_by else ""
+        return _printable(f"{what} at {_local(self.start, now)}{who}")
+
+    def text(self, now):
+        count = len(self.packages)
+        text = (f"{self.label(now)}: {count} package{'s' if count != 1 else ''}, "
+                f"{self.files} watched file{'s' if self.files != 1 else ''}")
+        if self.verified is True:
+            return text + " - all match their packages"
+        if self.verified is False:
+            return text + " - some differ from their packages (see the warnings)"
+        return text + " - not yet checked against dpkg's sums"
+
+    def as_dict(self, now):
+        return {"time": iso(self.start), "label": self.label(now), "packages": self.packages,
+                "files": self.files, "verified": self.verified, "text": self.text(now)}
+
+
+def _printable(text):
+    """Control characters of a log line escaped, as file names are."""
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+class Report:
+    def __init__(self, host, now):
+        self.host = host
+        self.now = now
+        self.since = None
+        self.warnings = []
+        self.operations = []
+        self.notes = []
+        self.sections = []
+        self.data = {}
+        self.batches = []
+        self.records = 0
+        self.probe_state = None
+
+    @property
+    def subject(self):
+        count = len(self.warnings)
+        if not count:
+            return f"[systraq] {self.host}: no warnings"
+        return f"[systraq] {self.host}: {count} warning{'s' if count != 1 else ''}"
+
+    def as_dict(self):
+        return {"format": FORMAT, "host": self.host, "generated": iso(self.now),
+                "since": iso(self.since) if self.since is not None else None,
+                "subject": self.subject,
+                "warnings": [w.as_dict(self.now) for w in self.warnings],
+                "package_operations": [o.as_dict(self.now) for o in self.operations],
+                "notes": list(self.notes),
+                "system": [{"title": t, "lines": list(ls)} for t, ls in self.sections],
+                "probes": self.data,
+                "pending": {"batches": len(self.batches), "records": self.records}}
+
+
+# -- gathering -----------------------------------------------------------
+
+class _Explainer:
+    """Which package operation made a change: dpkg's log, apt's history
+    and dpkg's file lists, loaded only when a change needs them."""
+
+    def __init__(self, settings, since, notes):
+        self.settings = settings
+        self.since = since
+        self.notes = notes
+        self._events = None
+        self._database = None
+
+    def events(self):
+        if self._events is None:
+            from systraq import attribution
+            try:
+                self._events = attribution.Attribution(self.settings).events(self.since)
+            except attribution.LogUnreadable as exc:
+                self.notes.append(f"package operations unknown: {exc}")
+                self._events = []
+        return self._events
+
+    def owners(self, path):
+        if self._database is None:
+            from systraq import dpkgdb
+            try:
+                self._database = dpkgdb.load(self.settings)
+            except RunError as exc:
+                self.notes.append(f"package owners unknown: {exc}")
+                self._database = False
+        return [p.key for p in self._database.owners(path)] if self._database else []
+
+    def window(self, record):
+        """The events between the run before the record's and its own."""
+        end = epoch_of(record.get("time"))
+        if end is None:
+            return []
+        start = epoch_of(record.get("since")) or self.since
+        return [e for e in self.events() if start - OVERLAP <= e.time <= end + OVERLAP]
+
+
+def _critical(config, path):
+    if path is None:
+        return False
+    raw = unescape(path)
+    return any(fnmatch.fnmatchcase(raw, pattern) for pattern in config.get("check", "critical"))
+
+
+def _rank(record):
+    source, change = record.get("source", ""), record.get("change", "")
+    if change == "state damaged":
+        return CRITICAL
+    if source == "packages":
+        return _PACKAGE_RANKS.get(change, SERIOUS)
+    if source == "audit":
+        return _AUDIT_RANKS.get(change, CHANGE)
+    if source == "probes":
+        return _PROBE_RANKS.get(change, CHANGE)
+    if change == "world-readable secret" or any(
+            f.endswith("gained") for f in record.get("flags", ())):
+        return SERIOUS
+    return CHANGE
+
+
+def _is_note(record):
+    change = record.get("change")
+    if change in _NOTES:
+        return True
+    # What went away from the audit's inventory is good news.
+    return record.get("source") == "audit" and change.endswith(" removed")
+
+
+class _Gatherer:
+    def __init__(self, settings, config, now, host):
+        self.settings = settings
+        self.config = config
+        self.report = Report(host, now)
+        self.items = {}
+        self.operations = []
+        self.alerts = _load_alerts(settings)
+        self.explained_counts = []
+        self.explainer = None
+        self.operations_built = False
+
+    def item(self, key, record, path=None, labelled=True):
+        item = self.items.get(key)
+        rank = _rank(record)
+        if item is None:
+            item = self.items[key] = Item(key, rank, record.get("source", "?"),
+                                          record.get("change", "?"), path, labelled)
+        item.rank = min(item.rank, rank)
+        return item
+
+    def spool(self, explain=True):
+        """Every pending record, sorted into warnings, operations and notes."""
+        report = self.report
+        spool = Spool(self.settings)
+        report.batches = spool.pending()
+        loaded = []
+        for batch in report.batches:
+            try:
+                records = spool.records(batch)
+            except (OSError, ValueError) as exc:
+                # Left pending and said: a batch we cannot read is not lost.
+                report.notes.append(f"spool batch {os.fsdecode(batch.name)} unreadable: {exc}")
+                continue
+            loaded.append((batch, records))
+            report.records += len(records)
+        stamps = [epoch_of(r.get("since") or r.get("time")) for _, rs in loaded for r in rs]
+        stamps = [s for s in stamps if s is not None]
+        report.since = min(stamps) if stamps else None
+        since = report.since if report.since is not None else report.now - 86400
+        self.explainer = _Explainer(self.settings, since - OVERLAP, report.notes) if explain else None
+
+        for batch, records in loaded:
+            alerted = self.alerts.get(os.fsdecode(batch.name), {})
+            for index, record in enumerate(records):
+                self._record(batch, index, record, alerted)
+
+    def _record(self, batch, index, record, alerted):
+        report = self.report
+        change = record.get("change")
+        if _is_note(record):
+            if change == "explained":
+                self._explained(record)
+            else:
+                report.notes.append(describe(record)[0])
+            return
+        path = record.get("path") if change != "state damaged" else None
+        key = ("path", path) if path is not None else ("record", batch.name, index)
+        item = self.item(key, record, path)
+        item.add(describe(record))
+        item.refs.append((os.fsdecode(batch.name), index))
+        if (record.get("source") in ("snapshot", "contents", "contents_root")
+                and _critical(self.config, path)):
+            item.critical = True
+            item.rank = CRITICAL
+        if str(index) in alerted.get("records", {}):
+            item.alerted = alerted["records"][str(index)]
+        if record.get("source") in ("snapshot", "contents", "contents_root") and path:
+            self._attribute(item, record, path)
+
+    def _attribute(self, item, record, path):
+        """A change a package operation made belongs to it; a change
+        during one, to a file no package of it owns, is labelled."""
+        if self.explainer is None:
+            return
+        events = self.explainer.window(record)
+        if not events:
+            return
+        owners = set(self.explainer.owners(unescape(path)))
+        names = {o.partition(":")[0] for o in owners}
+        for event in reversed(events):
+            if event.package in owners or event.package.partition(":")[0] in names:
+                item.explained_by = event
+                return
+        item.during = self._operation(events[-1]).label(self.report.now)
+
+    def _operation(self, event):
+        self.build_operations()
+        for operation in self.operations:
+            if event in operation.events:
+                return operation
+        return None
+
+    def _explained(self, record):
+        # The package check's own count of files an operation changed
+        # ("3 files changed"); added to the operation by package name in
+        # finish().
+        match = re.match(r"(\d+) file", record.get("detail", ""))
+        self.explained_counts.append((record.get("package", ""), int(match.group(1))
+                                      if match else 0, epoch_of(record.get("time"))))
+
+    def build_operations(self):
+        """Group the window's events into dpkg runs (once)."""
+        if self.explainer is None or self.operations_built:
+            return
+        self.operations_built = True
+        for event in self.explainer.events():
+            if self.operations and self.operations[-1].takes(event):
+                self.operations[-1].events.append(event)
+            else:
+                self.operations.append(Operation(event))
+
+    def finish(self, packages_state=None):
+        report = self.report
+        self.build_operations()
+        for key, item in list(self.items.items()):
+            event = item.explained_by
+            if event is not None:
+                operation = self._operation(event)
+                if operation is not None:
+                    operation.files += 1
+                    del self.items[key]
+        for package, count, _when in self.explained_counts:
+            name = package.partition(":")[0]
+            for operation in reversed(self.operations):
+                if any(e.package.partition(":")[0] == name for e in operation.events):
+                    operation.files += count
+                    break
+        self._verify(packages_state)
+        report.operations = self.operations
+
+    def warnings(self):
+        """The warnings, most serious first; critical paths first among equals."""
+        return sorted(self.items.values(),
+                      key=lambda i: (i.rank, not i.critical, i.path or "", i.text))
+
+    def _verify(self, packages_state):
+        """Whether the package check since each operation found its files
+        matching their packages."""
+        if not packages_state:
+            return
+        checked = epoch_of(packages_state.get("time")) if isinstance(
+            packages_state.get("time"), str) else packages_state.get("time")
+        wrong = {f.get("package", "").partition(":")[0]
+                 for f in packages_state.get("findings", {}).values()
+                 if f.get("kind") != "without sums"}
+        for operation in self.operations:
+            if checked is None or checked < operation.end:
+                continue
+            names = {p.partition(":")[0] for p in operation.packages}
+            operation.verified = not (names & wrong)
+
+    def persistent(self, packages_state, audit_current, localsums_result):
+        """Findings that stand until fixed: they are warnings in every
+        report, whether or not a spool record about them is pending."""
+        for path, finding in sorted((packages_state or {}).get("findings", {}).items()):
+            kind = finding.get("kind", "changed")
+            record = {"source": "packages", "change": kind, "path": path,
+                      "package": finding.get("package", "?"),
+                      "first_seen": finding.get("first_seen")}
+            item = self.items.get(("path", path))
+            if item is None:
+                item = self.item(("path", path), record, path)
+                item.add([_describe_package(dict(record, first_seen=None))])
+            item.first_seen = item.first_seen or finding.get("first_seen")
+        if audit_current is not None:
+            age = self.report.now - audit_current.get("time", 0)
+            if age > 2 * 86400:
+                self._check_warning("audit", "audit late",
+                                    "the root audit (systraq audit) has not run since "
+                                    + _local(audit_current.get("time", 0), self.report.now))
+            for finding in audit_current.get("findings", ()):
+                key = ("audit", finding.get("change"), finding.get("path"),
+                       finding.get("account"), finding.get("line"))
+                item = self.item(key, finding, finding.get("path"),
+                                 labelled="text" not in finding)
+                item.add([finding.get("text") or _describe_audit(finding)])
+            counts = audit_current.get("counts")
+            if counts:
+                self.report.notes.append(
+                    "root audit " + _local(audit_current.get("time", 0), self.report.now) + ": "
+                    + ", ".join(f"{n} {k.replace('_', '-')}" for k, n in sorted(counts.items())))
+        if localsums_result is not None:
+            for path in localsums_result.changed:
+                self._check_warning("localsums", "changed", f"{_esc(path)}: differs from "
+                                    "its digest in systraq.sums"
+                                    + (f" ({localsums_result.reasons[path]})"
+                                       if localsums_result.reasons.get(path) else ""),
+                                    path=_esc(path), rank=SERIOUS)
+            for path in localsums_result.missing:
+                self._check_warning("localsums", "missing", f"{_esc(path)}: listed in "
+                                    "systraq.sums, missing", path=_esc(path), rank=SERIOUS)
+            if localsums_result.source is not None:
+                self.report.notes.append(f"local sums: {len(localsums_result.ok)} files match "
+                                         "systraq.sums")
+
+    def _check_warning(self, source, change, text, path=None, rank=None):
+        record = {"source": source, "change": change}
+        key = ("check", source, change, path or text)
+        item = self.item(key, record, path, labelled=False)
+        if rank is not None:
+            item.rank = rank
+        item.add([text])
+        return item
+
+    def probes(self, result):
+        for warning in result.warnings:
+            item = self._check_warning("probes", warning.get("change", "?"), warning["text"],
+                                       path=warning.get("path"))
+            item.rank = _PROBE_RANKS.get(warning.get("change"), CHANGE)
+        self.report.sections += result.sections
+        self.report.data = result.data
+        self.report.probe_state = result.state
+
+
+def _esc(path):
+    return escape(path)
+
+
+def _load_alerts(settings):
+    data = _load_json(alerts_path(settings), "the alert ledger") or {}
+    return data.get("batches", {})
+
+
+def _packages_header(settings):
+    """The header of packages.state (time of the last full check and its
+    current findings), read without loading every file's record."""
+    from systraq import packages, statefile
+    try:
+        return statefile.load_header(packages.state_path(settings), packages.STATE_FORMAT)
+    except statefile.DamagedState:
+        # The package check says so itself when it next runs.
+        return None
+    except OSError as exc:
+        raise RunError(f"{os.fsdecode(packages.state_path(settings))}: cannot read: "
+                       f"{exc.strerror}") from None
+
+
+def gather(settings, config, now=None, host=None, probe=None, audit_current=None,
+           localsums=None, packages_state=None, explain=True):
+    """Build the Report.
+
+    ``probe``: probes.collect or a stand-in (None: the real probes).
+    ``audit_current``, ``localsums`` (a localsums Result),
+    ``packages_state`` (packages.state's header): given by tests; None
+    reads them from the system (False: leave that source out).
+    """
+    now = time.time() if now is None else now
+    host = host or mail.host_name()
+    _finish_journal(settings)
+    gatherer = _Gatherer(settings, config, now, host)
+    gatherer.spool(explain=explain)
+    if packages_state is None:
+        packages_state = _packages_header(settings)
+    if audit_current is None:
+        from systraq import audit
+        try:
+            audit_current = audit.current(settings)
+        except RunError as exc:
+            gatherer._check_warning("audit", "audit unreadable", str(exc))
+            audit_current = None
+    if localsums is None:
+        from systraq import localsums as sums
+        try:
+            localsums = sums.verify(settings)
+        except (RunError, OSError) as exc:
+            gatherer._check_warning("localsums", "unreadable", f"systraq.sums: {exc}")
+            localsums = None
+    gatherer.persistent(packages_state or None, audit_current or None, localsums or None)
+    gatherer.finish(packages_state or None)
+    state = load_state(settings)
+    if probe is None:
+        from systraq import probes
+        probe = probes.collect
+    if probe is not False:
+        gatherer.probes(probe(settings, config, state.get("probes") or {}, now=now))
+    report = gatherer.report
+    report.warnings = gatherer.warnings()
+    report.last_mailed = state.get("last_mailed")
+    return report
+
+
+def load_state(settings):
+    return _load_json(state_path(settings), "the report state") or {}
+
+
+# -- rendering -----------------------------------------------------------
+
+def _heading(number, title):
+    head = f"{number}. {title}"
+    return [head, "-" * len(head)]
+
+
+def render_text(report):
+    lines = [f"systraq report for {report.host}",
+             f"Generated {time.strftime('%Y-%m-%d %H:%M %z', time.localtime(report.now))}"
+             + (f", covering changes since "
+                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(report.since))}"
+                if report.since is not None else ", nothing was pending") + ".",
+             ""]
+    lines += _heading(1, "Warnings")
+    if not report.warnings:
+        lines.append("No warnings.")
+    for item in report.warnings:
+        lines.append("* " + item.text)
+        lines += ["    " + line if line else "" for line in item.detail]
+    lines.append("")
+    lines += _heading(2, "Changes made by package operations")
+    if not report.operations:
+        lines.append("None.")
+    for operation in report.operations:
+        lines.append("* " + operation.text(report.now))
+    lines.append("")
+    lines += _heading(3, "System state, for reference")
+    lines.append("systraq")
+    notes = list(report.notes) or ["nothing to note"]
+    lines += ["  " + note for note in notes]
+    for title, body in report.sections:
+        lines.append(title)
+        lines += ["  " + line if line else "" for line in body]
+    return "\n".join(lines) + "\n"
+
+
+def render_json(report):
+    return json.dumps(report.as_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def render(report, fmt):
+    return render_json(report) if fmt == "json" else render_text(report)
+
+
+# -- delivery ------------------------------------------------------------
+
+def due(report, config, forced=False):
+    """Whether this report is to be mailed under the configured policy."""
+    if forced or report.warnings or config.get("report", "mail_when") == "always":
+        return True
+    days = config.get("report", "full_report_days")
+    last = report.last_mailed
+    # An hour of slack: the daily job starts at a random minute.
+    return days > 0 and (last is None or report.now - last >= days * 86400 - 3600)
+
+
+def log_warnings(report, log=None):
+    """Each warning as one key=value line to syslog."""
+    log = log or _syslog
+    for item in report.warnings:
+        fields = {"warning": item.change, "source": item.source, "rank": item.rank}
+        if item.path is not None:
+            fields["path"] = item.path
+        if item.critical:
+            fields["critical"] = "yes"
+        fields["text"] = item.head
+        log(syslog.LOG_WARNING, " ".join(f"{k}={_kv(v)}" for k, v in fields.items()))
+
+
+def _kv(value):
+    value = str(value)
+    if value and not re.search(r'[\s"=\\]', value) and value.isprintable():
+        return value
+    return json.dumps(value, ensure_ascii=True)
+
+
+def _syslog(priority, line):
+    syslog.openlog("systraq", syslog.LOG_PID, syslog.LOG_DAEMON)
+    syslog.syslog(priority, line)
+
+
+def deliver(settings, config, report, fmt="text", sendmail=mail.SENDMAIL, log=None,
+            mailed=True):
+    """Mail ``report`` (or keep it in reports/ when mail is off), then mark
+    its batches delivered and keep the state for the next report.
+
+    ``mailed``: False when the policy says not to mail this one; the
+    batches then stay pending for the next report that is mailed.
+    Raises DeliveryError after keeping the message when sendmail failed.
+    """
+    log = log or _syslog
+    log_warnings(report, log)
+    if not mailed:
+        _write_textfile(settings, config, report, success=None, log=log)
+        return None
+    body = render(report, fmt)
+    to = config.get("report", "mailto")
+    directory = reports_dir(settings)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(report.now))
+    if not to:
+        where = _keep(directory, f"report-{stamp}.txt", body.encode("utf-8"))
+    else:
+        message = mail.build(to, report.subject, body, SYSTEM_USER, host=report.host,
+                             now=report.now)
+        try:
+            mail.send(message, sendmail=sendmail)
+        except mail.DeliveryError as exc:
+            kept = _keep(directory, f"undelivered-{stamp}.eml", message.as_bytes())
+            log(syslog.LOG_ERR, f"delivery failed: {exc}; report kept in {os.fsdecode(kept)}")
+            _write_textfile(settings, config, report, success=None, log=log)
+            raise mail.DeliveryError(f"{exc}; the report is kept in {os.fsdecode(kept)} and "
+                                     "its changes stay queued for the next run") from None
+        where = None
+    state = load_state(settings)
+    state.update(last_mailed=report.now, last_delivered=report.now)
+    if report.probe_state is not None:
+        state["probes"] = report.probe_state
+    _commit(settings, [b.name for b in report.batches], state)
+    if to:
+        for name in os.listdir(directory) if os.path.isdir(directory) else ():
+            if name.startswith(b"undelivered-"):
+                # What it held went out with this report.
+                os.unlink(os.path.join(directory, name))
+    _write_textfile(settings, config, report, success=report.now, log=log)
+    return where
+
+
+def _keep(directory, name, data):
+    os.makedirs(directory, mode=0o750, exist_ok=True)
+    path = os.path.join(directory, os.fsencode(name))
+    atomic_write(path, data, mode=0o640)
+    return path
+
+
+def _commit(settings, names, state):
+    """After delivery: journal which batches went out, move them, save."""
+    journal = {"batches": [os.fsdecode(n) for n in names], "state": state}
+    _save_json(journal_path(settings), journal)
+    _finish_journal(settings)
+
+
+def _finish_journal(settings):
+    """Carry out a delivery journal: the mail went out, its batches move
+    to delivered/ and the state is saved (again, if it already was)."""
+    journal = _load_json(journal_path(settings), "the delivery journal")
+    if journal is None:
+        return
+    spool = Spool(settings)
+    wanted = set(journal.get("batches", ()))
+    spool.mark_delivered([b for b in spool.pending() if os.fsdecode(b.name) in wanted])
+    _save_json(state_path(settings), journal.get("state", {}))
+    alerts = _load_json(alerts_path(settings), "the alert ledger")
+    if alerts:
+        pending = {os.fsdecode(b.name) for b in spool.pending()}
+        alerts["batches"] = {k: v for k, v in alerts.get("batches", {}).items() if k in pending}
+        _save_json(alerts_path(settings), alerts)
+    os.unlink(journal_path(settings))
+
+
+def _write_textfile(settings, config, report, success, log):
+    path = config.get("report", "textfile")
+    if not path:
+        return
+    state = load_state(settings)
+    last = success if success is not None else state.get("last_delivered")
+    pending = Spool(settings).pending()
+    records = 0
+    for batch in pending:
+        try:
+            records += len(Spool.records(batch))
+        except (OSError, ValueError):
+            pass
+    text = ("# HELP systraq_warnings Warnings in the last report systraq built.\n"
+            "# TYPE systraq_warnings gauge\n"
+            f"systraq_warnings {len(report.warnings)}\n"
+            "# HELP systraq_last_success_timestamp_seconds When a report was last "
+            "delivered (mailed, or kept when mail is off).\n"
+            "# TYPE systraq_last_success_timestamp_seconds gauge\n"
+            f"systraq_last_success_timestamp_seconds {int(last or 0)}\n"
+            "# HELP systraq_pending_records Change records waiting to be delivered.\n"
+            "# TYPE systraq_pending_records gauge\n"
+            f"systraq_pending_records {records}\n")
+    try:
+        atomic_write(path, text.encode("ascii"), mode=0o644)
+    except OSError as exc:
+        log(syslog.LOG_ERR, f"cannot write {os.fsdecode(path)}: {exc.strerror}")
+        raise RunError(f"cannot write the textfile {os.fsdecode(path)}: {exc.strerror}") from None
+
+
+# -- alerts --------------------------------------------------------------
+
+def alert(settings, config, now=None, host=None, sendmail=mail.SENDMAIL, log=None):
+    """Mail at once the warnings on critical paths not yet alerted.
+
+    Returns the alerted items (empty when there was nothing to say).
+    """
+    log = log or _syslog
+    now = time.time() if now is None else now
+    host = host or mail.host_name()
+    _finish_journal(settings)
+    gatherer = _Gatherer(settings, config, now, host)
+    gatherer.spool()
+    gatherer.finish(_packages_header(settings))
+    items = [i for i in gatherer.warnings() if i.critical and not i.alerted]
+    if not items:
+        return []
+    count = len(items)
+    subject = (f"[systraq] {host}: alert: {items[0].path} changed" if count == 1
+               else f"[systraq] {host}: alert: {count} critical changes")
+    lines = [f"systraq alert for {host}, {time.strftime('%Y-%m-%d %H:%M %z', time.localtime(now))}",
+             "", "Changes to critical paths (the daily report will list them again):", ""]
+    for item in items:
+        lines.append("* " + item.text)
+        lines += ["    " + line if line else "" for line in item.detail]
+    body = "\n".join(lines) + "\n"
+    for item in items:
+        log(syslog.LOG_WARNING, f"alert={_kv(item.change)} path={_kv(item.path)} "
+                                f"text={_kv(item.head)}")
+    to = config.get("report", "mailto")
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    if to:
+        message = mail.build(to, subject, body, SYSTEM_USER, host=host, now=now)
+        try:
+            mail.send(message, sendmail=sendmail)
+        except mail.DeliveryError as exc:
+            kept = _keep(reports_dir(settings), f"undelivered-alert-{stamp}.eml",
+                         message.as_bytes())
+            log(syslog.LOG_ERR, f"alert delivery failed: {exc}; kept in {os.fsdecode(kept)}")
+            raise mail.DeliveryError(f"{exc}; the alert is kept in {os.fsdecode(kept)} and "
+                                     "will be tried again at the next check") from None
+    else:
+        _keep(reports_dir(settings), f"alert-{stamp}.txt", body.encode("utf-8"))
+    ledger = _load_json(alerts_path(settings), "the alert ledger") or {}
+    batches = ledger.setdefault("batches", {})
+    when = _local(now, now)
+    for item in items:
+        for name, index in item.refs:
+            batches.setdefault(name, {}).setdefault("records", {})[str(index)] = when
+    _save_json(alerts_path(settings), ledger)
+    return items

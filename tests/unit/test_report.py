@@ -1,0 +1,360 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The report: sections, attribution to package operations, formats
+(pinned by golden files), the mail policy, delivery exactly once, alerts."""
+
+import json
+import os
+import time
+
+import pytest
+
+from systraq import report, statefile
+from systraq.config import load as load_config
+from systraq.mail import DeliveryError
+from systraq.spool import Spool
+from tests.unit.test_packages import FakeDpkg
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
+NOW = 1_795_242_600          # 2026-11-21 06:30 UTC
+DAY = 86400
+HOST = "host.example.org"
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+class Probe:
+    """probes.collect's stand-in: fixed sections, warnings and state."""
+
+    def __init__(self, warnings=()):
+        self.warnings = list(warnings)
+        self.previous = []
+
+    def __call__(self, settings, config, previous, now=None):
+        self.previous.append(previous)
+
+        class Result:
+            sections = [("Release", ["Debian GNU/Linux 12 (bookworm), 12.8"]),
+                        ("Uptime and load", ["up 3 days, 4:05; load 0.10 0.05 0.01"])]
+            warnings = self.warnings
+            state = {"listening": ["tcp 0.0.0.0:22"]}
+            data = {"release": {"pretty_name": "Debian GNU/Linux 12 (bookworm)"}}
+        return Result()
+
+
+class Log:
+    def __init__(self):
+        self.lines = []
+
+    def __call__(self, priority, line):
+        self.lines.append((priority, line))
+
+
+def conf(root, text=""):
+    return load_config(root.write("/etc/systraq/systraq.conf", text))
+
+
+def stamp(epoch):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def queue(root, source, *records, now=NOW - 3600, group=None):
+    for record in records:
+        record.setdefault("source", source.split("_")[0])
+        record.setdefault("time", stamp(now))
+    return Spool(root.settings()).add(source, list(records), now=now, group=group)
+
+
+def build(root, text="", probe=None, audit=False, packages_state=False, now=NOW, **kwargs):
+    return report.gather(root.settings(), conf(root, text), now=now, host=HOST,
+                         probe=probe or Probe(), audit_current=audit or {},
+                         localsums=False, packages_state=packages_state, **kwargs)
+
+
+def sendmail(root, tmp_path, status=0):
+    """A sendmail that keeps each message it is given, or fails."""
+    out = tmp_path / f"mails-{status}"
+    out.mkdir(exist_ok=True)
+    script = tmp_path / f"sendmail-{status}"
+    script.write_text(f"#!/bin/sh\nn=$(ls {out} | wc -l)\ncat > {out}/$n.eml\n"
+                      + (f"echo 'mail queue full' >&2\nexit {status}\n" if status else ""))
+    script.chmod(0o755)
+    return str(script), out
+
+
+def mails(out):
+    return [open(out / name, "rb").read().decode() for name in sorted(os.listdir(out))]
+
+
+@pytest.fixture
+def dpkg(root):
+    fake = FakeDpkg(root)
+    fake.install("openssh-server", "1:9.2p1-2", {
+        "/usr/sbin/sshd": "sshd\n", "/etc/ssh/sshd_config": "Port 22\n"},
+        conffiles=("/etc/ssh/sshd_config",))
+    root.mkdir("/var/log")
+    return fake
+
+
+def test_a_clean_system_says_no_warnings_in_one_line(root):
+    built = build(root)
+    text = report.render_text(built)
+    assert built.warnings == [] and built.subject == f"[systraq] {HOST}: no warnings"
+    assert "1. Warnings\n-----------\nNo warnings.\n\n2. Changes made" in text
+
+
+def test_warnings_come_first_most_serious_first_and_one_entry_per_path(root):
+    queue(root, "contents", {"path": "/etc/motd", "change": "content",
+                             "diff": "--- /etc/motd\n+++ /etc/motd\n@@ -1 +1 @@\n-a\n+b\n"})
+    queue(root, "snapshot_pub",
+          {"mode": "pub", "path": "/etc/motd", "change": "content"},
+          {"mode": "pub", "path": "/etc/passwd", "change": "content"},
+          {"mode": "pub", "path": "/usr/local/bin/x", "change": "mode", "before": "0755",
+           "after": "4755", "flags": ["setuid gained"]})
+    built = build(root)
+    assert [(w.path, w.rank, w.critical) for w in built.warnings] == [
+        ("/etc/passwd", report.CRITICAL, True), ("/usr/local/bin/x", report.SERIOUS, False),
+        ("/etc/motd", report.CHANGE, False)]
+    motd = built.warnings[-1]
+    assert motd.text == "/etc/motd: content changed"
+    assert motd.detail[-2:] == ["-a", "+b"]
+    assert built.warnings[0].text == "/etc/passwd: content changed [critical]"
+    assert built.warnings[1].text == ("/usr/local/bin/x: mode 0755 -> 4755 [setuid gained]")
+
+
+def test_a_change_a_package_operation_made_is_its_not_a_warning(dpkg):
+    root = dpkg.root
+    op = NOW - 5000
+    dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(op))
+             + " upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3")
+    root.write("/var/log/apt/history.log",
+               "\nStart-Date: " + time.strftime("%Y-%m-%d  %H:%M:%S", time.gmtime(op - 5))
+               + "\nCommandline: apt-get upgrade\nRequested-By: alice (1000)\n"
+               "Upgrade: openssh-server:amd64 (1:9.2p1-2, 1:9.2p1-2+deb12u3)\n"
+               "End-Date: " + time.strftime("%Y-%m-%d  %H:%M:%S", time.gmtime(op + 5)) + "\n")
+    since = stamp(NOW - 7200)
+    queue(root, "contents", {"path": "/etc/ssh/sshd_config", "change": "content",
+                             "since": since, "diff": "-Port 22\n+Port 2222\n"},
+          {"path": "/etc/passwd", "change": "content", "since": since,
+           "diff": "+sshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n"})
+    built = build(root, packages_state={"format": 1, "time": NOW - 600, "findings": {}})
+    assert [w.path for w in built.warnings] == ["/etc/passwd"]
+    assert built.warnings[0].during == "apt-get upgrade at 05:06 for alice"
+    (operation,) = built.operations
+    assert operation.text(NOW) == ("apt-get upgrade at 05:06 for alice: 1 package, "
+                                   "1 watched file - all match their packages")
+
+
+def test_an_operation_not_yet_checked_or_with_findings_says_so(dpkg):
+    root = dpkg.root
+    dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(NOW - 5000))
+             + " install openssh-server:amd64 <none> 1:9.2p1-2")
+    built = build(root, packages_state={"format": 1, "time": NOW - 9000, "findings": {}})
+    assert built.operations[0].text(NOW).endswith("not yet checked against dpkg's sums")
+    state = {"format": 1, "time": NOW - 60, "findings": {
+        "/usr/sbin/sshd": {"kind": "changed", "package": "openssh-server",
+                           "first_seen": "2026-11-21"}}}
+    built = build(root, packages_state=state)
+    assert built.operations[0].verified is False
+    assert [w.text for w in built.warnings] == [
+        "/usr/sbin/sshd: differs from its package's sums (openssh-server) [since 2026-11-21]"]
+
+
+def test_persistent_audit_and_probe_findings_are_warnings(root):
+    audit = {"time": NOW - 3600, "counts": {"setuid": 21, "world_writable": 0},
+             "findings": [{"source": "audit", "change": "uid 0", "account": "toor",
+                           "text": "account toor has uid 0"}]}
+    probe = Probe([{"source": "probes", "change": "new listening socket",
+                    "text": "tcp 0.0.0.0:8123 is listening (it was not at the last report)"}])
+    built = build(root, audit=audit, probe=probe)
+    assert [w.text for w in built.warnings] == [
+        "account toor has uid 0",
+        "tcp 0.0.0.0:8123 is listening (it was not at the last report)"]
+    assert "root audit 05:30: 21 setuid, 0 world-writable" in built.notes
+    late = dict(audit, time=NOW - 3 * DAY)
+    assert "the root audit (systraq audit) has not run since 2026-11-18 06:30" in [
+        w.text for w in build(root, audit=late).warnings]
+
+
+def golden_spool(root):
+    queue(root, "snapshot_pub", {"mode": "pub", "change": "baseline", "count": 812,
+                                 "path": "/var/lib/systraq/snapshot_pub.state"},
+          now=NOW - 2 * DAY)
+    queue(root, "contents", {"mode": "pub", "path": "/etc/cron.d/backup", "change": "created",
+                             "diff": "--- /dev/null\n+++ /etc/cron.d/backup\n@@ -0,0 +1 @@\n"
+                                     "+0 3 * * * root /usr/local/sbin/backup\n"})
+    queue(root, "snapshot_root", {"mode": "root", "path": "/etc/shadow", "change": "content"},
+          {"path": "/home/carol/.ssh/authorized_keys", "change": "added",
+           "kind": "f", "mode": "0600", "owner": "carol", "group": "carol", "flags": []})
+    queue(root, "packages", {"change": "changed", "path": "/usr/bin/ls", "package": "coreutils",
+                             "first_seen": "2026-11-21", "warning": True})
+    queue(root, "audit", {"change": "setuid added", "path": "/tmp/.x", "mode": "4755",
+                          "owner": "root", "group": "root"})
+
+
+def test_golden_text_and_json(root):
+    golden_spool(root)
+    probe = Probe([{"source": "probes", "change": "filesystem full", "path": "/var",
+                    "text": "/var is 93% full (fill_warning 90%)"}])
+    built = build(root, probe=probe, explain=False)
+    for name, text in (("report.txt", report.render_text(built)),
+                       ("report.json", report.render_json(built))):
+        path = os.path.join(GOLDEN, name)
+        if os.environ.get("SYSTRAQ_REGEN_GOLDEN"):
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        with open(path, encoding="utf-8") as handle:
+            assert text == handle.read(), name
+    data = json.loads(report.render_json(built))
+    assert sorted(data) == ["format", "generated", "host", "notes", "package_operations",
+                            "pending", "probes", "since", "subject", "system", "warnings"]
+    assert data["subject"] == f"[systraq] {HOST}: 6 warnings"
+
+
+def test_delivery_marks_batches_only_after_sendmail_succeeded(root, tmp_path):
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/hosts", "change": "content"})
+    settings, config = root.settings(), conf(root)
+    failing, _ = sendmail(root, tmp_path, status=75)
+    log = Log()
+    built = build(root)
+    with pytest.raises(DeliveryError) as info:
+        report.deliver(settings, config, built, sendmail=failing, log=log)
+    assert "exited with status 75: mail queue full" in str(info.value)
+    assert "stay queued" in str(info.value)
+    (kept,) = os.listdir(report.reports_dir(settings))
+    assert kept.startswith(b"undelivered-") and len(Spool(settings).pending()) == 1
+    assert any("delivery failed" in line for _, line in log.lines)
+
+    working, out = sendmail(root, tmp_path)
+    built = build(root, now=NOW + DAY)
+    report.deliver(settings, config, built, sendmail=working, log=log)
+    (message,) = mails(out)
+    assert "Subject: [systraq] host.example.org: 1 warning" in message
+    assert "/etc/hosts: content" in message and "Auto-Submitted: auto-generated" in message
+    assert Spool(settings).pending() == [] and len(Spool(settings).delivered()) == 1
+    assert os.listdir(report.reports_dir(settings)) == []
+    # Nothing pending: the next report has no warnings and is not due.
+    again = build(root, now=NOW + DAY + 3600)
+    assert again.warnings == [] and not report.due(again, config)
+
+
+def test_a_run_killed_after_sending_does_not_send_again(root, tmp_path):
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/hosts", "change": "content"})
+    settings = root.settings()
+    built = build(root)
+    # The journal is written right after sendmail exited 0; the run dies.
+    report._save_json(report.journal_path(settings),
+                      {"batches": [os.fsdecode(b.name) for b in built.batches],
+                       "state": {"last_mailed": NOW}})
+    after = build(root, now=NOW + 60)
+    assert after.warnings == [] and not os.path.exists(report.journal_path(settings))
+    assert report.load_state(settings)["last_mailed"] == NOW
+
+
+def test_policy_mails_warnings_daily_and_a_full_report_weekly(root):
+    config = conf(root)
+    quiet = build(root)
+    assert report.due(quiet, config)                      # never mailed: the first one goes
+    quiet.last_mailed = NOW - 6 * DAY
+    assert not report.due(quiet, config)
+    quiet.last_mailed = NOW - 7 * DAY
+    assert report.due(quiet, config)
+    quiet.last_mailed = NOW - 3600
+    assert report.due(quiet, conf(root, "[report]\nmail_when = always\n"))
+    assert not report.due(quiet, conf(root, "[report]\nfull_report_days = 0\n"))
+    assert report.due(quiet, config, forced=True)
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/hosts", "change": "content"})
+    noisy = build(root)
+    noisy.last_mailed = NOW - 3600
+    assert report.due(noisy, config)
+
+
+def test_a_report_not_mailed_keeps_its_changes_queued(root, tmp_path):
+    queue(root, "snapshot_pub", {"mode": "pub", "change": "baseline", "count": 3,
+                                 "path": "/var/lib/systraq/snapshot_pub.state"})
+    settings = root.settings()
+    built = build(root)
+    report.deliver(settings, conf(root), built, log=Log(), mailed=False)
+    assert len(Spool(settings).pending()) == 1 and report.load_state(settings) == {}
+
+
+def test_mail_off_keeps_the_report_as_a_file_and_counts_as_delivered(root):
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/hosts", "change": "content"})
+    settings = root.settings()
+    built = build(root, "[report]\nmailto =\n")
+    kept = report.deliver(settings, conf(root, "[report]\nmailto =\n"), built, log=Log())
+    assert b"/etc/hosts: content" in open(kept, "rb").read()
+    assert os.stat(kept).st_mode & 0o777 == 0o640
+    assert Spool(settings).pending() == []
+
+
+def test_the_probes_state_is_kept_only_with_a_delivered_report(root, tmp_path):
+    settings, config = root.settings(), conf(root)
+    working, _ = sendmail(root, tmp_path)
+    probe = Probe()
+    report.deliver(settings, config, build(root, probe=probe), sendmail=working, log=Log())
+    build(root, probe=probe, now=NOW + DAY)
+    assert probe.previous == [{}, {"listening": ["tcp 0.0.0.0:22"]}]
+
+
+def test_each_warning_is_one_key_value_syslog_line(root):
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/my file", "change": "content"})
+    log = Log()
+    report.log_warnings(build(root), log)
+    assert log.lines == [(4, 'warning=content source=snapshot rank=2 path="/etc/my file" '
+                             'text="/etc/my file: content changed"')]
+
+
+def test_the_textfile_says_warnings_last_success_and_pending(root, tmp_path):
+    target = tmp_path / "systraq.prom"
+    text = f"[report]\nmailto =\ntextfile = {target}\n"
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/hosts", "change": "content"})
+    report.deliver(root.settings(), conf(root, text), build(root, text), log=Log())
+    lines = [line for line in target.read_text().splitlines() if not line.startswith("#")]
+    assert lines == ["systraq_warnings 1", f"systraq_last_success_timestamp_seconds {NOW}",
+                     "systraq_pending_records 0"]
+
+
+def test_a_critical_change_is_alerted_once_and_listed_in_the_report(root, tmp_path):
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content"},
+          {"mode": "pub", "path": "/etc/motd", "change": "content"})
+    settings, config = root.settings(), conf(root)
+    working, out = sendmail(root, tmp_path)
+    alerted = report.alert(settings, config, now=NOW, host=HOST, sendmail=working, log=Log())
+    assert [i.path for i in alerted] == ["/etc/passwd"]
+    assert report.alert(settings, config, now=NOW + 3600, host=HOST, sendmail=working,
+                        log=Log()) == []
+    (message,) = mails(out)
+    assert "Subject: [systraq] host.example.org: alert: /etc/passwd changed" in message
+    assert "/etc/motd" not in message
+    built = build(root)
+    assert built.warnings[0].text == "/etc/passwd: content changed [critical; alert sent 06:30]"
+    report.deliver(settings, config, built, sendmail=working, log=Log())
+    assert json.load(open(report.alerts_path(settings))) == {"batches": {}}
+
+
+def test_a_failed_alert_is_kept_and_tried_again(root, tmp_path):
+    queue(root, "contents", {"mode": "pub", "path": "/etc/sudoers.d/x", "change": "created"})
+    settings, config = root.settings(), conf(root)
+    failing, _ = sendmail(root, tmp_path, status=1)
+    with pytest.raises(DeliveryError):
+        report.alert(settings, config, now=NOW, host=HOST, sendmail=failing, log=Log())
+    working, out = sendmail(root, tmp_path)
+    assert len(report.alert(settings, config, now=NOW + 3600, host=HOST, sendmail=working,
+                            log=Log())) == 1
+    assert len(mails(out)) == 1
+
+
+def test_the_package_state_header_is_read_without_the_records(root):
+    path = os.path.join(root.settings().state_dir, b"packages.state")
+    data = b"".join(statefile.encode({"format": 1, "time": NOW, "count": 1,
+                                      "findings": {}}, {b"/usr/bin/ls": b"x"}))
+    with open(path, "wb") as handle:
+        handle.write(data)
+    assert report._packages_header(root.settings())["time"] == NOW
