@@ -81,20 +81,31 @@ class Names:
             groups = _parse_group(settings.group_file).__getitem__
         self._lookups = {"user": (users, {}), "group": (groups, {})}
 
-    def _name(self, kind, number):
+    def _lookup(self, kind, number):
+        """The name of ``number``, or None when it has none."""
         lookup, cache = self._lookups[kind]
         if number not in cache:
             try:
                 cache[number] = lookup(number)
             except KeyError:
-                cache[number] = str(number)
+                cache[number] = None
         return cache[number]
 
     def user(self, uid):
-        return self._name("user", uid)
+        name = self._lookup("user", uid)
+        return str(uid) if name is None else name
 
     def group(self, gid):
-        return self._name("group", gid)
+        name = self._lookup("group", gid)
+        return str(gid) if name is None else name
+
+    def has_user(self, uid):
+        """Whether ``uid`` has an account (the audit's "unowned" test:
+        a name made of digits is still a name)."""
+        return self._lookup("user", uid) is not None
+
+    def has_group(self, gid):
+        return self._lookup("group", gid) is not None
 
 
 def _parse_group(path):

@@ -1,0 +1,803 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""``systraq audit``: the daily security checks that need root.
+
+What the old package's report parts and BSD's daily security script
+looked at, run as root before the report, and quiet where they were noisy.
+This module owns:
+
+Conditions, reported every day while they last (*findings*, kept in
+``/var/lib/systraq/audit.current`` for the report, never spooled):
+
+- accounts with uid 0 besides root (the passwd file);
+- accounts with an empty password (the shadow file, or the passwd file
+  itself: pam_unix uses the passwd field unless it is "x"); a locked
+  account ("!", "*") is fine;
+- shell startup files, system-wide and in every home directory (closed
+  ones too), whose umask lets group or others write, or whose PATH
+  searches the current directory (``shellrc`` reads them), or that
+  someone other than their account or root owns, or everybody may write.
+
+An *inventory* of the file system, compared with the previous run, whose
+differences are spooled as change records (source "audit"):
+
+- setuid and setgid regular files on every local file system;
+- world-writable files, and world-writable directories without the
+  sticky bit, below ``[audit] system_dirs``;
+- files whose owner or group has no account, below ``system_dirs``.
+
+The first run records a baseline (one record); after that each item that
+appears is reported once, a setuid or setgid file that goes away too, and
+a change of mode or owner of an item.  The inventory is kept in
+``/var/lib/systraq/root/audit.state``, a statefile only root can read.
+
+The walk is its own, not ``scan.Scanner``'s: it visits every local file
+system, reads no content and keeps only the few hundred items, where the
+scanner hashes listed paths and keeps a record for each.  It looks with
+lstat only, opens each directory relative to its parent with O_NOFOLLOW
+(a symlink swapped in for a directory in /tmp is never entered), never
+enters /proc, /sys, /dev, /run, ``[audit] exclude``, or a network, FUSE
+or pseudo file system (told by the mount table, checked again against
+``st_dev`` when the walk meets a device it was not told of), and each
+directory once (a bind mount shows the same files twice).
+
+Privacy: findings and records name accounts, files, modes, owners and
+line numbers; never a password hash, never a line of a startup file.
+"""
+
+import errno
+import json
+import os
+import re
+import stat
+import struct
+import sys
+import time
+
+from systraq import accounts, scan, shellrc, statefile
+from systraq.errors import RunError
+from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
+from systraq.pathcodec import escape
+from systraq.settings import NEVER_WALK
+from systraq.spool import Spool
+from systraq.statefile import DamagedState
+
+CURRENT_FORMAT = 1
+STATE_FORMAT = 1
+# A daily job: a second one started while the first still walks has
+# nothing to add, and says so at once rather than waiting.
+LOCK_WAIT = 0.0
+# The most of one startup file that is read: a .bashrc is a few KiB.
+READ_MAX = 256 * 1024
+
+# Startup files read by login and interactive shells of the shells
+# Debian ships (sh/dash, bash, zsh, csh/tcsh, ksh/mksh), system-wide ...
+SYSTEM_STARTUP = (
+    b"/etc/profile", b"/etc/bash.bashrc", b"/etc/environment",
+    b"/etc/csh.cshrc", b"/etc/csh.login",
+    b"/etc/zsh/zshenv", b"/etc/zsh/zprofile", b"/etc/zsh/zshrc", b"/etc/zsh/zlogin",
+    b"/etc/mkshrc",
+)
+PROFILE_D = b"/etc/profile.d"
+LOGIN_DEFS = b"/etc/login.defs"
+SKEL = b"/etc/skel"
+# ... and in each home directory (and /etc/skel, their model).
+HOME_STARTUP = (
+    b".profile", b".bashrc", b".bash_profile", b".bash_login", b".bash_logout",
+    b".zshenv", b".zprofile", b".zshrc", b".zlogin",
+    b".cshrc", b".tcshrc", b".login", b".kshrc", b".mkshrc",
+)
+
+# File systems the inventory does not walk.  Network ones: their files
+# are the server's to audit, root may be squashed there, and a dead
+# server would hang the walk.  FUSE ones (but fuseblk, a local disk) are
+# served by a process that may belong to a user and may block.  Pseudo
+# ones hold no files an administrator installs.  tmpfs, ramfs, overlay,
+# squashfs and every other type are walked: a setuid file in /tmp counts.
+NETWORK_FS = frozenset((
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "9p", "virtiofs", "ceph",
+    "glusterfs", "afs", "coda", "lustre", "gpfs", "beegfs", "orangefs", "pvfs2",
+    "davfs", "sshfs",
+))
+PSEUDO_FS = frozenset((
+    "proc", "sysfs", "devtmpfs", "devpts", "securityfs", "cgroup", "cgroup2",
+    "pstore", "bpf", "debugfs", "tracefs", "configfs", "fusectl", "hugetlbfs",
+    "mqueue", "autofs", "binfmt_misc", "efivarfs", "rpc_pipefs", "nfsd",
+    "selinuxfs", "nsfs", "xenfs", "usbfs", "devfs",
+))
+
+# Inventory categories: bit, spool name, counts key.
+SETUID, SETGID, WORLD_WRITABLE, UNOWNED = 1, 2, 4, 8
+CATEGORIES = ((SETUID, "setuid", "setuid"), (SETGID, "setgid", "setgid"),
+              (WORLD_WRITABLE, "world-writable", "world_writable"),
+              (UNOWNED, "unowned", "unowned"))
+# One inventory item in the state: categories, type, permission bits
+# with setuid/setgid/sticky, owner, group.
+_RECORD = struct.Struct("<BcHII")
+_KIND = {stat.S_IFREG: b"f", stat.S_IFDIR: b"d", stat.S_IFLNK: b"l",
+         stat.S_IFIFO: b"p", stat.S_IFSOCK: b"s", stat.S_IFCHR: b"c",
+         stat.S_IFBLK: b"b"}
+TYPES = {"f": "file", "d": "directory", "l": "symlink", "p": "fifo", "s": "socket",
+         "c": "character device", "b": "block device", "?": "special file"}
+
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_OPEN_WALK = _OPEN_DIR | os.O_NOFOLLOW
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+
+
+class Result:
+    """What one audit found.
+
+    ``findings``: condition dicts (see the module docstring), ``records``:
+    the change records spooled, ``counts``: items per category,
+    ``baseline``: this run started the inventory, ``damaged``: why the
+    previous state could not be read (None when it could), ``walked``:
+    entries looked at, ``unreadable``: directories that could not be
+    listed, ``skipped``: [(logical mount point, type)] not walked.
+    """
+
+    def __init__(self, findings, records, counts, baseline, damaged=None, walked=0,
+                 unreadable=0, skipped=()):
+        self.findings = findings
+        self.records = records
+        self.counts = counts
+        self.baseline = baseline
+        self.damaged = damaged
+        self.walked = walked
+        self.unreadable = unreadable
+        self.skipped = list(skipped)
+
+
+def state_path(settings):
+    return os.path.join(settings.root_state_dir, b"audit.state")
+
+
+def current_path(settings):
+    return os.path.join(settings.state_dir, b"audit.current")
+
+
+def run(settings, config, now=None, spool_group=None):
+    """One audit, as root; returns a Result.
+
+    ``spool_group``: the gid that may read the spooled records and the
+    findings file (the systraq group); None leaves the files' group as
+    it is created.
+    """
+    directory = mode_directory(settings, "root")
+    lock = exclusive_lock(os.path.join(directory, b"audit.lock"), LOCK_WAIT)
+    try:
+        with lock:
+            return _Run(settings, config, now, spool_group).run()
+    except Busy:
+        raise RunError(f"another 'systraq audit' is running "
+                       f"(lock {os.fsdecode(lock.path)})") from None
+
+
+def current(settings):
+    """The findings of the last audit, for the report (run as the systraq
+    user): None when no audit ran yet, else a dict with "time" (epoch),
+    "findings", "counts", and "skipped", "walked", "unreadable"."""
+    path = current_path(settings)
+    name = os.fsdecode(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RunError(f"cannot read {name}: {exc.strerror}") from None
+    try:
+        value = json.loads(data.decode("utf-8"))
+        if not isinstance(value, dict) or value.get("format") != CURRENT_FORMAT:
+            raise ValueError("unknown format")
+        if not isinstance(value.get("time"), (int, float)):
+            raise ValueError("no time")
+        if (not isinstance(value.get("findings"), list)
+                or not all(isinstance(f, dict) for f in value["findings"])):
+            raise ValueError("no list of findings")
+        if not isinstance(value.get("counts"), dict):
+            raise ValueError("no counts")
+    except (ValueError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RunError(f"{name} is damaged ({reason}); the next 'systraq audit' "
+                       "writes it again") from None
+    value.setdefault("skipped", [])
+    return value
+
+
+def _who(item, suffix=""):
+    return f"{item.get('owner' + suffix, '?')}:{item.get('group' + suffix, '?')}"
+
+
+def describe(item):
+    """One line for a person, of a finding or a spooled audit record."""
+    if "text" in item:
+        return str(item["text"])
+    change = item.get("change", "?")
+    path = item.get("path", "?")
+    kind = item.get("type", "file")
+    what = f"{item.get('mode', '?')} {_who(item)}"
+    if change in ("setuid added", "setgid added"):
+        return f"new {change.split()[0]} file: {path} ({what})"
+    if change in ("setuid removed", "setgid removed"):
+        return (f"no longer a {change.split()[0]} file (removed, or the bit cleared): "
+                f"{path} (was {what})")
+    if change in ("world-writable added", "unowned added"):
+        label = ("writable by everybody" if change.startswith("world")
+                 else "owner or group has no account")
+        below = item.get("below")
+        more = f", and {below} more below it" if below else ""
+        return f"{label}: {kind} {path} ({what}){more}"
+    if change.endswith(" changed"):
+        return (f"{change.split()[0]} {kind} changed: {path}: "
+                f"{item.get('mode_before', '?')} {_who(item, '_before')} -> {what}")
+    if change == "baseline":
+        return (f"audit baseline: {item.get('count', '?')} setuid, setgid, world-writable "
+                "or unowned items recorded; changes are reported from now on")
+    if change == "state damaged":
+        return (f"audit state was damaged ({item.get('detail', '?')}): "
+                f"a new baseline of {item.get('count', '?')} items was recorded")
+    return f"{change}: {path}"
+
+
+# --- the mount table -------------------------------------------------------------
+
+def walked_type(fstype):
+    """Whether the inventory walks a file system of type ``fstype``."""
+    if fstype in NETWORK_FS or fstype in PSEUDO_FS:
+        return False
+    return not (fstype == "fuse" or fstype.startswith("fuse."))
+
+
+def _unoctal(field):
+    # The kernel writes space, tab, newline and backslash as \ooo.
+    return re.sub(rb"\\([0-7]{3})", lambda m: bytes((int(m.group(1), 8) & 0xFF,)), field)
+
+
+class _Mounts:
+    """Mount points (logical) and their types, from /proc/self/mounts
+    below the settings' root.  Without a table (another root without
+    /proc) every directory is taken as local."""
+
+    def __init__(self, settings):
+        self.path = settings.host(b"/proc/self/mounts")
+        self.read()
+
+    def read(self):
+        table = {}
+        try:
+            with open(self.path, "rb") as handle:
+                data = handle.read()
+        except OSError:
+            data = b""
+        for line in data.splitlines():
+            fields = line.split()
+            if len(fields) < 3:
+                continue
+            point = _unoctal(fields[1])
+            # A later line is mounted on top of an earlier one at the same
+            # point (an autofs point and what it mounted): it is what a
+            # path lookup reaches.
+            table.pop(point, None)
+            table[point] = fields[2].decode("ascii", "replace")
+        self.table = table
+
+    def not_walked(self):
+        return {point: fstype for point, fstype in self.table.items()
+                if not walked_type(fstype)}
+
+    def holding(self, logical):
+        """The type of the file system ``logical`` lies on, as far as the
+        table says (None when it says nothing)."""
+        best = None
+        for point, fstype in self.table.items():
+            if (logical == point or logical.startswith(point.rstrip(b"/") + b"/")) \
+                    and (best is None or len(point) > len(best[0])):
+                best = (point, fstype)
+        return best[1] if best else None
+
+
+# --- the inventory walk ----------------------------------------------------------
+
+class _Held:
+    """A directory descriptor kept open while children wait on the stack."""
+
+    __slots__ = ("fd", "waiting")
+
+    def __init__(self, fd, waiting):
+        self.fd = fd
+        self.waiting = waiting
+
+    def release(self):
+        self.waiting -= 1
+        if not self.waiting:
+            os.close(self.fd)
+
+
+def _under(path, tops):
+    """Whether ``path`` is one of ``tops`` or below one."""
+    return any(path == top or path.startswith(top.rstrip(b"/") + b"/") for top in tops)
+
+
+class _Inventory:
+    def __init__(self, settings, config, mounts, names):
+        self.settings = settings
+        self.mounts = mounts
+        self.names = names
+        self.exclude = config.get("audit", "exclude")
+        self.prune = (frozenset(NEVER_WALK) | frozenset(self.exclude)
+                      | frozenset(mounts.not_walked()))
+        self.system = frozenset(config.get("audit", "system_dirs"))
+        self.items = {}
+        self.walked = 0
+        self.unreadable = 0
+        self._directories = set()     # (st_dev, st_ino) of each directory listed
+        self._crossed = set()         # devices met that the table did not announce
+        self._encoding = sys.getfilesystemencoding()
+
+    def skipped(self):
+        """Mount points of file systems not walked that would otherwise
+        have been: network and FUSE ones, not pseudo ones, nor those
+        below a path never walked anyway."""
+        never = tuple(NEVER_WALK) + tuple(self.exclude)
+        return sorted((point, fstype) for point, fstype in self.mounts.not_walked().items()
+                      if fstype not in PSEUDO_FS and not _under(point, never))
+
+    def run(self):
+        if b"/" in self.prune:
+            return self.items
+        fd = os.open(self.settings.root, _OPEN_DIR)
+        stack = []
+        self._list(fd, os.fstat(fd), b"/", b"/" in self.system, stack)
+        while stack:
+            holder, name, path, parent_dev, in_system = stack.pop()
+            try:
+                fd = os.open(name, _OPEN_WALK, dir_fd=holder.fd)
+            except OSError as exc:
+                # Replaced by something else meanwhile (ELOOP: a symlink
+                # now stands there, never followed), or not listable.
+                if exc.errno not in _GONE:
+                    self.unreadable += 1
+                continue
+            finally:
+                holder.release()
+            info = os.fstat(fd)
+            if info.st_dev != parent_dev and not self._may_cross(path, info.st_dev):
+                os.close(fd)
+                continue
+            self._list(fd, info, path, in_system, stack)
+        return self.items
+
+    def _may_cross(self, path, device):
+        """The walk met another device at ``path``: a mount point, or a
+        btrfs subvolume (its own st_dev, no mount).  A mount the table
+        names was decided on before the walk; one it does not name may
+        have been mounted since: the table is read again, once for each
+        such device."""
+        fstype = self.mounts.table.get(path)
+        if fstype is None and device not in self._crossed:
+            self._crossed.add(device)
+            self.mounts.read()
+            fstype = self.mounts.table.get(path)
+        return fstype is None or walked_type(fstype)
+
+    def _list(self, fd, info, path, in_system, stack):
+        """Look at the open directory ``fd`` (``path``) and its entries;
+        push its subdirectories.  Takes ownership of ``fd``."""
+        key = (info.st_dev, info.st_ino)
+        if key in self._directories:
+            os.close(fd)    # seen under another path (a bind mount)
+            return
+        self._directories.add(key)
+        self.walked += 1
+        if in_system:
+            self._item(path, info, True)
+        base = path if path.endswith(b"/") else path + b"/"
+        prune = self.prune
+        system = self.system
+        encoding = self._encoding
+        children = []
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    self.walked += 1
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            child = base + entry.name.encode(encoding, "surrogateescape")
+                            if child not in prune:
+                                children.append((entry.name, child,
+                                                 in_system or child in system))
+                            continue
+                        if not in_system:
+                            # Outside the system directories only setuid
+                            # and setgid regular files count: d_type says
+                            # which entries to lstat at all.
+                            if not entry.is_file(follow_symlinks=False):
+                                continue
+                            found = entry.stat(follow_symlinks=False)
+                            if not found.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                                continue
+                        else:
+                            found = entry.stat(follow_symlinks=False)
+                        child = base + entry.name.encode(encoding, "surrogateescape")
+                        if child not in prune:
+                            self._item(child, found, in_system)
+                    except OSError as exc:
+                        if exc.errno not in _GONE:
+                            self.unreadable += 1
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                self.unreadable += 1
+        if children:
+            # In name order, so that which of two paths to the same
+            # directory (a bind mount) is walked stays the same from one
+            # run to the next, and with it the paths the state holds.
+            children.sort()
+            holder = _Held(fd, len(children))
+            stack.extend((holder, name, child, info.st_dev, child_system)
+                         for name, child, child_system in reversed(children))
+        else:
+            os.close(fd)
+
+    def _item(self, path, info, in_system):
+        mode = info.st_mode
+        form = stat.S_IFMT(mode)
+        categories = 0
+        if form == stat.S_IFREG:
+            if mode & stat.S_ISUID:
+                categories |= SETUID
+            if mode & stat.S_ISGID:
+                categories |= SETGID
+        if in_system:
+            # A symlink's own mode is always 0777 and means nothing; a
+            # sticky directory (/var/tmp-like) lets nobody remove
+            # another's files.
+            if (mode & stat.S_IWOTH and form != stat.S_IFLNK
+                    and not (form == stat.S_IFDIR and mode & stat.S_ISVTX)):
+                categories |= WORLD_WRITABLE
+            if not self.names.has_user(info.st_uid) or not self.names.has_group(info.st_gid):
+                categories |= UNOWNED
+        if categories:
+            self.items[path] = _RECORD.pack(categories, _KIND.get(form, b"?"),
+                                            stat.S_IMODE(mode), info.st_uid, info.st_gid)
+
+
+def counts_of(items):
+    counts = {key: 0 for _bit, _name, key in CATEGORIES}
+    for record in items.values():
+        categories = record[0]
+        for bit, _name, key in CATEGORIES:
+            if categories & bit:
+                counts[key] += 1
+    return counts
+
+
+# --- comparing two inventories ----------------------------------------------------
+
+def _order(path):
+    # By component, so that a directory's entries follow it directly
+    # ("/a", "/a/b", "/a-b"; a plain sort puts "/a-b" between them).
+    return path.split(b"/")
+
+
+def compare(old, new, names):
+    """Change records (without time) between two inventories, {path: record}."""
+    def who(uid, gid):
+        return (names.user(uid) if names.has_user(uid) else uid,
+                names.group(gid) if names.has_group(gid) else gid)
+
+    def fields(unpacked, suffix=""):
+        _categories, kind, perm, uid, gid = unpacked
+        owner, group = who(uid, gid)
+        return {"mode" + suffix: f"{perm:04o}", "owner" + suffix: owner,
+                "group" + suffix: group}
+
+    records = []
+    added = {bit: [] for bit, _name, _key in CATEGORIES}
+    for path in sorted(set(old) | set(new), key=_order):
+        before, after = old.get(path), new.get(path)
+        if before == after:
+            continue
+        was = _RECORD.unpack(before) if before is not None else None
+        now = _RECORD.unpack(after) if after is not None else None
+        had = was[0] if was else 0
+        has = now[0] if now else 0
+        said = False
+        for bit, name, _key in CATEGORIES:
+            if has & bit and not had & bit:
+                added[bit].append((path, now))
+                said = True
+            elif had & bit and not has & bit and bit in (SETUID, SETGID):
+                records.append({"change": f"{name} removed", "path": escape(path),
+                                "type": TYPES[was[1].decode()], **fields(was)})
+                said = True
+        common = had & has
+        if not said and common and was[1:] != now[1:]:
+            name = next(name for bit, name, _key in CATEGORIES if common & bit)
+            records.append({"change": f"{name} changed", "path": escape(path),
+                            "type": TYPES[now[1].decode()], **fields(now),
+                            **fields(was, "_before")})
+    for bit, name, _key in CATEGORIES:
+        top = None
+        for path, now in added[bit]:
+            # A tree that became world-writable or lost its owner in one
+            # go (chmod -R, a deleted account) is one record, with how
+            # many more entries below it did the same.
+            if bit in (WORLD_WRITABLE, UNOWNED) and top is not None \
+                    and path.startswith(top[0].rstrip(b"/") + b"/"):
+                top[1]["below"] = top[1].get("below", 0) + 1
+                continue
+            record = {"change": f"{name} added", "path": escape(path),
+                      "type": TYPES[now[1].decode()], **fields(now)}
+            records.append(record)
+            top = (path, record)
+    return records
+
+
+# --- accounts ---------------------------------------------------------------------
+
+def _lines(path, name):
+    """The lines of a system file as bytes, numbered; [] when it is absent."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise RunError(f"cannot read {name}: {exc.strerror} "
+                       "(systraq audit must run as root)") from None
+    return list(enumerate(data.splitlines(), 1))
+
+
+def account_findings(settings):
+    """uid 0 besides root, and empty passwords."""
+    findings = []
+    passwd = settings.passwd_file
+    passwd_name = escape(settings.logical(passwd))
+    shadow_logical = b"/etc/shadow"
+    shadow = {}
+    for number, line in _lines(settings.host(shadow_logical), "/etc/shadow"):
+        fields = line.split(b":")
+        if len(fields) >= 2 and fields[0] and not fields[0].startswith((b"+", b"-", b"#")):
+            shadow.setdefault(fields[0], (number, fields[1]))
+    for number, line in _lines(passwd, passwd_name):
+        fields = line.split(b":")
+        if len(fields) < 4 or not fields[0] or fields[0].startswith((b"+", b"-", b"#")):
+            continue
+        name = escape(fields[0])
+        if fields[2].strip().isdigit() and int(fields[2]) == 0 and fields[0] != b"root":
+            findings.append({"source": "audit", "change": "uid 0", "account": name,
+                             "path": passwd_name, "line": number,
+                             "text": f"account {name} has uid 0, as root "
+                                     f"({passwd_name} line {number})"})
+        # pam_unix looks in shadow only when the passwd field is "x"
+        # (its is_pwd_shadowed()); an empty field there is an empty
+        # password whatever shadow says.
+        where = None
+        if fields[1] == b"":
+            where = (passwd_name, number)
+        elif fields[1] == b"x" and fields[0] in shadow and shadow[fields[0]][1] == b"":
+            where = (escape(shadow_logical), shadow[fields[0]][0])
+        if where:
+            findings.append({"source": "audit", "change": "empty password", "account": name,
+                             "path": where[0], "line": where[1],
+                             "text": f"account {name} has an empty password "
+                                     f"({where[0]} line {where[1]})"})
+    return findings
+
+
+# --- shell startup files ----------------------------------------------------------
+
+def _read_startup(dir_fd, name):
+    """``(data, fstat)`` of the regular file ``name`` in directory
+    ``dir_fd``, at most READ_MAX bytes; None when it is absent or is not
+    a regular file.  A symlink is never followed (a user's .bashrc
+    pointing at /etc/shadow is not read), a FIFO or device never opened;
+    fstat must show the file lstat saw."""
+    try:
+        seen = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return None
+    if not stat.S_ISREG(seen.st_mode):
+        return None
+    try:
+        fd = os.open(name, _OPEN_FILE, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (seen.st_dev, seen.st_ino):
+            return None
+        chunks, size = [], 0
+        while size < READ_MAX:
+            chunk = os.read(fd, READ_MAX - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return b"".join(chunks), info
+
+
+class _Startup:
+    """The startup file findings of one run."""
+
+    def __init__(self, settings, mounts, names):
+        self.settings = settings
+        self.mounts = mounts
+        self.names = names
+        self.findings = []
+
+    def run(self):
+        self.root_fd = os.open(self.settings.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        # Who may own system files: root, and below another root (--root,
+        # tests) the owner of that tree, who stands for root there.
+        top = os.fstat(self.root_fd)
+        self.root_uids = {0, top.st_uid}
+        self.root_gids = {0, top.st_gid}
+        try:
+            return self._run()
+        finally:
+            os.close(self.root_fd)
+
+    def _run(self):
+        for logical in SYSTEM_STARTUP:
+            directory, name = logical.rsplit(b"/", 1)
+            self.directory(directory, [name], self.root_uids, None)
+        self.directory(LOGIN_DEFS.rsplit(b"/", 1)[0], [b"login.defs"], self.root_uids, None,
+                       shellrc.check_login_defs)
+        self.directory(PROFILE_D, None, self.root_uids, None)
+        self.directory(SKEL, HOME_STARTUP, self.root_uids, None)
+        for home, (names, uids) in self.homes().items():
+            if 0 in uids:
+                uids = uids | self.root_uids
+            self.directory(home, HOME_STARTUP, uids | {0}, names)
+        return self.findings
+
+    def homes(self):
+        """{home: (account names, uids)} of every home directory to read:
+        not /, not below a path never walked, not on a file system the
+        audit does not walk (an automounted or network home: reading it
+        would mount it, or wait for its server)."""
+        homes = {}
+        for account in accounts.accounts(self.settings):
+            home = account.home.rstrip(b"/")
+            if not home.startswith(b"/") or _under(home, NEVER_WALK):
+                continue
+            fstype = self.mounts.holding(home)
+            if fstype is not None and not walked_type(fstype):
+                continue
+            names, uids = homes.setdefault(home, ([], set()))
+            names.append(escape(account.name.encode("utf-8", "surrogateescape")))
+            uids.add(account.uid)
+        return homes
+
+    def directory(self, logical, names, owners, accounts_, check=shellrc.check_shell):
+        """Check ``names`` in directory ``logical`` (None: its *.sh files).
+
+        The directory is reached as scan reaches one: a symlink on the
+        way is followed only where root alone could have made it, so
+        that a user who owns the directory above a home cannot point the
+        check at root's own files.
+        """
+        components = [c for c in logical.split(b"/") if c]
+        try:
+            fd = scan.open_directory(self.root_fd, True, components)
+        except (OSError, scan._Gone):
+            return
+        try:
+            if names is None:
+                try:
+                    listing = os.open(".", _OPEN_DIR, dir_fd=fd)
+                    try:
+                        names = sorted(os.fsencode(n) for n in os.listdir(listing)
+                                       if n.endswith(".sh"))
+                    finally:
+                        os.close(listing)
+                except OSError:
+                    names = []
+            for name in names:
+                found = _read_startup(fd, name)
+                if found is not None:
+                    self.file(logical.rstrip(b"/") + b"/" + name, found[0], found[1],
+                              owners, accounts_, check)
+        finally:
+            os.close(fd)
+
+    def add(self, path, text, accounts_, line=None):
+        finding = {"source": "audit", "change": "shell startup", "path": escape(path)}
+        if line is not None:
+            finding["line"] = line
+        if accounts_:
+            finding["account"] = accounts_[0]
+        where = escape(path) + (f":{line}" if line is not None else "")
+        finding["text"] = f"{where}: {text}"
+        self.findings.append(finding)
+
+    def file(self, path, data, info, owners, accounts_, check):
+        if info.st_uid not in owners:
+            allowed = list(accounts_ or [])
+            if "root" not in allowed:
+                allowed.append("root")
+            allowed = " or ".join(allowed)
+            self.add(path, f"owned by {self.names.user(info.st_uid)}, not by {allowed}",
+                     accounts_)
+        if info.st_mode & stat.S_IWOTH:
+            self.add(path, "writable by everybody", accounts_)
+        elif accounts_ is None and info.st_mode & stat.S_IWGRP and info.st_gid not in self.root_gids:
+            # A system file: only root should change what every login runs.
+            self.add(path, f"writable by group {self.names.group(info.st_gid)}", accounts_)
+        for problem in check(data):
+            self.add(path, problem.text, accounts_, problem.line)
+
+
+# --- a run ---------------------------------------------------------------------------
+
+class _Run:
+    def __init__(self, settings, config, now, spool_group):
+        self.settings = settings
+        self.config = config
+        self.now = time.time() if now is None else now
+        self.spool_group = spool_group
+        self.spool = Spool(settings)
+        self.state = state_path(settings)
+        self.stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now))
+
+    def run(self):
+        settings = self.settings
+        names = accounts.Names(settings)
+        mounts = _Mounts(settings)
+        findings = account_findings(settings)
+        findings += _Startup(settings, mounts, names).run()
+
+        statefile.recover(self.state, self.spool, STATE_FORMAT)
+        # When the previous run ended: the report tells from it which
+        # package operation may have made a change.
+        since = statefile.last_run(self.state)
+        damaged = None
+        try:
+            _header, old = statefile.load(self.state, STATE_FORMAT)
+        except DamagedState as exc:
+            damaged = str(exc)
+            old = None
+        inventory = _Inventory(settings, self.config, mounts, names)
+        new = inventory.run()
+        counts = counts_of(new)
+
+        if damaged is not None:
+            records = [{"change": "state damaged", "detail": damaged, "count": len(new),
+                        "counts": counts}]
+        elif old is None:
+            records = [{"change": "baseline", "count": len(new), "counts": counts}]
+        else:
+            records = compare(old, new, names)
+        for record in records:
+            record["source"] = "audit"
+            record["time"] = self.stamp
+            if since is not None and old is not None:
+                record["since"] = since
+
+        # The state and the records go out together (statefile.recover):
+        # STATE.next, the records tagged with its run id, the rename.
+        run_id = os.urandom(8).hex()
+        header = {"format": STATE_FORMAT, "run": run_id, "time": self.stamp,
+                  "count": len(new), "counts": counts}
+        atomic_write(self.state + b".next", statefile.encode(header, new), mode=0o600)
+        if records:
+            self.spool.add("audit", records, now=self.now, run=run_id, group=self.spool_group)
+        os.rename(self.state + b".next", self.state)
+
+        skipped = inventory.skipped()
+        document = {"format": CURRENT_FORMAT, "time": self.now, "findings": findings,
+                    "counts": counts, "walked": inventory.walked,
+                    "unreadable": inventory.unreadable,
+                    "skipped": [{"path": escape(point), "type": fstype}
+                                for point, fstype in skipped]}
+        atomic_write(current_path(settings),
+                     json.dumps(document, sort_keys=True, indent=1).encode("ascii") + b"\n",
+                     mode=0o640, group=self.spool_group)
+        return Result(findings, records, counts, old is None and damaged is None, damaged,
+                      inventory.walked, inventory.unreadable, skipped)

@@ -1,0 +1,532 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""systraq.audit on a fake system tree: accounts, startup files, the
+inventory, its records, the findings file, crash safety and the lock."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from systraq import audit, config, statefile
+from systraq.errors import RunError
+from systraq.fsutil import exclusive_lock
+from systraq.pathcodec import unescape
+from systraq.spool import Spool
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "audit")
+IS_ROOT = os.geteuid() == 0
+# Files the test makes are the runner's: when that is not root, alice is
+# the runner, so that her home's files have the owner they should.
+ALICE_UID = 1000 if IS_ROOT else os.getuid()
+ALICE_GID = 1000 if IS_ROOT else os.getgid()
+
+PASSWD = f"""\
+root:x:0:0:root:/root:/bin/bash
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+alice:x:{ALICE_UID}:{ALICE_GID}:Alice:/home/alice:/bin/bash
+bob:x:1001:1001:Bob:/home/bob/:/bin/zsh
+"""
+GROUP = f"""\
+root:x:0:
+daemon:x:1:
+alice:x:{ALICE_GID}:
+bob:x:1001:
+"""
+# The runner may be nobody: then alice is, and games takes nobody's line.
+PASSWD += ("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n" if ALICE_UID != 65534
+           else "games:x:5:60:games:/usr/games:/usr/sbin/nologin\n")
+if ALICE_GID != 65534:
+    GROUP += "nogroup:x:65534:\n"
+HASH = "$y$j9T$abcdefghijklmnopqrstu.$0123456789abcdefghijklmnopqrstuvwxyzABCDE"
+SHADOW = f"""\
+root:{HASH}:19000:0:99999:7:::
+daemon:*:19000:0:99999:7:::
+alice:!:19000:0:99999:7:::
+bob:!*:19000:0:99999:7:::
+nobody:*:19000:0:99999:7:::
+"""
+MOUNTS = """\
+/dev/vda1 / ext4 rw,relatime 0 0
+proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0
+sysfs /sys sysfs rw 0 0
+tmpfs /tmp tmpfs rw,nosuid,nodev 0 0
+tmpfs /run tmpfs rw 0 0
+server:/export /mnt/nfs nfs4 rw,relatime,vers=4.2 0 0
+alice@host:/ /mnt/fuse fuse.sshfs rw,nosuid,nodev 0 0
+systemd-1 /mnt/auto autofs rw 0 0
+"""
+
+
+@pytest.fixture
+def system(root):
+    """A small Debian-like system: accounts, setuid programs, /tmp on tmpfs,
+    an NFS mount, a configuration for the audit."""
+    old_umask = os.umask(0o022)
+    root.write("/etc/passwd", PASSWD)
+    root.write("/etc/group", GROUP)
+    root.write("/etc/shadow", SHADOW, mode=0o640)
+    root.write("/proc/self/mounts", MOUNTS)
+    root.write("/usr/bin/passwd", b"\x7fELF", mode=0o4755)
+    root.write("/usr/bin/chage", b"\x7fELF", mode=0o2755)
+    root.write("/usr/bin/ls", b"\x7fELF", mode=0o755)
+    root.write("/etc/hosts", "127.0.0.1 localhost\n")
+    root.mkdir("/tmp", mode=0o1777)
+    root.mkdir("/var/tmp", mode=0o1777)
+    root.mkdir("/home/alice", mode=0o700)
+    root.mkdir("/mnt/nfs")
+    root.write("/etc/systraq/systraq.conf", "[audit]\nexclude = /opt/skip\n")
+    yield root
+    os.umask(old_umask)
+
+
+def run(tree, **kwargs):
+    settings = tree.settings()
+    conf = config.load(settings.config_file)
+    return audit.run(settings, conf, **kwargs)
+
+
+def spooled(tree):
+    spool = Spool(tree.settings())
+    return [record for batch in spool.pending() for record in spool.records(batch)]
+
+
+def changes(result):
+    return [(r["change"], r.get("path")) for r in result.records]
+
+
+def texts(result):
+    return [f["text"] for f in result.findings]
+
+
+def install(tree, fixture, logical, mode=0o644):
+    with open(os.path.join(FIXTURES, fixture), "rb") as handle:
+        tree.write(logical, handle.read(), mode=mode)
+
+
+# --- accounts --------------------------------------------------------------------------
+
+def test_a_clean_system_gives_no_finding(system):
+    assert run(system).findings == []
+
+
+def test_an_account_with_uid_0_besides_root_is_a_finding(system):
+    system.write("/etc/passwd", PASSWD + "toor:x:0:0::/root:/bin/sh\n")
+    findings = run(system).findings
+    assert findings == [{"source": "audit", "change": "uid 0", "account": "toor",
+                         "path": "/etc/passwd", "line": 6,
+                         "text": "account toor has uid 0, as root (/etc/passwd line 6)"}]
+
+
+def test_empty_passwords_are_named_and_locked_accounts_are_fine(system):
+    system.write("/etc/passwd", PASSWD
+                 + "carol::1002:1002::/home/carol:/bin/sh\n"
+                 + "dave:x:1003:1003::/home/dave:/bin/sh\n")
+    system.write("/etc/shadow", SHADOW.replace("alice:!:", "alice::")
+                 + "dave:!:19000:0:99999:7:::\n", mode=0o640)
+    findings = run(system).findings
+    assert [(f["change"], f["account"], f["path"], f["line"]) for f in findings] == [
+        ("empty password", "alice", "/etc/shadow", 3),
+        ("empty password", "carol", "/etc/passwd", 6),
+    ]
+    assert findings[0]["text"] == "account alice has an empty password (/etc/shadow line 3)"
+    # No hash, of root or anybody, goes into what the report reads.
+    current = open(audit.current_path(system.settings()), "rb").read().decode()
+    assert HASH not in current and "$y$" not in current
+
+
+# --- shell startup files -------------------------------------------------------------------
+
+def test_debians_stock_startup_files_give_nothing(system):
+    install(system, "profile", "/etc/profile")
+    install(system, "bash.bashrc", "/etc/bash.bashrc")
+    install(system, "login.defs", "/etc/login.defs")
+    system.write("/etc/environment", "")
+    for name in ("profile", "bashrc", "bash_logout"):
+        install(system, f"skel.{name}", f"/etc/skel/.{name}")
+        install(system, f"skel.{name}", f"/home/alice/.{name}")
+        install(system, f"skel.{name}", f"/root/.{name}")
+    assert run(system).findings == []
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("PATH=.:$PATH", "PATH has '.'"),
+    ("export PATH=\"$PATH:\"", "PATH has an empty element (the current directory)"),
+    ("PATH=/usr/bin::/bin", "PATH has an empty element (the current directory)"),
+    ("PATH=:/usr/bin", "PATH has an empty element (the current directory)"),
+    ("PATH=bin:$PATH", "PATH has a relative directory"),
+    ("umask 002", "umask 002 lets group write"),
+    ("umask 000", "umask 000 lets group and others write"),
+    ("umask u=rwx,g=rwx,o=rx", "umask u=rwx,g=rwx,o=rx lets group write"),
+])
+def test_a_closed_homes_bashrc_is_read_and_its_problem_named_with_file_and_line(
+        system, line, problem):
+    install(system, "skel.bashrc", "/home/alice/.bashrc", mode=0o600)
+    with open(system.host("/home/alice/.bashrc"), "a") as handle:
+        handle.write("# added by alice\n" + line + "\n#" + line + "\n")
+    assert stat.S_IMODE(os.stat(system.host("/home/alice")).st_mode) == 0o700
+    lines = open(system.host("/home/alice/.bashrc")).read().count("\n") - 1
+    findings = run(system).findings
+    assert findings == [{"source": "audit", "change": "shell startup",
+                         "path": "/home/alice/.bashrc", "line": lines,
+                         "account": "alice",
+                         "text": f"/home/alice/.bashrc:{lines}: {problem}"}]
+
+
+def test_system_files_skel_and_profile_d_are_read(system):
+    system.write("/etc/profile.d/local.sh", "umask 002\n")
+    system.write("/etc/profile.d/notes.txt", "umask 000\n")
+    system.write("/etc/skel/.zshrc", "path=($path .)\n")
+    system.write("/etc/environment", 'PATH="/usr/local/bin:/usr/bin:."\n')
+    system.write("/etc/login.defs", "UMASK\t\t002\nENV_PATH\tPATH=/bin::/usr/bin\n")
+    system.write("/root/.cshrc", "set path = ( /sbin /bin . )\n")
+    assert texts(run(system)) == [
+        "/etc/environment:1: PATH has '.'",
+        "/etc/login.defs:1: UMASK 002 lets group write",
+        "/etc/login.defs:2: ENV_PATH: PATH has an empty element (the current directory)",
+        "/etc/profile.d/local.sh:1: umask 002 lets group write",
+        "/etc/skel/.zshrc:1: PATH has '.'",
+        "/root/.cshrc:1: PATH has '.'",
+    ]
+
+
+def test_a_symlinked_bashrc_is_never_followed_and_a_fifo_never_opened(system):
+    # Were the link followed, the "shadow" it points at would give a finding.
+    system.write("/etc/shadow", SHADOW + "umask 000\n", mode=0o600)
+    system.symlink(system.host("/etc/shadow"), "/home/alice/.bashrc")
+    os.mkfifo(system.host("/home/alice/.profile"))
+    system.write("/home/alice/.ssh/x", "")
+    os.symlink(".ssh", system.host("/home/alice/.zshenv"))
+    result = run(system)
+    assert result.findings == []
+
+
+def test_a_startup_file_another_user_may_change_is_a_finding(system):
+    system.write("/home/alice/.profile", "umask 022\n", mode=0o666)
+    system.write("/etc/profile", "umask 022\n", mode=0o666)
+    found = texts(run(system))
+    assert found == ["/etc/profile: writable by everybody",
+                     "/home/alice/.profile: writable by everybody"]
+
+
+def test_a_startup_file_owned_by_someone_else_is_a_finding(system):
+    system.write("/home/alice/.bashrc", "umask 022\n")
+    if IS_ROOT:
+        os.chown(system.host("/home/alice/.bashrc"), 1001, 1001)
+        expected = "/home/alice/.bashrc: owned by bob, not by alice or root"
+    else:
+        # The runner owns the file: make alice somebody else.
+        system.write("/etc/passwd", PASSWD.replace(f"alice:x:{ALICE_UID}:", "alice:x:4000:")
+                     + f"runner:x:{ALICE_UID}:{ALICE_GID}::/nonexistent:/bin/sh\n")
+        expected = "/home/alice/.bashrc: owned by runner, not by alice or root"
+    assert texts(run(system)) == [expected]
+
+
+def test_homes_on_a_network_file_system_are_not_read(system):
+    system.write("/etc/passwd", PASSWD + "nina:x:1005:1005::/mnt/nfs/nina:/bin/sh\n")
+    system.write("/mnt/nfs/nina/.profile", "PATH=.:$PATH\n")
+    assert run(system).findings == []
+
+
+# --- the inventory ------------------------------------------------------------------------
+
+def test_the_first_run_is_one_baseline_record(system):
+    result = run(system)
+    assert result.baseline
+    assert changes(result) == [("baseline", None)]
+    record = result.records[0]
+    assert record["count"] == 2 and record["source"] == "audit"
+    assert result.counts == {"setuid": 1, "setgid": 1, "world_writable": 0, "unowned": 0}
+    assert spooled(system) == result.records
+
+
+def test_a_new_setuid_file_in_tmp_is_one_record(system):
+    run(system)
+    system.write("/tmp/.x/rootshell", b"\x7fELF", mode=0o4755)
+    result = run(system, now=1700000000)
+    assert not result.baseline
+    assert len(result.records) == 1
+    record = result.records[0]
+    owner = "root" if IS_ROOT else "alice"
+    assert record == {"source": "audit", "change": "setuid added", "path": "/tmp/.x/rootshell",
+                      "type": "file", "mode": "4755", "owner": owner, "group": owner,
+                      "time": "2023-11-14T22:13:20Z", "since": record["since"]}
+    assert audit.describe(record) == f"new setuid file: /tmp/.x/rootshell (4755 {owner}:{owner})"
+    assert run(system).records == []
+    assert sorted(r["change"] for r in spooled(system)) == ["baseline", "setuid added"]
+
+
+def test_setuid_removed_and_changed(system):
+    system.write("/usr/bin/newgrp", b"\x7fELF", mode=0o4755)
+    run(system)
+    os.chmod(system.host("/usr/bin/passwd"), 0o755)
+    os.unlink(system.host("/usr/bin/newgrp"))
+    os.chmod(system.host("/usr/bin/chage"), 0o2775)
+    result = run(system)
+    assert changes(result) == [("setgid changed", "/usr/bin/chage"),
+                               ("setuid removed", "/usr/bin/newgrp"),
+                               ("setuid removed", "/usr/bin/passwd")]
+    changed = result.records[0]
+    assert (changed["mode_before"], changed["mode"]) == ("2755", "2775")
+    assert audit.describe(changed).startswith("setgid file changed: /usr/bin/chage: 2755 ")
+    assert audit.describe(result.records[2]).startswith(
+        "no longer a setuid file (removed, or the bit cleared): /usr/bin/passwd (was 4755 ")
+
+
+def test_world_writable_entries_below_system_directories(system):
+    run(system)
+    system.write("/etc/open.conf", "x\n", mode=0o666)
+    system.mkdir("/etc/dropbox", mode=0o777)
+    system.mkdir("/var/lib/shared", mode=0o1777)      # sticky: fine
+    system.symlink("hosts", "/etc/hosts.link")        # a symlink is always 0777
+    system.write("/tmp/scratch", "x\n", mode=0o666)   # not a system directory
+    system.write("/home/alice/open", "x\n", mode=0o666)
+    result = run(system)
+    assert changes(result) == [("world-writable added", "/etc/dropbox"),
+                               ("world-writable added", "/etc/open.conf")]
+    assert result.records[0]["type"] == "directory"
+    assert result.counts["world_writable"] == 2
+
+
+def test_a_tree_made_world_writable_at_once_is_one_record(system):
+    run(system)
+    system.mkdir("/opt/app/lib", mode=0o777)
+    for name in ("a", "b", "c"):
+        system.write(f"/opt/app/lib/{name}", "x\n", mode=0o666)
+    os.chmod(system.host("/opt/app"), 0o777)
+    system.write("/opt/app-2", "x\n", mode=0o666)
+    result = run(system)
+    assert changes(result) == [("world-writable added", "/opt/app"),
+                               ("world-writable added", "/opt/app-2")]
+    assert result.records[0]["below"] == 4
+    assert audit.describe(result.records[0]).endswith(", and 4 more below it")
+    assert result.counts["world_writable"] == 6
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="giving a file an unknown owner needs root")
+def test_a_file_of_an_unknown_owner_in_usr(system):
+    run(system)
+    path = system.write("/usr/local/bin/tool", b"\x7fELF", mode=0o755)
+    os.chown(path, 4242, 0)
+    result = run(system)
+    assert changes(result) == [("unowned added", "/usr/local/bin/tool")]
+    assert (result.records[0]["owner"], result.records[0]["group"]) == (4242, "root")
+
+
+def test_files_of_a_deleted_account_are_unowned_one_record_a_tree(system):
+    system.write("/srv/app/data/one", "1\n")
+    system.write("/srv/app/data/two", "2\n")
+    if IS_ROOT:
+        for top, dirs, files in os.walk(system.host("/srv/app")):
+            for name in [top] + [os.path.join(top, n) for n in dirs + files]:
+                os.lchown(name, ALICE_UID, ALICE_GID)
+    run(system)
+    # alice's account goes away; her files stay.
+    system.write("/etc/passwd", "".join(line + "\n" for line in PASSWD.splitlines()
+                                        if not line.startswith("alice:")))
+    system.write("/etc/group", "".join(line + "\n" for line in GROUP.splitlines()
+                                       if not line.startswith("alice:")))
+    result = run(system)
+    unowned = {r["path"]: r for r in result.records if r["change"] == "unowned added"}
+    # One record covers /srv/app: /srv/app itself when only it was
+    # alice's, /srv when the runner (alice) made /srv too.
+    top = "/srv/app" if IS_ROOT else "/srv"
+    assert top in unowned and not any(p.startswith("/srv/app/") for p in unowned)
+    if IS_ROOT:
+        assert unowned[top]["below"] == 3    # data, data/one, data/two
+    else:
+        assert unowned[top]["below"] >= 4    # and /srv/app
+    assert unowned[top]["owner"] == ALICE_UID
+
+
+def test_excluded_network_fuse_and_pseudo_file_systems_are_not_walked(system):
+    for top in ("/opt/skip", "/mnt/nfs", "/mnt/fuse", "/mnt/auto", "/proc/1", "/run/user"):
+        system.write(top + "/suid", b"\x7fELF", mode=0o4755)
+        system.write(top + "/open", "x", mode=0o666)
+    system.write("/opt/kept/suid", b"\x7fELF", mode=0o4755)
+    run(system)
+    assert inventory(system) == [b"/opt/kept/suid", b"/usr/bin/chage", b"/usr/bin/passwd"]
+    result = run(system)
+    assert result.skipped == [(b"/mnt/fuse", "fuse.sshfs"), (b"/mnt/nfs", "nfs4")]
+
+
+def inventory(tree):
+    _header, items = statefile.load(audit.state_path(tree.settings()), audit.STATE_FORMAT)
+    return sorted(items)
+
+
+def other_devices(monkeypatch, tree, devices):
+    """Make fstat say that the directories at the logical paths given lie on
+    other devices: {path: (st_dev, st_ino or None)}."""
+    real = os.fstat
+    where = {os.path.realpath(tree.host(path)): value for path, value in devices.items()}
+
+    def fstat(fd):
+        info = real(fd)
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}".encode())
+        except OSError:
+            return info
+        if target not in where:
+            return info
+        device, inode = where[target]
+        fields = list(info[:10])
+        fields[2] = device
+        if inode is not None:
+            fields[1] = inode
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "fstat", fstat)
+
+
+def test_a_device_the_mount_table_did_not_announce_makes_it_read_again(system, monkeypatch):
+    # /mnt/late is mounted (NFS) after the table was read; /var/lib/box
+    # has a device of its own but no mount (a btrfs subvolume).
+    system.write("/mnt/late/suid", b"", mode=0o4755)
+    system.write("/var/lib/box/suid", b"", mode=0o4755)
+    other_devices(monkeypatch, system, {"/mnt/late": (4242, None), "/var/lib/box": (4343, None)})
+    reads = []
+    original = audit._Mounts.read
+
+    def read(self):
+        original(self)
+        reads.append(sorted(self.table))
+        system.write("/proc/self/mounts", MOUNTS + "srv:/late /mnt/late nfs4 rw 0 0\n")
+
+    monkeypatch.setattr(audit._Mounts, "read", read)
+    run(system)
+    assert inventory(system) == [b"/usr/bin/chage", b"/usr/bin/passwd", b"/var/lib/box/suid"]
+    assert len(reads) == 3 and b"/mnt/late" in reads[-1] and b"/mnt/late" not in reads[0]
+
+
+def test_a_directory_seen_twice_is_walked_once(system, monkeypatch):
+    # A bind mount: /usr/local/src and /srv/bind are one directory.
+    system.write("/srv/bind/suid", b"", mode=0o4755)
+    system.write("/usr/local/src/suid", b"", mode=0o4755)
+    same = os.stat(system.host("/srv/bind"))
+    other_devices(monkeypatch, system, {"/usr/local/src": (same.st_dev, same.st_ino)})
+    run(system)
+    assert inventory(system) == [b"/srv/bind/suid", b"/usr/bin/chage", b"/usr/bin/passwd"]
+
+
+def test_a_mount_table_name_with_a_space_is_read(system):
+    system.write("/proc/self/mounts", MOUNTS + "srv:/x /mnt/my\\040share nfs rw 0 0\n")
+    system.write("/mnt/my share/suid", b"\x7fELF", mode=0o4755)
+    result = run(system)
+    assert result.counts["setuid"] == 1
+    assert (b"/mnt/my share", "nfs") in result.skipped
+
+
+def test_odd_file_names_are_escaped_and_round_trip(system):
+    run(system)
+    system.write(b"/tmp/evil\nnew setuid file: /usr/bin/ok", b"", mode=0o4755)
+    (record,) = run(system).records
+    assert "\n" not in record["path"] and "\n" not in audit.describe(record)
+    assert unescape(record["path"]) == b"/tmp/evil\nnew setuid file: /usr/bin/ok"
+
+
+def test_a_damaged_state_is_said_and_starts_a_new_baseline(system):
+    run(system)
+    state = system.settings().root_state_dir + b"/audit.state"
+    with open(state, "r+b") as handle:
+        handle.seek(20)
+        handle.write(b"\xff")
+    system.write("/tmp/suid", b"", mode=0o4755)
+    result = run(system)
+    assert changes(result) == [("state damaged", None)]
+    assert result.damaged and not result.baseline
+    assert run(system).records == []
+
+
+# --- crash safety, the lock, the findings file -----------------------------------------------
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("point", ["before spooling", "after spooling"])
+def test_a_run_killed_while_committing_reports_once(system, monkeypatch, point):
+    run(system)
+    system.write("/tmp/suid", b"", mode=0o4755)
+    original = Spool.add
+
+    def add(self, *args, **kwargs):
+        if point == "after spooling":
+            original(self, *args, **kwargs)
+        raise Killed()
+
+    monkeypatch.setattr(Spool, "add", add)
+    with pytest.raises(Killed):
+        run(system)
+    assert os.path.exists(system.settings().root_state_dir + b"/audit.state.next")
+    monkeypatch.setattr(Spool, "add", original)
+    result = run(system)
+    assert changes(result) == ([] if point == "after spooling"
+                               else [("setuid added", "/tmp/suid")])
+    assert [r["path"] for r in spooled(system) if r["change"] == "setuid added"] == ["/tmp/suid"]
+    assert not os.path.exists(system.settings().root_state_dir + b"/audit.state.next")
+    assert run(system).records == []
+
+
+def test_a_second_audit_gives_up_with_status_3(system):
+    settings = system.settings()
+    os.makedirs(settings.root_state_dir, mode=0o700, exist_ok=True)
+    with exclusive_lock(settings.root_state_dir + b"/audit.lock", 0):
+        with pytest.raises(RunError) as caught:
+            run(system)
+    assert caught.value.exit_status == 3
+    assert str(caught.value).startswith("another 'systraq audit' is running")
+
+
+def test_the_root_state_is_closed_to_others(system):
+    run(system)
+    settings = system.settings()
+    assert stat.S_IMODE(os.stat(settings.root_state_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(settings.root_state_dir + b"/audit.state").st_mode) == 0o600
+
+
+def test_the_findings_file_for_the_report(system):
+    settings = system.settings()
+    assert audit.current(settings) is None
+    system.write("/etc/passwd", PASSWD + "toor:x:0:0::/root:/bin/sh\n")
+    result = run(system, now=1700000000.5, spool_group=os.getgid())
+    path = audit.current_path(settings)
+    info = os.stat(path)
+    assert stat.S_IMODE(info.st_mode) == 0o640 and info.st_gid == os.getgid()
+    with open(path, "rb") as handle:
+        document = json.load(handle)
+    assert document["format"] == 1 and document["time"] == 1700000000.5
+    assert document["findings"] == result.findings
+    assert document["counts"] == {"setuid": 1, "setgid": 1, "world_writable": 0, "unowned": 0}
+    assert document["skipped"] == [{"path": "/mnt/fuse", "type": "fuse.sshfs"},
+                                   {"path": "/mnt/nfs", "type": "nfs4"}]
+    current = audit.current(settings)
+    assert current["time"] == 1700000000.5 and current["findings"] == result.findings
+    assert [audit.describe(f) for f in current["findings"]] == [
+        "account toor has uid 0, as root (/etc/passwd line 6)"]
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"format": 1}', b"\xff\xfe"])
+def test_a_broken_findings_file_is_one_line_error(system, content):
+    settings = system.settings()
+    os.makedirs(settings.state_dir, exist_ok=True)
+    with open(audit.current_path(settings), "wb") as handle:
+        handle.write(content)
+    with pytest.raises(RunError) as caught:
+        audit.current(settings)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(os.fsdecode(audit.current_path(settings)))
+
+
+def test_describe_says_every_record_kind_in_one_line(system):
+    run(system)
+    system.write("/tmp/suid", b"", mode=0o4755)
+    system.write("/etc/open", b"", mode=0o666)
+    records = run(system).records
+    records.append({"change": "baseline", "count": 3})
+    records.append({"change": "state damaged", "detail": "checksum mismatch", "count": 3})
+    lines = [audit.describe(r) for r in records]
+    assert lines[-2].startswith("audit baseline: 3 setuid")
+    assert lines[-1].startswith("audit state was damaged (checksum mismatch)")
+    assert any(line.startswith("writable by everybody: file /etc/open (0666 ") for line in lines)
+    assert all(line and "\n" not in line for line in lines)
