@@ -226,6 +226,30 @@ def _cmd_localsums(settings, conf, args):
     return EXIT_WARNINGS if result.changed or result.missing else EXIT_OK
 
 
+def _cmd_audit(settings, conf, args):
+    from systraq import audit
+    group = None
+    if settings.is_host_root:
+        if os.geteuid() != 0:
+            raise UsageError("audit must run as root (it reads /etc/shadow and every "
+                             "home directory, and walks every local filesystem)")
+        group = _systraq_group()
+    result = audit.run(settings, conf, spool_group=group)
+    changes = [r for r in result.records if r.get("change") != "baseline"]
+    if args.json:
+        _print_json({"findings": result.findings, "records": result.records,
+                     "counts": result.counts, "baseline": result.baseline,
+                     "walked": result.walked, "unreadable": result.unreadable,
+                     "skipped": [{"path": escape(p), "type": t} for p, t in result.skipped]})
+    elif args.verbose or sys.stdout.isatty():
+        for item in result.findings + result.records:
+            print(audit.describe(item))
+        counts = ", ".join(f"{n} {k.replace('_', '-')}" for k, n in sorted(result.counts.items()))
+        print(f"audit: {result.walked} entries, {counts}; {len(result.findings)} findings, "
+              f"{0 if result.baseline else len(changes)} changes")
+    return EXIT_WARNINGS if result.findings or changes else EXIT_OK
+
+
 # A report or an alert waits this long for another one to finish.
 REPORT_LOCK_WAIT = 60.0
 
@@ -423,6 +447,19 @@ def build_parser():
                           "regular files the administrator trusts) instead of checking")
     _output_options(cmd, "the result")
     cmd.set_defaults(func=_cmd_localsums)
+
+    cmd = commands.add_parser(
+        "audit", help="security checks that need root: accounts, shell start-up files, "
+                      "setuid inventory",
+        description="Run as root, daily before the report: accounts other than root "
+                    "with uid 0, accounts with an empty password, shell start-up "
+                    "files (system-wide, /etc/skel and every home) with a umask that "
+                    "lets group or others write or a PATH with '.' or an empty "
+                    "element; and an inventory of setuid and setgid files on every "
+                    "local filesystem and of world-writable and unowned files below "
+                    "[audit] system_dirs, whose new items are queued for the report.")
+    _output_options(cmd, "the findings and changes")
+    cmd.set_defaults(func=_cmd_audit)
 
     cmd = commands.add_parser(
         "report", help="build the report and mail it as the policy says",

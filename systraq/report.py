@@ -678,6 +678,11 @@ class _Gatherer:
                 item = self.item(key, finding, finding.get("path"),
                                  labelled="text" not in finding)
                 item.add([finding.get("text") or _describe_audit(finding)])
+            skipped = audit_current.get("skipped") or []
+            if skipped:
+                self.report.notes.append(
+                    "root audit did not walk: " + ", ".join(
+                        f"{item.get('path')} ({item.get('type')})" for item in skipped))
             counts = audit_current.get("counts")
             if counts:
                 self.report.notes.append(

@@ -100,10 +100,13 @@ class Chroot:
     def copy_in(self, source, path):
         shutil.copy(source, self.host(path))
 
-    def run(self, command, user=None, check=True, input=None, env=None):
+    def run(self, command, user=None, check=True, input=None, env=None, net=False):
         """Run ``command`` (a shell string) in the chroot, as ``user`` if given.
 
-        Returns the CompletedProcess with text stdout and stderr.
+        ``net``: in a network namespace of its own (no interface up, no
+        socket of the host's), so that what listens is only what the
+        command starts.  Returns the CompletedProcess with text stdout and
+        stderr.
         """
         variables = {"PATH": PATH, "LC_ALL": "C.UTF-8", "HOME": "/root",
                      "DEBIAN_FRONTEND": "noninteractive", **(env or {})}
@@ -112,7 +115,7 @@ class Chroot:
             argv += ["runuser", "-u", user, "--"]
         argv += ["/bin/sh", "-c", command]
         result = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "--",
+            ["unshare", "--mount", *(["--net"] if net else []), "--propagation", "private", "--",
              "/bin/sh", "-c", _ENTER, "enter", self.path, self.archives, *argv],
             input=input, capture_output=True, text=True, errors="backslashreplace")
         if check and result.returncode != 0:

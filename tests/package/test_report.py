@@ -1,0 +1,171 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The report and the alerts, mailed through Debian's default MTA (exim4)
+in a fresh bookworm chroot, and read back from the recipient's mailbox.
+
+The tests run in file order on one chroot: each is a day of an admin's
+life with the package.  Every systraq command runs in a network
+namespace of its own, so that the listening sockets the report sees are
+the ones a test starts, not the host's.
+"""
+
+import email
+import email.policy
+import json
+import mailbox
+import time
+
+USER = "debian-systraq"
+ADMIN = "admin"
+MBOX = f"/var/mail/{ADMIN}"
+
+
+def messages(chroot):
+    """The messages in the admin's mailbox, oldest first."""
+    if not chroot.exists(MBOX):
+        return []
+    box = mailbox.mbox(chroot.host(MBOX), factory=None, create=False)
+    found = [email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
+             for m in box]
+    box.close()
+    return found
+
+
+def wait_for(chroot, count, timeout=60):
+    """The mailbox once it holds ``count`` messages (exim delivers in a
+    process of its own, after sendmail returned)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        chroot.run("exim4 -qff", check=False)
+        found = messages(chroot)
+        if len(found) >= count or time.monotonic() > deadline:
+            assert len(found) == count, [m["Subject"] for m in found]
+            return found
+        time.sleep(0.5)
+
+
+def body(message):
+    return message.get_content()
+
+
+def warnings_section(text):
+    start = text.index("1. Warnings\n")
+    return text[start:text.index("2. Changes made by package operations\n")]
+
+
+def systraq(chroot, command, check=False):
+    """Run systraq as root; ``check``: fail unless it exits 0 (a command
+    that found changes exits 1)."""
+    return chroot.run(f"systraq {command}", check=check, net=True)
+
+
+def test_installed_with_exim4_and_first_runs(chroot, deb):
+    chroot.copy_in(deb, "/tmp/systraq.deb")
+    chroot.apt_install("/tmp/systraq.deb", "exim4-daemon-light")
+    chroot.run(f"useradd -m -s /bin/bash {ADMIN}")
+    chroot.run("useradd -m -s /bin/bash eve && chmod 0700 /home/eve")
+    # Mail goes to an ordinary user: Debian's exim4 delivers nothing to
+    # root until an alias says where root's mail goes.  The fill level
+    # is the host's disk, which a test must not depend on.
+    with open(chroot.host("/etc/systraq/systraq.conf"), "a") as conf:
+        conf.write(f"\n[report]\nmailto = {ADMIN}\nfill_warning = 100\n")
+    for command in ("audit", "check", "packages"):
+        result = systraq(chroot, command)
+        assert result.returncode in (0, 1), result.stderr
+    result = systraq(chroot, "report")
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+    (first,) = wait_for(chroot, 1)
+    # The first report goes out whatever it says: it proves mail works.
+    assert first["Subject"].endswith(": no warnings")
+    assert first["Auto-Submitted"] == "auto-generated"
+    assert first["From"].addresses[0].username == USER
+    text = body(first)
+    assert "1. Warnings\n-----------\nNo warnings.\n" in text
+    assert "snapshot pub: first run" in text and "contents pub: first run" in text
+
+
+def test_a_clean_day_mails_nothing_and_the_weekly_report_says_no_warnings(chroot):
+    systraq(chroot, "check")
+    result = systraq(chroot, "report")
+    assert result.returncode == 0, result.stdout + result.stderr
+    time.sleep(2)
+    assert len(wait_for(chroot, 1)) == 1
+    # Seven days later by the report's own clock.
+    state = json.loads(chroot.read("/var/lib/systraq/report.state"))
+    state["last_mailed"] -= 8 * 86400
+    chroot.write("/var/lib/systraq/report.state", json.dumps(state), mode=0o640)
+    chroot.run(f"chown {USER}: /var/lib/systraq/report.state")
+    systraq(chroot, "report", check=True)
+    weekly = wait_for(chroot, 2)[-1]
+    assert weekly["Subject"].endswith(": no warnings")
+    assert "No warnings." in body(weekly)
+
+
+def test_a_critical_change_is_alerted_at_once_and_once(chroot):
+    chroot.run("useradd -s /bin/sh mallory")
+    assert systraq(chroot, "check").returncode == 1
+    alert = wait_for(chroot, 3)[-1]
+    assert "alert:" in alert["Subject"]
+    assert "/etc/passwd" in body(alert)
+    systraq(chroot, "check")
+    time.sleep(2)
+    assert len(wait_for(chroot, 3)) == 3
+
+
+def test_a_changed_file_is_in_the_warnings_of_the_daily_report(chroot):
+    with open(chroot.host("/etc/motd"), "a") as motd:
+        motd.write("Maintenance on Saturday.\n")
+    systraq(chroot, "check")
+    time.sleep(2)
+    assert len(wait_for(chroot, 3)) == 3, "/etc/motd is not critical: no alert"
+    assert systraq(chroot, "report").returncode == 1
+    daily = wait_for(chroot, 4)[-1]
+    assert daily["Subject"].endswith(" warnings") and "no warnings" not in daily["Subject"]
+    section = warnings_section(body(daily))
+    assert "* /etc/motd: content changed" in section
+    assert "    +Maintenance on Saturday." in section
+    # The alerted change is listed again, marked.
+    assert "/etc/passwd: content changed" in section and "alert sent" in section
+
+
+def test_a_failing_sendmail_keeps_the_report_and_the_next_run_delivers_it_once(chroot):
+    with open(chroot.host("/etc/issue.net"), "a") as issue:
+        issue.write("Authorised use only.\n")
+    systraq(chroot, "check")
+    chroot.run("mv /usr/sbin/sendmail /usr/sbin/sendmail.real && "
+               "printf '#!/bin/sh\\necho queue full >&2\\nexit 75\\n' > /usr/sbin/sendmail && "
+               "chmod 755 /usr/sbin/sendmail")
+    result = systraq(chroot, "report")
+    assert result.returncode == 3
+    assert "exited with status 75: queue full" in result.stderr
+    assert "kept in /var/lib/systraq/reports/undelivered-" in result.stderr
+    assert chroot.run("ls /var/lib/systraq/reports").stdout.startswith("undelivered-")
+    chroot.run("mv /usr/sbin/sendmail.real /usr/sbin/sendmail")
+    assert systraq(chroot, "report").returncode == 1
+    found = wait_for(chroot, 5)
+    assert sum("Authorised use only." in body(m) for m in found) == 1
+    assert chroot.run("ls /var/lib/systraq/reports").stdout == ""
+    # Delivered: the next day it is not there any more.
+    out = systraq(chroot, "report --stdout").stdout
+    assert "issue.net" not in warnings_section(out)
+
+
+def test_security_checks_warn_about_uid_0_path_dot_setuid_and_a_new_port(chroot):
+    chroot.run("echo 'toor:x:0:0:spare root:/root:/bin/sh' >> /etc/passwd && "
+               "echo 'toor:*:20000:0:99999:7:::' >> /etc/shadow")
+    with open(chroot.host("/home/eve/.bashrc"), "a") as bashrc:
+        bashrc.write('PATH=".:$PATH"\n')
+    chroot.run("cp /bin/dash /tmp/.hidden && chmod 4755 /tmp/.hidden")
+    assert systraq(chroot, "audit").returncode == 1
+    # A listener for the length of the report, in the report's namespace.
+    result = chroot.run(
+        "python3 -c 'import socket,time; s=socket.socket(); "
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+        "s.bind((\"0.0.0.0\", 48123)); s.listen(); time.sleep(60)' & "
+        "sleep 1; systraq report; status=$?; kill $!; exit $status", check=False, net=True)
+    assert result.returncode == 1, result.stderr
+    report = wait_for(chroot, 6)[-1]
+    section = warnings_section(body(report))
+    assert "toor" in section and "uid 0" in section
+    assert "/home/eve/.bashrc" in section and "PATH" in section
+    assert "/tmp/.hidden" in section and "setuid" in section
+    assert "0.0.0.0:48123" in section
