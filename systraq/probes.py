@@ -501,7 +501,7 @@ def _filesystems(ctx):
                "percent": None, "inodes": None, "inodes_used": None,
                "inodes_percent": None, "error": None}
         if answer is None:
-            row["error"] = f"no answer within {STATVFS_TIMEOUT:.0f} s"
+            row["error"] = f"no answer within {STATVFS_TIMEOUT:g} s"
         elif isinstance(answer, str):
             row["error"] = answer
         else:
