@@ -40,7 +40,8 @@ raid degraded         an md array is inactive, misses a member
                       (``[2/1]``, ``[U_]``) or has a failed one (``(F)``);
                       key ``array``.
 new listening socket  a listening socket (see below) not seen at any
-                      delivered report of the last 30 days; keys
+                      delivered report in the 30 days before the last
+                      delivered one; keys
                       ``proto``, ``address``, ``port``.  The first report
                       (no previous state) warns about none.
 part failed           a local part exited non-zero, was killed by a
@@ -769,9 +770,10 @@ def _logins(ctx):
 # (0A) for TCP; for UDP, an unconnected socket (TCP_CLOSE, 07) with no
 # remote address is one that receives from anybody.
 _SOCKET_FILES = (("tcp", "0A"), ("tcp6", "0A"), ("udp", "07"), ("udp6", "07"))
-# How long a socket seen at a delivered report stays known: a service that
-# is only sometimes up at report time (ssh X11 forwarding on 6010, a
-# backup agent) is not new again each time it comes back.
+# How long a socket seen at a delivered report stays known, counted back
+# from the last delivered report: a service that is only sometimes up at
+# report time (ssh X11 forwarding on 6010, a backup agent) is not new
+# again each time it comes back.
 SOCKET_MEMORY = 30 * 86400
 MAX_SOCKETS = 40
 _DEFAULT_EPHEMERAL = (32768, 60999)
@@ -892,8 +894,13 @@ def _sockets(ctx):
         entry["processes"] |= owners.get(sock.inode, set())
     state = {}
     if known is not None:
-        state = {k: v for k, v in known.items()
-                 if isinstance(v, (int, float)) and v >= ctx.now - SOCKET_MEMORY}
+        times = {k: v for k, v in known.items() if isinstance(v, (int, float))}
+        # Counted back from the last delivered report, not from now: the
+        # state is only saved when a report is delivered, and a quiet
+        # machine that mails nothing for a month must not then find
+        # every socket new.
+        newest = max(times.values(), default=ctx.now)
+        state = {k: v for k, v in times.items() if v >= newest - SOCKET_MEMORY}
     lines = []
     ordered = sorted(entries.items(), key=lambda kv: (kv[1]["proto"], kv[1]["port"],
                                                        kv[1]["address"]))
