@@ -120,6 +120,14 @@ def _choice(*choices):
     return parse
 
 
+def _seconds(value):
+    """A whole number of seconds, 1 or more (0 would stop every part at once)."""
+    count = _count(value)
+    if count < 1:
+        raise ValueError(f"must be at least 1 second: {value.strip()!r}")
+    return count
+
+
 def _percent(value):
     value = value.strip().rstrip("%").strip()
     if not value.isdigit() or not 1 <= int(value) <= 100:
@@ -244,7 +252,7 @@ SCHEMA = {
         # warning.
         "fill_warning": ("90", _percent, str),
         # Seconds each local part in /etc/systraq/systraq.d/ may run.
-        "part_timeout": ("60", _count, str),
+        "part_timeout": ("60", _seconds, str),
         # A node_exporter textfile collector file to write after each
         # report; empty: none.
         "textfile": ("", _optional_path, _show_optional),
