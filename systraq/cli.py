@@ -303,8 +303,10 @@ def _cmd_check(settings, conf, args):
                    lambda: snapshot.run(settings, conf, "root", spool_group=group)),
                   ("contents --mode root",
                    lambda: contents.run(settings, conf, "root", spool_group=group))]
-    steps += [("snapshot --mode pub", lambda: snapshot.run(settings, conf, "pub")),
-              ("contents --mode pub", lambda: contents.run(settings, conf, "pub"))]
+    # The contents job first: it rewrites the generated lists when users
+    # changed, before the snapshot looks at /etc/systraq.
+    steps += [("contents --mode pub", lambda: contents.run(settings, conf, "pub")),
+              ("snapshot --mode pub", lambda: snapshot.run(settings, conf, "pub"))]
     failed = []
     changes = 0
     for name, step in steps:

@@ -172,6 +172,14 @@ def paths_of(settings, config, mode):
     if mode == "pub":
         paths.update(h for h in accounts.home_directories(settings)
                      if os.path.isdir(settings.host(h)))
+    # systraq's own generated lists: rewritten by the contents job when
+    # users come and go, which the snapshot already reports from
+    # /etc/passwd; their content is also the admin's filetraq.tail.conf,
+    # which stays watched.
+    generated = {settings.logical(settings.filetraq_main),
+                 settings.logical(settings.filetraq_conf)}
+    paths -= generated
+    prune.update(generated)
     return paths, walk, prune
 
 

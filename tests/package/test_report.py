@@ -66,8 +66,9 @@ def test_installed_with_exim4_and_first_runs(chroot, deb):
     # Mail goes to an ordinary user: Debian's exim4 delivers nothing to
     # root until an alias says where root's mail goes.  The fill level
     # is the host's disk, which a test must not depend on.
-    with open(chroot.host("/etc/systraq/systraq.conf"), "a") as conf:
-        conf.write(f"\n[report]\nmailto = {ADMIN}\nfill_warning = 100\n")
+    conf = chroot.read("/etc/systraq/systraq.conf").decode()
+    conf = conf.replace("\n[report]\n", f"\n[report]\nmailto = {ADMIN}\nfill_warning = 100\n")
+    chroot.write("/etc/systraq/systraq.conf", conf)
     for command in ("audit", "check", "packages"):
         result = systraq(chroot, command)
         assert result.returncode in (0, 1), result.stderr
@@ -85,6 +86,8 @@ def test_installed_with_exim4_and_first_runs(chroot, deb):
 
 def test_a_clean_day_mails_nothing_and_the_weekly_report_says_no_warnings(chroot):
     systraq(chroot, "check")
+    shown = systraq(chroot, "report --stdout").stdout
+    assert "No warnings." in shown, shown
     result = systraq(chroot, "report")
     assert result.returncode == 0, result.stdout + result.stderr
     time.sleep(2)

@@ -388,3 +388,15 @@ def test_a_change_record_says_when_the_previous_run_ended(watched):
     (record,) = take(watched, now=1_790_007_200).records
     assert record["path"] == "/etc/w/edit"
     assert record["since"] == "2026-09-21T15:13:20Z"
+
+
+def test_systraqs_generated_lists_are_not_snapshot(root):
+    lists(root, pub="/etc/systraq\n")
+    root.write("/etc/systraq/filetraq.conf", "/etc/hosts\n")
+    root.write("/etc/systraq/filetraq.main.conf", "/etc/hosts\n")
+    root.write("/etc/systraq/filetraq.tail.conf", "/srv/app.conf\n")
+    take(root)
+    root.write("/etc/systraq/filetraq.conf", "/etc/hosts\n/home/eve/.ssh/authorized_keys\n")
+    root.write("/etc/systraq/filetraq.main.conf", "/etc/hosts\n/home/eve/.ssh/authorized_keys\n")
+    root.write("/etc/systraq/filetraq.tail.conf", "/srv/other.conf\n")
+    assert [r["path"] for r in take(root).records] == ["/etc/systraq/filetraq.tail.conf"]
