@@ -18,10 +18,11 @@ The report has three sections:
    run, or dpkg alone), with how many packages and watched files it
    changed and whether the daily package check found them matching their
    packages.  A change is the operation's when a package dpkg logged
-   between the run that saw the change and the one before owns the path;
-   a change to a file no package owns (``/etc/passwd`` during ``adduser``
-   in a postinst) stays a warning, labelled with the operation it came
-   during.
+   between the run that saw the change and the one before owns the path.
+   A change to a file no such package owns stays a warning, even when an
+   operation ran in the same window (``/etc/passwd`` changed by
+   ``adduser`` in a postinst looks just like a hand edit, and the diff
+   tells which it was).
 3. System state, for reference: systraq's own notes (first runs, fixed
    findings, when the root audit last ran), then the probes (see
    probes.py) and the local parts.
@@ -45,7 +46,7 @@ JSON (``--format json``) keys, stable: ``format`` (1), ``host``,
 ``generated`` and ``since`` (ISO 8601 UTC; ``since`` null when nothing
 is pending), ``subject``, ``warnings`` (list of ``rank`` 0 most serious,
 ``source``, ``change``, ``text``, ``critical``, ``detail`` (lines),
-optional ``path``, ``during``, ``alerted``, ``first_seen``),
+optional ``path``, ``alerted``, ``first_seen``),
 ``package_operations`` (list of ``time``, ``label``, ``packages``,
 ``files``, ``verified`` (true, false or null: not yet checked),
 ``text``), ``notes`` (lines), ``system`` (list of ``title`` and
@@ -263,10 +264,10 @@ def _describe_package(item):
         text = f"package {item.get('package', '?')}: {words}"
     if item.get("label"):
         text += f" - {item['label']}"
-    elif item.get("detail") and change not in ("without sums", "fixed"):
+    elif item.get("detail") and change not in ("without sums", "fixed", "unexplained",
+                                               "missing"):
         text += f" - {item['detail']}"
-    if item.get("first_seen"):
-        text += f" [since {item['first_seen']}]"
+    # The day it was first seen is the report entry's to show.
     return text
 
 
@@ -294,7 +295,6 @@ class Item:
         self.lines = []          # head lines of each record, in order
         self.detail = []
         self.critical = False
-        self.during = None
         self.alerted = None
         self.first_seen = None
         self.refs = []           # (batch name, index) of the spool records
@@ -320,8 +320,6 @@ class Item:
         notes = []
         if self.critical:
             notes.append("critical")
-        if self.during:
-            notes.append(f"during {self.during}")
         if self.first_seen:
             notes.append(f"since {self.first_seen}")
         if self.alerted:
@@ -333,8 +331,6 @@ class Item:
                "text": self.text, "critical": self.critical, "detail": self.detail}
         if self.path is not None:
             out["path"] = self.path
-        if self.during:
-            out["during"] = self.during
         if self.alerted:
             out["alerted"] = self.alerted
         if self.first_seen:
@@ -566,14 +562,15 @@ class _Gatherer:
                 and _critical(self.config, path)):
             item.critical = True
             item.rank = CRITICAL
+        if record.get("first_seen"):
+            item.first_seen = item.first_seen or record["first_seen"]
         if str(index) in alerted.get("records", {}):
             item.alerted = alerted["records"][str(index)]
         if record.get("source") in ("snapshot", "contents", "contents_root") and path:
             self._attribute(item, record, path)
 
     def _attribute(self, item, record, path):
-        """A change a package operation made belongs to it; a change
-        during one, to a file no package of it owns, is labelled."""
+        """A change a package operation made belongs to it."""
         if self.explainer is None:
             return
         events = self.explainer.window(record)
@@ -585,7 +582,6 @@ class _Gatherer:
             if event.package in owners or event.package.partition(":")[0] in names:
                 item.explained_by = event
                 return
-        item.during = self._operation(events[-1]).label(self.report.now)
 
     def _operation(self, event):
         self.build_operations()
@@ -664,7 +660,7 @@ class _Gatherer:
             item = self.items.get(("path", path))
             if item is None:
                 item = self.item(("path", path), record, path)
-                item.add([_describe_package(dict(record, first_seen=None))])
+                item.add([_describe_package(record)])
             item.first_seen = item.first_seen or finding.get("first_seen")
         if audit_current is not None:
             age = self.report.now - audit_current.get("time", 0)

@@ -145,7 +145,7 @@ def test_a_change_a_package_operation_made_is_its_not_a_warning(dpkg):
            "diff": "+sshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n"})
     built = build(root, packages_state={"format": 1, "time": NOW - 600, "findings": {}})
     assert [w.path for w in built.warnings] == ["/etc/passwd"]
-    assert built.warnings[0].during == "apt-get upgrade at 05:06 for alice"
+    assert built.warnings[0].text == "/etc/passwd: content changed [critical]"
     (operation,) = built.operations
     assert operation.text(NOW) == ("apt-get upgrade at 05:06 for alice: 1 package, "
                                    "1 watched file - all match their packages")
