@@ -305,9 +305,29 @@ class Item:
         if self.labelled and self.path is not None and head.startswith(self.path + ": "):
             # One entry per path: "PATH: fact; fact".
             head = head[len(self.path) + 2:]
-        if head not in self.lines:
+        if head.startswith("content changed"):
+            head = self._merge_content(head)
+        if head is not None and head not in self.lines:
             self.lines.append(head)
         self.detail += detail
+
+    _SIZES = re.compile(r"content changed \((\d+) -> (\d+) bytes\)")
+
+    def _merge_content(self, head):
+        """Two runs' (or two collectors') "content changed" are one fact:
+        sizes from the first before to the last after.  Returns what is
+        left to add (None when merged)."""
+        for number, line in enumerate(self.lines):
+            if not line.startswith("content changed"):
+                continue
+            old, new = self._SIZES.fullmatch(line), self._SIZES.fullmatch(head)
+            if old and new:
+                self.lines[number] = (f"content changed ({old.group(1)} -> "
+                                      f"{new.group(2)} bytes)")
+            elif new:
+                self.lines[number] = head
+            return None
+        return head
 
     @property
     def head(self):

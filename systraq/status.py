@@ -15,7 +15,7 @@ import stat
 import time
 
 from systraq import __version__, accounts, lists
-from systraq.errors import ConfigError
+from systraq.errors import ConfigError, RunError
 from systraq.pathcodec import escape
 from systraq.spool import Spool
 
@@ -128,6 +128,24 @@ def _queue(settings):
     }
 
 
+def _report(settings):
+    """When a report last went out, and how many could not be delivered."""
+    from systraq import report
+    try:
+        state = report.load_state(settings)
+        kept = os.listdir(report.reports_dir(settings))
+    except FileNotFoundError:
+        kept = []
+    except (PermissionError, RunError):
+        return {"state": "not readable"}
+    last = state.get("last_mailed")
+    return {"state": "ok",
+            "last_delivered": (time.strftime("%Y-%m-%d %H:%M", time.localtime(last))
+                               if last else None),
+            "undelivered": sorted(os.fsdecode(os.path.join(report.reports_dir(settings), n))
+                                  for n in kept if n.startswith(b"undelivered-"))}
+
+
 def collect(settings, config):
     """Everything status shows, as a dict with stable keys; and the problems."""
     problems = []
@@ -145,6 +163,7 @@ def collect(settings, config):
         "lists": _lists(settings, config, problems),
         "state": _state(settings),
         "queue": _queue(settings),
+        "report": _report(settings),
     }
     data["problems"] = problems
     return data
@@ -220,4 +239,11 @@ def render_text(data):
                    f"{queue['batches']} batches, oldest from {queue['oldest']}")
         if queue["unreadable_batches"]:
             out.append(f"  {queue['unreadable_batches']} batches could not be read")
+    delivered = data["report"]
+    if delivered["state"] != "ok":
+        out.append(f"Last report: {delivered['state']} by {data['user']}")
+    else:
+        out.append(f"Last report delivered: {delivered['last_delivered'] or 'never'}")
+        for path in delivered["undelivered"]:
+            out.append(f"  not delivered, kept: {path}")
     return "\n".join(out) + "\n"

@@ -59,7 +59,8 @@ def test_status_json_has_stable_keys_and_counts(root, capsys):
     assert status == 0
     data = json.loads(out)
     assert set(data) == {"version", "root", "user", "config", "lists", "state",
-                         "queue", "problems"}
+                         "queue", "report", "problems"}
+    assert data["report"] == {"state": "ok", "last_delivered": None, "undelivered": []}
     assert data["version"] == __version__
     lists = {row["name"]: row for row in data["lists"]}
     assert lists["snapshot_pub.homelist"]["paths"] == 2

@@ -358,3 +358,18 @@ def test_the_package_state_header_is_read_without_the_records(root):
     with open(path, "wb") as handle:
         handle.write(data)
     assert report._packages_header(root.settings())["time"] == NOW
+
+
+def test_content_changes_of_one_file_are_one_fact(root):
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content",
+                                 "size_before": 923, "size_after": 964}, now=NOW - 7200)
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content",
+                                 "size_before": 964, "size_after": 990},
+          {"mode": "pub", "path": "/etc/passwd", "change": "mode", "before": "0644",
+           "after": "0664", "flags": []})
+    queue(root, "contents", {"mode": "pub", "path": "/etc/passwd", "change": "content",
+                             "diff": "+x\n"})
+    (item,) = build(root).warnings
+    assert item.head == "/etc/passwd: content changed (923 -> 990 bytes); mode 0644 -> 0664"
+    assert item.detail == ["+x"]
+
