@@ -77,6 +77,9 @@ OVERLAP = 300
 # Events of one apt (or dpkg) run further apart than this are two runs.
 RUN_GAP = 1800
 
+# Reports kept in reports/ when mail is off.
+KEEP_REPORTS = 100
+
 # Ranks: 0 is read first.
 CRITICAL, SERIOUS, CHANGE, MINOR = 0, 1, 2, 3
 
@@ -910,6 +913,11 @@ def deliver(settings, config, report, fmt="text", sendmail=mail.SENDMAIL, log=No
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(report.now))
     if not to:
         where = _keep(directory, f"report-{stamp}.txt", body.encode("utf-8"))
+        # With mail off these files are the reports: keep a season of
+        # daily ones, not every one ever written.
+        kept = sorted(n for n in os.listdir(directory) if n.startswith(b"report-"))
+        for name in kept[:-KEEP_REPORTS]:
+            os.unlink(os.path.join(directory, name))
     else:
         message = mail.build(to, report.subject, body, SYSTEM_USER, host=report.host,
                              now=report.now)

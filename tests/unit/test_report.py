@@ -292,6 +292,11 @@ def test_mail_off_keeps_the_report_as_a_file_and_counts_as_delivered(root):
     assert b"/etc/hosts: content" in open(kept, "rb").read()
     assert os.stat(kept).st_mode & 0o777 == 0o640
     assert Spool(settings).pending() == []
+    for day in range(1, report.KEEP_REPORTS + 5):
+        report.deliver(settings, conf(root, "[report]\nmailto =\n"),
+                       build(root, "[report]\nmailto =\n", now=NOW + day * DAY), log=Log())
+    names = sorted(os.listdir(report.reports_dir(settings)))
+    assert len(names) == report.KEEP_REPORTS and names[0] == b"report-20261126T063000.txt"
 
 
 def test_the_probes_state_is_kept_only_with_a_delivered_report(root, tmp_path):
