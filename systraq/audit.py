@@ -58,7 +58,7 @@ from systraq.errors import RunError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
 from systraq.pathcodec import escape
 from systraq.settings import NEVER_WALK
-from systraq.spool import Spool
+from systraq.spool import Spool, stamp as record_stamp
 from systraq.statefile import DamagedState
 
 CURRENT_FORMAT = 1
@@ -744,7 +744,7 @@ class _Run:
         self.spool_group = spool_group
         self.spool = Spool(settings)
         self.state = state_path(settings)
-        self.stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now))
+        self.stamp = record_stamp(self.now)
 
     def run(self):
         settings = self.settings

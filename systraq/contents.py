@@ -51,7 +51,7 @@ from systraq import accounts, listgen, lists, sshkeys, statefile, textdiff
 from systraq.errors import ConfigError, RunError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
 from systraq.pathcodec import escape
-from systraq.spool import Spool
+from systraq.spool import Spool, stamp as record_stamp
 from systraq.statefile import DamagedState
 
 MODES = ("pub", "root")
@@ -364,7 +364,7 @@ class _Run:
         self.spool = Spool(settings)
         self.spool_group = spool_group
         self.now = now
-        self.stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        self.stamp = record_stamp(now)
         self.since = None
         self.result = Result(mode)
         self.mode = mode

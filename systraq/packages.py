@@ -47,7 +47,7 @@ from systraq.errors import RunError, UsageError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock
 from systraq.pathcodec import escape, unescape
 from systraq.scan import Scanner
-from systraq.spool import Spool
+from systraq.spool import Spool, stamp as record_stamp
 
 STATE_FORMAT = 1
 LOCK_WAIT = 10.0
@@ -331,7 +331,7 @@ def _save(settings, report, found, now, today, spool_group):
               "findings": current}
     new = [f for f in report.findings
            if f.kind in ("fixed", "explained") or f.first_seen == today]
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    stamp = record_stamp(now)
     records = [dict(f.as_dict(), source="packages", change=f.kind, time=stamp) for f in new]
     private = 0o640
     run_id = os.urandom(8).hex()

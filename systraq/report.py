@@ -54,7 +54,6 @@ optional ``path``, ``alerted``, ``first_seen``),
 (``batches`` and ``records`` this report covers).
 """
 
-import calendar
 import fnmatch
 import json
 import os
@@ -67,7 +66,7 @@ from systraq.errors import RunError
 from systraq.fsutil import atomic_write
 from systraq.pathcodec import escape, unescape
 from systraq.settings import SYSTEM_USER
-from systraq.spool import Spool
+from systraq.spool import Spool, epoch as epoch_of, stamp as iso
 
 FORMAT = 1
 # dpkg and apt write their logs while a systraq run may be going on, and
@@ -110,20 +109,6 @@ def journal_path(settings):
 
 def reports_dir(settings):
     return os.path.join(settings.state_dir, b"reports")
-
-
-def iso(epoch):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def epoch_of(stamp):
-    """Epoch seconds of an ISO UTC stamp as the collectors write them."""
-    if not stamp:
-        return None
-    try:
-        return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
-    except (ValueError, TypeError):
-        return None
 
 
 def _local(epoch, now):

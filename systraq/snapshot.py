@@ -29,7 +29,7 @@ from systraq.errors import ConfigError, RunError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
 from systraq.pathcodec import escape
 from systraq.scan import Scanner
-from systraq.spool import Spool
+from systraq.spool import Spool, stamp as record_stamp
 from systraq.statefile import DamagedState
 
 MODES = ("pub", "root")
@@ -241,7 +241,7 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, w
     stat_file = os.path.join(settings.mode_dir(mode), f"snapshot_{mode}.stat".encode())
     private = 0o600 if mode == "root" else 0o640
     names = accounts.Names(settings)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    stamp = record_stamp(now)
     if damaged is not None:
         records = [{"source": "snapshot", "mode": mode, "change": "state damaged",
                     "path": escape(state), "detail": damaged, "count": len(new)}]

@@ -15,6 +15,7 @@ interrupted after spooling can tell that its records are safe
 (``has_run``).
 """
 
+import calendar
 import json
 import os
 import re
@@ -27,6 +28,24 @@ _NAME = re.compile(rb"^(\d{8}T\d{6}\.\d{6}Z)-([a-z0-9_]+)-([0-9a-f]+)\.jsonl$")
 DELIVERED = b"delivered"
 
 Batch = namedtuple("Batch", "name created source run path")
+
+# The "time" and "since" of a record: ISO 8601, UTC.
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def stamp(epoch):
+    """A record's time stamp for ``epoch`` seconds."""
+    return time.strftime(STAMP, time.gmtime(epoch))
+
+
+def epoch(text):
+    """The epoch seconds of a record's stamp; None for none or a bad one."""
+    if not text:
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(text, STAMP)))
+    except (ValueError, TypeError):
+        return None
 
 
 class Spool:

@@ -18,8 +18,9 @@ chunks).
 import hashlib
 import json
 import os
-import time
 import struct
+
+from systraq import spool
 
 _LENGTHS = struct.Struct("<HH")
 CHUNK = 4096
@@ -127,7 +128,7 @@ def last_run(path):
         mtime = os.stat(path).st_mtime
     except FileNotFoundError:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime))
+    return spool.stamp(mtime)
 
 
 def load_header(path, expected_format):
