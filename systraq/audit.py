@@ -299,21 +299,6 @@ class _Mounts:
 
 # --- the inventory walk ----------------------------------------------------------
 
-class _Held:
-    """A directory descriptor kept open while children wait on the stack."""
-
-    __slots__ = ("fd", "waiting")
-
-    def __init__(self, fd, waiting):
-        self.fd = fd
-        self.waiting = waiting
-
-    def release(self):
-        self.waiting -= 1
-        if not self.waiting:
-            os.close(self.fd)
-
-
 def _under(path, tops):
     """Whether ``path`` is one of ``tops`` or below one."""
     return any(path == top or path.startswith(top.rstrip(b"/") + b"/") for top in tops)
@@ -433,7 +418,7 @@ class _Inventory:
             # directory (a bind mount) is walked stays the same from one
             # run to the next, and with it the paths the state holds.
             children.sort()
-            holder = _Held(fd, len(children))
+            holder = scan.HeldDirectory(fd, len(children))
             stack.extend((holder, name, child, info.st_dev, child_system)
                          for name, child, child_system in reversed(children))
         else:

@@ -221,7 +221,7 @@ class _Chain:
         self._cut(0)
 
 
-class _Open:
+class HeldDirectory:
     """A directory descriptor kept open while children of it wait on the
     walk's stack; closed when the last one was taken."""
 
@@ -405,10 +405,10 @@ class Scanner:
         parent, _, name = top.rpartition(b"/")
         try:
             if top == b"/":
-                holder = _Open(os.dup(self._root_fd), 1)
+                holder = HeldDirectory(os.dup(self._root_fd), 1)
                 name = b"."
             else:
-                holder = _Open(open_directory(self._root_fd, True, _components(parent)), 1)
+                holder = HeldDirectory(open_directory(self._root_fd, True, _components(parent)), 1)
         except _Gone:
             return
         stack = [(holder, name, top)]
@@ -428,7 +428,7 @@ class Scanner:
                 continue
             children = self._list(fd, path, out, pool)
             if children:
-                opened = _Open(fd, len(children))
+                opened = HeldDirectory(fd, len(children))
                 stack.extend((opened, child, child_path) for child, child_path in reversed(children))
             else:
                 os.close(fd)
