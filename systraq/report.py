@@ -334,7 +334,7 @@ class Item:
             notes.append(f"alert sent {self.alerted}")
         return text + (" [" + "; ".join(notes) + "]" if notes else "")
 
-    def as_dict(self, now):
+    def as_dict(self):
         out = {"rank": self.rank, "source": self.source, "change": self.change,
                "text": self.text, "critical": self.critical, "detail": self.detail}
         if self.path is not None:
@@ -411,6 +411,9 @@ class Report:
         self.data = {}
         self.batches = []
         self.records = 0
+        self.batch_records = {}   # batch name -> records in it
+        self.state = {}           # report.state as it was when this was built
+        self.last_mailed = None
         self.probe_state = None
 
     @property
@@ -424,7 +427,7 @@ class Report:
         return {"format": FORMAT, "host": self.host, "generated": iso(self.now),
                 "since": iso(self.since) if self.since is not None else None,
                 "subject": self.subject,
-                "warnings": [w.as_dict(self.now) for w in self.warnings],
+                "warnings": [w.as_dict() for w in self.warnings],
                 "package_operations": [o.as_dict(self.now) for o in self.operations],
                 "notes": list(self.notes),
                 "system": [{"title": t, "lines": list(ls)} for t, ls in self.sections],
@@ -541,6 +544,7 @@ class _Gatherer:
                 continue
             loaded.append((batch, records))
             report.records += len(records)
+            report.batch_records[batch.name] = len(records)
         stamps = [epoch_of(r.get("since") or r.get("time")) for _, rs in loaded for r in rs]
         stamps = [s for s in stamps if s is not None]
         report.since = min(stamps) if stamps else None
@@ -603,8 +607,8 @@ class _Gatherer:
         # ("3 files changed"); added to the operation by package name in
         # finish().
         match = re.match(r"(\d+) file", record.get("detail", ""))
-        self.explained_counts.append((record.get("package", ""), int(match.group(1))
-                                      if match else 0, epoch_of(record.get("time"))))
+        self.explained_counts.append((record.get("package", ""),
+                                      int(match.group(1)) if match else 0))
 
     def build_operations(self):
         """Group the window's events into dpkg runs (once)."""
@@ -627,7 +631,7 @@ class _Gatherer:
                 if operation is not None:
                     operation.files += 1
                     del self.items[key]
-        for package, count, _when in self.explained_counts:
+        for package, count in self.explained_counts:
             name = package.partition(":")[0]
             for operation in reversed(self.operations):
                 if any(e.package.partition(":")[0] == name for e in operation.events):
@@ -788,6 +792,7 @@ def gather(settings, config, now=None, host=None, probe=None, audit_current=None
         gatherer.probes(probe(settings, config, state.get("probes") or {}, now=now))
     report = gatherer.report
     report.warnings = gatherer.warnings()
+    report.state = state
     report.last_mailed = state.get("last_mailed")
     return report
 
@@ -890,7 +895,7 @@ def deliver(settings, config, report, fmt="text", sendmail=mail.SENDMAIL, log=No
     log = log or _syslog
     log_warnings(report, log)
     if not mailed:
-        _write_textfile(settings, config, report, success=None, log=log)
+        _write_textfile(settings, config, report, report.last_mailed, log)
         return None
     body = render(report, fmt)
     to = config.get("report", "mailto")
@@ -911,12 +916,11 @@ def deliver(settings, config, report, fmt="text", sendmail=mail.SENDMAIL, log=No
         except mail.DeliveryError as exc:
             kept = _keep(directory, f"undelivered-{stamp}.eml", message.as_bytes())
             log(syslog.LOG_ERR, f"delivery failed: {exc}; report kept in {os.fsdecode(kept)}")
-            _write_textfile(settings, config, report, success=None, log=log)
+            _write_textfile(settings, config, report, report.last_mailed, log)
             raise mail.DeliveryError(f"{exc}; the report is kept in {os.fsdecode(kept)} and "
                                      "its changes stay queued for the next run") from None
         where = None
-    state = load_state(settings)
-    state.update(last_mailed=report.now, last_delivered=report.now)
+    state = dict(report.state, last_mailed=report.now)
     if report.probe_state is not None:
         state["probes"] = report.probe_state
     _commit(settings, [b.name for b in report.batches], state)
@@ -925,7 +929,7 @@ def deliver(settings, config, report, fmt="text", sendmail=mail.SENDMAIL, log=No
             if name.startswith(b"undelivered-"):
                 # What it held went out with this report.
                 os.unlink(os.path.join(directory, name))
-    _write_textfile(settings, config, report, success=report.now, log=log)
+    _write_textfile(settings, config, report, report.now, log)
     return where
 
 
@@ -961,19 +965,20 @@ def _finish_journal(settings):
     os.unlink(journal_path(settings))
 
 
-def _write_textfile(settings, config, report, success, log):
+def _write_textfile(settings, config, report, last, log):
+    """The node_exporter file; ``last``: when a report was last delivered."""
     path = config.get("report", "textfile")
     if not path:
         return
-    state = load_state(settings)
-    last = success if success is not None else state.get("last_delivered")
-    pending = Spool(settings).pending()
     records = 0
-    for batch in pending:
-        try:
-            records += len(Spool.records(batch))
-        except (OSError, ValueError):
-            pass
+    for batch in Spool(settings).pending():
+        count = report.batch_records.get(batch.name)
+        if count is None:   # queued while this report was being built
+            try:
+                count = len(Spool.records(batch))
+            except (OSError, ValueError):
+                count = 0
+        records += count
     text = ("# HELP systraq_warnings Warnings in the last report systraq built.\n"
             "# TYPE systraq_warnings gauge\n"
             f"systraq_warnings {len(report.warnings)}\n"
