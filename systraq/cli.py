@@ -8,6 +8,7 @@ configuration error, 3 could not complete).
 """
 
 import argparse
+import contextlib
 import grp
 import json
 import os
@@ -254,14 +255,20 @@ def _cmd_audit(settings, conf, args):
 REPORT_LOCK_WAIT = 60.0
 
 
-def _report_lock(settings):
-    path = os.path.join(settings.state_dir, b"report.lock")
-    return exclusive_lock(path, REPORT_LOCK_WAIT)
-
-
-def _busy(lock):
-    return RunError(f"another systraq report or check is delivering (lock "
-                    f"{os.fsdecode(lock.path)}); gave up after {REPORT_LOCK_WAIT:g} s")
+@contextlib.contextmanager
+def _delivering(settings):
+    """One report or alert at a time: both read the spool and mark it."""
+    lock = exclusive_lock(os.path.join(settings.state_dir, b"report.lock"), REPORT_LOCK_WAIT)
+    try:
+        lock.__enter__()
+    except Busy:
+        raise RunError(f"another systraq report or check is delivering (lock "
+                       f"{os.fsdecode(lock.path)}); gave up after "
+                       f"{REPORT_LOCK_WAIT:g} s") from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def _cmd_report(settings, conf, args):
@@ -273,14 +280,10 @@ def _cmd_report(settings, conf, args):
         built = report.gather(settings, conf)
         sys.stdout.write(report.render(built, args.format))
         return EXIT_WARNINGS if built.warnings else EXIT_OK
-    lock = _report_lock(settings)
-    try:
-        with lock:
-            built = report.gather(settings, conf)
-            mailed = report.due(built, conf, forced=args.full)
-            kept = report.deliver(settings, conf, built, fmt=args.format, mailed=mailed)
-    except Busy:
-        raise _busy(lock) from None
+    with _delivering(settings):
+        built = report.gather(settings, conf)
+        mailed = report.due(built, conf, forced=args.full)
+        kept = report.deliver(settings, conf, built, fmt=args.format, mailed=mailed)
     if args.verbose or sys.stdout.isatty():
         to = conf.get("report", "mailto")
         count = len(built.warnings)
@@ -321,12 +324,8 @@ def _cmd_check(settings, conf, args):
             continue
         if not result.baseline:
             changes += len(result.records)
-    lock = _report_lock(settings)
-    try:
-        with lock:
-            alerted = report.alert(settings, conf)
-    except Busy:
-        raise _busy(lock) from None
+    with _delivering(settings):
+        alerted = report.alert(settings, conf)
     if args.verbose or sys.stdout.isatty():
         print(f"check: {changes} changes queued, {len(alerted)} alerted at once")
     for line in failed:
