@@ -128,6 +128,22 @@ def _seconds(value):
     return count
 
 
+_BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
+             "no": False, "false": False, "off": False, "0": False}
+
+
+def _boolean(value):
+    """yes/no, true/false, on/off or 1/0, as configparser spells them."""
+    word = value.strip().lower()
+    if word not in _BOOLEANS:
+        raise ValueError(f"not yes or no: {value.strip()!r}")
+    return _BOOLEANS[word]
+
+
+def _show_boolean(value):
+    return "yes" if value else "no"
+
+
 def _percent(value):
     value = value.strip().rstrip("%").strip()
     if not value.isdigit() or not 1 <= int(value) <= 100:
@@ -270,6 +286,11 @@ SCHEMA = {
         "system_dirs": (DEFAULT_SYSTEM_DIRS, _absolute_paths, _show_paths),
         # Paths the audit never walks into.
         "exclude": ("", _absolute_paths, _show_paths),
+    },
+    "watch": {
+        # Whether the realtime watcher (systraq-watch.service) runs.  The
+        # debconf question systraq/watch sets it.
+        "enabled": ("no", _boolean, _show_boolean),
     },
 }
 

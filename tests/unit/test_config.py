@@ -44,7 +44,8 @@ def test_a_missing_default_file_gives_the_defaults(root):
                                  "default"),
                                 ("audit", "system_dirs",
                                  " ".join(config.DEFAULT_SYSTEM_DIRS.split()), "default"),
-                                ("audit", "exclude", "(none)", "default")]
+                                ("audit", "exclude", "(none)", "default"),
+                                ("watch", "enabled", "no", "default")]
 
 
 def test_report_settings_are_checked(root):
@@ -141,3 +142,13 @@ def test_shipped_configuration_has_every_key_commented_with_its_default():
                 assert f"#{key} =\n{items}" in text, key
             else:
                 assert f"#{key} = {default}".rstrip() in text, key
+
+
+def test_watch_enabled_takes_the_words_configparser_knows(root):
+    for word, expected in (("yes", True), ("True", True), ("on", True), ("1", True),
+                           ("no", False), ("false", False), ("OFF", False), ("0", False)):
+        _path, conf = load(root, f"[watch]\nenabled = {word}\n")
+        assert conf.get("watch", "enabled") is expected
+    path, lines = error_lines(root, "[watch]\nenabled = maybe\n")
+    assert lines[0].startswith(f"{path}:2: ")
+    assert "not yes or no: 'maybe'" in lines[0]
