@@ -7,8 +7,10 @@ users' ``authorized_keys`` files (``filetraq.main.conf``), followed by the
 admin's own ``filetraq.tail.conf``.  This module writes the same two files
 in the same format, so that anything reading them keeps working, and
 decides when they are stale: the passwd database changed since they were
-written (a new user's keys must be covered within one cycle), or the
-generated file is not what was last written.
+written (a new user's keys must be covered within one cycle), a package
+operation changed /etc since (the dpkg trigger's stamp is newer: the
+trigger writes the lists itself, and this catches a run where it could
+not), or the generated file is not what was last written.
 
 The search under ``/etc`` is also what the contents job uses to find a new
 file there at its next run, without waiting for the list to be written
@@ -224,13 +226,19 @@ def stale(settings):
     """Why the generated lists must be written again, or None.
 
     The passwd database changed since they were written (a new user's
-    authorized_keys are then missing), or filetraq.conf is not what was
+    authorized_keys are then missing), a package operation stamped a
+    change under /etc since, or filetraq.conf is not what was
     last written (absent, cut short, or the tail was edited and the list
     not regenerated), or the admin's filetraq.tail.conf changed.
     """
     state = _load_state(settings)
     if not state:
         return "never generated"
+    try:
+        if os.stat(settings.package_stamp).st_mtime_ns > os.stat(_state_path(settings)).st_mtime_ns:
+            return "a package operation changed /etc"
+    except OSError:
+        pass  # no stamp: no package operation seen since installation
     if state.get("passwd") != _passwd_fingerprint(settings):
         return "the passwd database changed"
     if state.get("conf") != _digest_of(settings.filetraq_conf):

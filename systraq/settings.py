@@ -64,6 +64,9 @@ class Settings:
         self.filetraq_main = posixpath.join(self.conf_dir, b"filetraq.main.conf")
         self.filetraq_tail = posixpath.join(self.conf_dir, b"filetraq.tail.conf")
         self.filetraq_conf = posixpath.join(self.conf_dir, b"filetraq.conf")
+        # Touched by the package's dpkg trigger (postinst "triggered")
+        # whenever a package operation changed something under /etc.
+        self.package_stamp = posixpath.join(self.state_dir, b"package-operation")
         self.passwd_file = self.host(b"/etc/passwd")
         self.group_file = self.host(b"/etc/group")
         # What dpkg and apt did, read by attribution.py (dpkg(1) --log;

@@ -127,6 +127,22 @@ def test_invalid_utf8_names_its_line(root):
     assert lines == [f"{name}:2: not valid UTF-8"]
 
 
+# The keys the debconf questions set, with the template of each.
+DEBCONF_KEYS = {("report", "mailto"): "systraq/mailto", ("watch", "enabled"): "systraq/watch"}
+
+
+def test_the_debconf_defaults_are_the_configuration_defaults():
+    templates = os.path.join(os.path.dirname(__file__), "..", "..", "debian", "templates")
+    defaults = {}
+    for stanza in open(templates, encoding="utf-8").read().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines()
+                      if line[:1].isalpha() and ": " in line)
+        defaults[fields["Template"]] = fields.get("Default")
+    assert defaults["systraq/mailto"] == config.SCHEMA["report"]["mailto"][0]
+    watch = {"false": "no", "true": "yes"}[defaults["systraq/watch"]]
+    assert watch == config.SCHEMA["watch"]["enabled"][0]
+
+
 def test_shipped_configuration_has_every_key_commented_with_its_default():
     shipped = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "systraq.conf")
     text = open(shipped, encoding="utf-8").read()
@@ -135,7 +151,12 @@ def test_shipped_configuration_has_every_key_commented_with_its_default():
     for section, keys in config.SCHEMA.items():
         assert f"[{section}]" in text
         for key, (default, _parse, _show) in keys.items():
-            if "\n" in default.strip():
+            if (section, key) in DEBCONF_KEYS:
+                # postinst writes the debconf answer on this line; the
+                # shipped value is the template's default.
+                assert f"\n{key} = {default}\n" in text, key
+                assert f"#{key} =" not in text, key
+            elif "\n" in default.strip():
                 # A list: the key, then each item on a commented
                 # continuation line.
                 items = "".join(f"#    {item}\n" for item in default.split())

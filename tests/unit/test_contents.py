@@ -368,6 +368,23 @@ def test_a_new_users_keys_are_covered_within_one_cycle(etc, tmp_path):
     assert run(etc).lists is None
 
 
+def test_a_package_operation_stamped_by_the_trigger_regenerates_the_list(etc):
+    run(etc)
+    assert run(etc).lists is None
+    # A package installed a file under /etc, and its dpkg trigger could
+    # not write the lists (it never fails, it may do nothing).
+    etc.write("/etc/newpkg.conf", "x = 1\n")
+    stamp = etc.host("/var/lib/systraq/package-operation")
+    etc.write("/var/lib/systraq/package-operation", "")
+    later = os.stat(etc.host("/var/lib/systraq/lists.state")).st_mtime + 10
+    os.utime(stamp, (later, later))
+    result = run(etc)
+    assert result.lists is not None
+    assert b"/etc/newpkg.conf\n" in open(etc.host("/etc/systraq/filetraq.conf"), "rb").read()
+    os.utime(etc.host("/var/lib/systraq/lists.state"), (later + 1, later + 1))
+    assert run(etc).lists is None
+
+
 def test_an_edited_tail_regenerates_the_list(etc):
     run(etc)
     etc.write("/etc/systraq/filetraq.tail.conf", "/srv/new.conf\n")

@@ -71,7 +71,21 @@ def test_shipped_list_files_parse_cleanly():
 
 
 def test_postinst_and_postrm_handle_every_shipped_file():
+    """Every file of etc/ is installed in /etc/systraq: the lists and
+    systraq.conf through ucf (and purged from it), the rest as conffiles."""
     shipped = sorted(os.listdir(os.path.join(TOP, "etc")))
-    for script in ("systraq.postinst", "systraq.postrm"):
-        match = re.search(r'^CONFFILES="([^"]*)"', read("debian", script), re.M)
-        assert sorted(match.group(1).split()) == shipped, script
+    lists = re.search(r'^LISTS="([^"]*)"', read("debian", "systraq.postinst"), re.M)
+    lists = lists.group(1).split()
+    assert 'ucf --three-way --debconf-ok "$new" "$CONF"' in read("debian", "systraq.postinst")
+    purged = re.search(r'^UCF_FILES="([^"]*)"', read("debian", "systraq.postrm"), re.M)
+    assert sorted(purged.group(1).split()) == sorted(lists + ["systraq.conf"])
+    installed = {}
+    for line in read("debian", "systraq.install").splitlines():
+        source, target = line.split()
+        installed[source] = target
+    conffiles = [name for name in shipped if installed.get(f"etc/{name}") == "etc/systraq/"]
+    assert sorted(lists + ["systraq.conf"] + conffiles) == shipped
+    for name in lists + ["systraq.conf"]:
+        assert installed[f"etc/{name}"] == "usr/share/systraq/conf/"
+
+
