@@ -447,6 +447,8 @@ class _Explainer:
         self.notes = notes
         self._events = None
         self._database = None
+        self._registry = None
+        self._obsolete_files = None
 
     def events(self):
         if self._events is None:
@@ -459,6 +461,20 @@ class _Explainer:
         return self._events
 
     def owners(self, path):
+        """The packages a change of ``path`` (bytes) may come from: those
+        whose file list names it; for the copies dpkg and ucf leave beside
+        a configuration file they did not overwrite (``.dpkg-dist``,
+        ``.ucf-dist``...), the packages of that file; the package that
+        registered it with ucf; and systraq itself for the files its
+        upgrade from the old package removes."""
+        base = _ARTEFACT.sub(b"", path)
+        owners = self._dpkg_owners(path) or self._dpkg_owners(base)
+        owners += [package for package in self._ucf().get(base, ()) if package not in owners]
+        if base in self._obsolete() and "systraq" not in owners:
+            owners.append("systraq")
+        return owners
+
+    def _dpkg_owners(self, path):
         if self._database is None:
             from systraq import dpkgdb
             try:
@@ -468,6 +484,22 @@ class _Explainer:
                 self._database = False
         return [p.key for p in self._database.owners(path)] if self._database else []
 
+    def _ucf(self):
+        if self._registry is None:
+            self._registry = {}
+            for line in _lines_of(self.settings.ucf_registry):
+                package, _, path = line.partition(b" ")
+                if path:
+                    self._registry.setdefault(path.strip(), []).append(package.decode(
+                        "ascii", "replace"))
+        return self._registry
+
+    def _obsolete(self):
+        if self._obsolete_files is None:
+            self._obsolete_files = {line.strip() for line in _lines_of(self.settings.obsolete_files)
+                                    if line.startswith(b"/")}
+        return self._obsolete_files
+
     def window(self, record):
         """The events between the run before the record's and its own."""
         end = epoch_of(record.get("time"))
@@ -475,6 +507,20 @@ class _Explainer:
             return []
         start = epoch_of(record.get("since")) or self.since
         return [e for e in self.events() if start - OVERLAP <= e.time <= end + OVERLAP]
+
+
+# What dpkg (conffile handling, dpkg-maintscript-helper) and ucf leave
+# beside a configuration file: the path without it is the packaged file.
+_ARTEFACT = re.compile(rb"\.(?:dpkg-(?:dist|old|new|bak|tmp|remove|backup)|ucf-(?:dist|old|new))$")
+
+
+def _lines_of(path):
+    """The lines of a small system file; none when it is absent or unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().splitlines()
+    except OSError:
+        return []
 
 
 def _critical(config, path):

@@ -73,6 +73,12 @@ class Settings:
         # apt's Dir::Log::History).
         self.dpkg_log = self.host(b"/var/log/dpkg.log")
         self.apt_history = self.host(b"/var/log/apt/history.log")
+        # Which package installed a configuration file through ucf
+        # (ucf(1), ucfr(1)): "PACKAGE PATH" lines.
+        self.ucf_registry = self.host(b"/var/lib/ucf/registry")
+        # Files the upgrade from the old shell-script package removes
+        # (debian/systraq.maintscript and postinst), one path a line.
+        self.obsolete_files = self.host(b"/usr/share/systraq/obsolete-files")
         # dpkg's database and configuration, read by systraq.dpkgdb only.
         self.dpkg_admindir = self.host(b"/var/lib/dpkg")
         self.dpkg_cfg_dir = self.host(b"/etc/dpkg")

@@ -89,3 +89,15 @@ def test_postinst_and_postrm_handle_every_shipped_file():
         assert installed[f"etc/{name}"] == "usr/share/systraq/conf/"
 
 
+
+
+def test_every_file_the_upgrade_removes_is_listed_as_systraqs():
+    """The report explains these removals by systraq's own upgrade."""
+    listed = {line for line in read("share", "obsolete-files").splitlines()
+              if line.startswith("/")}
+    removed = {line.split()[1] for line in read("debian", "systraq.maintscript").splitlines()
+               if line.startswith("rm_conffile ")}
+    markers = re.search(r"^\s*rm -f (/etc/systraq/systraq_is_\S+ .*)$",
+                        read("debian", "systraq.postinst"), re.M).group(1).split()
+    assert removed and markers
+    assert listed == removed | set(markers)

@@ -151,6 +151,33 @@ def test_a_change_a_package_operation_made_is_its_not_a_warning(dpkg):
                                    "1 watched file - all match their packages")
 
 
+def test_what_dpkg_ucf_and_systraqs_own_upgrade_leave_belongs_to_the_operation(dpkg):
+    root = dpkg.root
+    op = NOW - 5000
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(op))
+    dpkg.log(f"{when} upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3\n"
+             f"{when} upgrade systraq:all 20201231-1 20261121")
+    root.write("/var/lib/ucf/registry", "systraq /etc/systraq/snapshot_pub.list\n"
+               "systraq /etc/systraq/systraq.conf\n")
+    root.write("/usr/share/systraq/obsolete-files", "# comment\n/etc/systraq/Makefile\n")
+    since = stamp(NOW - 7200)
+    queue(root, "contents",
+          # dpkg kept the admin's conffile and put the new one beside it.
+          {"path": "/etc/ssh/sshd_config.dpkg-dist", "change": "created", "since": since},
+          # ucf did the same for a file it installed.
+          {"path": "/etc/systraq/snapshot_pub.list.ucf-dist", "change": "created",
+           "since": since},
+          {"path": "/etc/systraq/systraq.conf", "change": "created", "since": since},
+          # The old package's conffile, removed by the upgrade.
+          {"path": "/etc/systraq/Makefile", "change": "removed", "since": since},
+          # Nobody's: still a warning.
+          {"path": "/etc/systraq/notes.dpkg-dist", "change": "created", "since": since},
+          {"path": "/etc/ssh/sshd_config.orig", "change": "created", "since": since})
+    built = build(root, packages_state={"format": 1, "time": NOW - 600, "findings": {}})
+    assert sorted(w.path for w in built.warnings) == [
+        "/etc/ssh/sshd_config.orig", "/etc/systraq/notes.dpkg-dist"]
+
+
 def test_an_operation_not_yet_checked_or_with_findings_says_so(dpkg):
     root = dpkg.root
     dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(NOW - 5000))
