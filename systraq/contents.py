@@ -195,6 +195,7 @@ class Backups:
 
     def __init__(self, settings):
         self.top = settings.backup_dir
+        self.last_written = None   # set by sweep()
 
     def directory(self, logical):
         return self.top + logical
@@ -257,8 +258,13 @@ class Backups:
         """Walk the tree once: remove dated copies past retention, left-over
         staged files and empty directories, tighten modes wider than 0640
         (the old package copied modes as they were, 0666 included), and
-        return the logical paths that have an ``orig``."""
+        return the logical paths that have an ``orig``.
+
+        ``self.last_written`` becomes the newest change time of a backup
+        file, read before any mode was tightened: the backups' owner last
+        wrote no earlier than that."""
         found = []
+        self.last_written = None
         limit = now - retention_days * 86400 if retention_days else None
         prefix = len(self.top)
 
@@ -287,8 +293,10 @@ class Backups:
                 if limit is not None and name != ORIG and _age_stamp(name, info) < limit:
                     os.unlink(entry.path)
                     continue
-                if stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) & ~0o640:
-                    os.chmod(entry.path, stat.S_IMODE(info.st_mode) & 0o640)
+                if stat.S_ISREG(info.st_mode):
+                    self.last_written = max(self.last_written or 0, info.st_ctime)
+                    if stat.S_IMODE(info.st_mode) & ~0o640:
+                        os.chmod(entry.path, stat.S_IMODE(info.st_mode) & 0o640)
                 if name == ORIG:
                     found.append(directory[prefix:])
                 empty = False
@@ -478,6 +486,12 @@ class _Pub(_Run):
                     old[logical] = _encode(BACKUP, 0o644, 0, len(data),
                                            hashlib.sha256(data).digest())
             self.result.adopted = len(old)
+            if old and self.backups.last_written:
+                # What changed since was changed after the backups were
+                # last written: the report looks for the package
+                # operations from then on (the old package's filetraq
+                # kept no time of its last run; a later run wrote nothing).
+                self.since = record_stamp(self.backups.last_written)
             quiet = not old
             self.result.baseline = quiet
         new = {}

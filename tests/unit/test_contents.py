@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from systraq.spool import stamp
 from systraq import config, contents, listgen
 from systraq.cli import main
 from systraq.spool import Spool
@@ -411,6 +412,9 @@ def upgraded(root):
 
 
 def test_old_filetraq_backups_are_taken_over(upgraded):
+    top = upgraded.host("/var/lib/systraq/filetraq")
+    newest = max(os.stat(os.path.join(d, f)).st_ctime
+                 for d, _, files in os.walk(top) for f in files)
     upgraded.write("/etc/hosts", open(upgraded.host("/etc/hosts"), "rb").read()
                    + b"192.0.2.99\tnew\n")
     result = run(upgraded, now=NOW)
@@ -422,6 +426,9 @@ def test_old_filetraq_backups_are_taken_over(upgraded):
     assert records["/etc/name with spaces.conf"]["change"] == "created"
     baseline = records["/var/lib/systraq/filetraq"]
     assert baseline["adopted"] == 5
+    # The report looks for package operations from when the backups were
+    # last written on (before this run tightened their modes).
+    assert records["/etc/hosts"]["since"] == stamp(newest) == records["/etc/gone.conf"]["since"]
     # Retention: the dated copies of March 2025 are gone, November's stays.
     names = backups(upgraded, "/etc/hosts")
     assert "orig.03.14.25__12.00" not in names and "orig.11.01.26__10.30" in names

@@ -100,4 +100,7 @@ def test_every_file_the_upgrade_removes_is_listed_as_systraqs():
     markers = re.search(r"^\s*rm -f (/etc/systraq/systraq_is_\S+ .*)$",
                         read("debian", "systraq.postinst"), re.M).group(1).split()
     assert removed and markers
-    assert listed == removed | set(markers)
+    parts = re.search(r"for part in ([^;]*); do", read("debian", "systraq.postinst")).group(1)
+    links = {f"/etc/systraq/systraq.d/{name}" for name in parts.replace("\\", " ").split()}
+    assert len(links) == 14
+    assert removed | set(markers) | links <= listed
