@@ -386,7 +386,10 @@ def _merged(text, known):
 
 def _take(table, path, listed, resolved):
     if table.get(path, listed) != listed:
+        # Two lines that disagree: neither is believed, and the path is
+        # not called new either.
         resolved.skipped["listed twice"] += 1
+        resolved.maybe.add(path)
         listed = None
     table[path] = listed
 
@@ -467,8 +470,9 @@ def _resolve_homes(old, homes, resolved):
         listed, text = split
         if listed.kind == "l":
             text = text.split(b" -> ", 1)[0]
-        if text != b"/":
-            text = text.rstrip(b"/")
+        if text == b"/":
+            continue    # a system account's home; never a watched home now
+        text = text.rstrip(b"/")
         found = names.lookup(_slashes(text))
         if len(found) == 1:
             _take(resolved.homes, found.pop(), listed, resolved)
