@@ -100,7 +100,9 @@ def _open(path):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EACCES):
+            # Not there, a symlink, or not ours to read (the old package
+            # wrote it as the user who reads it now): nothing to compare.
             return None
         raise
     try:

@@ -106,6 +106,23 @@ def test_a_stop_in_the_last_name_is_not_a_cut_file():
     assert not oldstat.resolve(old, [], []).complete
 
 
+def test_a_home_of_slash_and_lines_that_disagree():
+    data = (b"# ownership and permissions of homedirs\n"
+            b"drwxr-xr-x root root /\ndrwxr-xr-x root root /home/x/\n"
+            b"lrwxrwxrwx root root /home/l -> /srv/l\n"
+            b"# remainder of file built from a and b\n"
+            b"# ownership and permissions of critical files\n"
+            b"-rw-r--r-- root root /etc/a\n-rw------- root root /etc/a\n"
+            b"-rw-r--r-- root root /etc/b\n-rw-r--r-- root root /etc/b\n")
+    resolved = oldstat.resolve(oldstat.parse(data), [], [b"/home/x", b"/home/l"])
+    # "/" is no home the snapshot watches: passed over, not counted.
+    assert sorted(resolved.homes) == [b"/home/l", b"/home/x"]
+    assert resolved.homes[b"/home/l"].kind == "l"
+    # Two lines that disagree: neither believed; the same line twice is one.
+    assert sorted(resolved.files) == [b"/etc/b"] and b"/etc/a" in resolved.maybe
+    assert resolved.skipped == {"listed twice": 1}
+
+
 def test_permission_strings():
     listed, name = oldstat.split_line(b"-rwsr-xr-x root root /etc/w/suid")
     assert (listed.kind, listed.perm, listed.user, name) == ("f", 0o4755, "root", b"/etc/w/suid")
@@ -220,6 +237,22 @@ def test_each_change_yields_one_record_of_its_kind(root):
     assert sorted((r["path"], r["change"]) for r in spooled(root) if r["change"] != "baseline") \
         == changes(result)
     assert take(root).records == []
+
+
+@AS_ROOT
+def test_root_mode_changes_say_what_never_a_digest(root):
+    build(root, "root.sha256.stat", mode="root")
+    root.write("/etc/shadowish", "root:$y$new::::::\n", mode=0o640)
+    os.chmod(root.host("/root/.ssh/authorized_keys"), 0o644)
+    os.unlink(root.host("/home/alice/.ssh/authorized_keys"))
+    root.write("/root/.ssh/id_ed25519", "key\n", mode=0o600)
+    result = take(root, "root")
+    assert changes(result) == [
+        ("/etc/shadowish", "content"), ("/home/alice/.ssh/authorized_keys", "removed"),
+        ("/root/.ssh/authorized_keys", "mode"), ("/root/.ssh/id_ed25519", "added")]
+    content = [r for r in result.records if r["change"] == "content"][0]
+    assert set(content) == {"source", "mode", "path", "change", "since", "old_stat", "time"}
+    assert "$y$" not in json.dumps(result.records)
 
 
 @AS_ROOT
