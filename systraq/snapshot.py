@@ -18,13 +18,19 @@ Crash safety: the new state is first written as ``STATE.next``, then the
 records go to the spool tagged with the run's id, then ``STATE.next`` is
 renamed over ``STATE`` (see ``statefile.recover``): a change is spooled
 once, never lost, never twice.
+
+Upgrade: when the first run of a mode finds the old package's
+``snapshot_{mode}.stat`` in the mode's directory, it also records what
+changed since the old package last looked (see oldstat.py), with the
+same commit: until the state is in place the old file stays, and a run
+killed before its records were spooled finds the same ones again.
 """
 
 import os
 import stat
 import time
 
-from systraq import accounts, lists, scan, statefile
+from systraq import accounts, lists, oldstat, scan, statefile
 from systraq.errors import ConfigError, RunError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
 from systraq.pathcodec import escape
@@ -184,8 +190,11 @@ def paths_of(settings, config, mode):
 
 
 class Result:
-    def __init__(self, records, count, unreadable, baseline, damaged, hashed=0):
+    def __init__(self, records, count, unreadable, baseline, damaged, hashed=0, old_stat=None):
         self.records = records
+        # What the comparison with the old package's .stat file counted
+        # (a dict), None when there was none.
+        self.old_stat = old_stat
         self.count = count
         self.hashed = hashed   # files read and hashed (quick mode reuses the rest)
         self.unreadable = unreadable
@@ -242,16 +251,23 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, w
     private = 0o600 if mode == "root" else 0o640
     names = accounts.Names(settings)
     stamp = record_stamp(now)
+    old_stat = None
     if damaged is not None:
         records = [{"source": "snapshot", "mode": mode, "change": "state damaged",
                     "path": escape(state), "detail": damaged, "count": len(new)}]
     elif old is None:
         records = [{"source": "snapshot", "mode": mode, "change": "baseline",
                     "path": escape(state), "count": len(new)}]
+        found = _since_old_package(settings, mode, stat_file, new, names, algorithm,
+                                   digest_if, workers)
+        if found is not None:
+            records[0]["old_stat"] = old_stat = found.summary
+            records += found.records
     else:
         differ = scanner.changed + scanner.removed
         records = compare(old, new, mode, names, differ)
         if (not records and os.path.exists(stat_file)
+                and not oldstat.is_old_file(stat_file)
                 and all(new.get(p, b"")[:1] == old.get(p, b"")[:1] == b"d" for p in differ)):
             # Nothing to report, and at most the times of directories
             # moved (the systraq home directory's, at every run): the
@@ -274,4 +290,20 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, w
     os.rename(state + b".next", state)
     atomic_write(stat_file, _stat_text(new, names), mode=private)
     return Result(records, len(new), scanner.unreadable, old is None and damaged is None, damaged,
-                  scanner.hashed)
+                  scanner.hashed, old_stat)
+
+
+def _since_old_package(settings, mode, stat_file, new, names, algorithm, digest_if, workers):
+    """The oldstat.Comparison of the first scan ``new`` with the old
+    package's .stat file of ``mode``; None when there is no such file.
+    Its records carry the old file's time as their ``since``."""
+    previous = oldstat.load(stat_file)
+    if previous is None:
+        return None
+    list_files = [(settings.logical(settings.list_file(name)), settings.list_file(name))
+                  for name, _kind in _LISTS[mode]]
+    homes = ([h for h in accounts.home_directories(settings) if h in new]
+             if mode == "pub" else [])
+    return oldstat.compare(settings, previous, new, mode, names, algorithm,
+                           oldstat.lists_unchanged(previous, list_files), homes,
+                           digest_if=digest_if, workers=workers)
