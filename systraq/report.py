@@ -55,9 +55,11 @@ optional ``path``, ``alerted``, ``first_seen``),
 """
 
 import fnmatch
+import hashlib
 import json
 import os
 import re
+import stat
 import syslog
 import time
 
@@ -474,6 +476,46 @@ class _Explainer:
             owners.append("systraq")
         return owners
 
+    def made_by_scripts(self, path, events):
+        """The event of ``events`` whose maintainer script most likely
+        made the unowned file ``path`` (bytes), or None.
+
+        Two signs, either enough: the file holds what a file of the
+        operated package holds (md5 against its md5sums: a default the
+        script copied into place, as readline-common's postinst copies
+        /usr/share/readline/inputrc to /etc/inputrc); or the file's inode
+        changed while dpkg was at work, between two of its logged steps
+        at most a few minutes apart (python3's postinst writes
+        /etc/python3/debian_config from a here-document).  The change
+        time is the kernel's: no program sets it back."""
+        self._dpkg_owners(path)        # loads the database
+        try:
+            fd = os.open(self.settings.host(path), os.O_RDONLY | os.O_NOFOLLOW
+                         | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None  # gone, or not readable by the report: unexplained
+        try:
+            info = os.fstat(fd)
+            data = (os.read(fd, COPY_LIMIT + 1) if stat.S_ISREG(info.st_mode)
+                    and info.st_size <= COPY_LIMIT else None)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if data is not None and self._database:
+            digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            for event in reversed(events):
+                for package in self._database.installed():
+                    if (package.name == event.package.partition(":")[0]
+                            and digest in (self._database.sums(package) or {}).values()):
+                        return event
+        times = sorted(events, key=lambda e: e.time)
+        for before, after in zip(times, times[1:] + times[-1:]):
+            if (before.time - 1 <= info.st_ctime <= after.time + 1
+                    and after.time - before.time <= DPKG_STEP):
+                return before
+        return None
+
     def _dpkg_owners(self, path):
         if self._database is None:
             from systraq import dpkgdb
@@ -508,6 +550,14 @@ class _Explainer:
         start = epoch_of(record.get("since")) or self.since
         return [e for e in self.events() if start - OVERLAP <= e.time <= end + OVERLAP]
 
+
+# A file a maintainer script copied into place is a default, small; a
+# larger one is not read to find out.
+COPY_LIMIT = 1 << 20
+# The longest a single dpkg step (one package's unpack or maintainer
+# script) is taken to run: a file changed between two logged steps no
+# further apart was changed while dpkg was at work.
+DPKG_STEP = 300
 
 # What dpkg (conffile handling, dpkg-maintscript-helper) and ucf leave
 # beside a configuration file: the path without it is the packaged file.
@@ -634,12 +684,21 @@ class _Gatherer:
         events = self.explainer.window(record)
         if not events:
             return
-        owners = set(self.explainer.owners(unescape(path)))
+        raw = unescape(path)
+        owners = set(self.explainer.owners(raw))
         names = {o.partition(":")[0] for o in owners}
         for event in reversed(events):
             if event.package in owners or event.package.partition(":")[0] in names:
                 item.explained_by = event
                 return
+        if not owners and not item.critical and record.get("change") in ("created", "added"):
+            # No package ships it: a maintainer script may have made it
+            # (made_by_scripts says when that is what the evidence shows).
+            # Never for a critical path: a file dropped into /etc/cron.d
+            # during an upgrade stays a warning.
+            event = self.explainer.made_by_scripts(raw, events)
+            if event is not None:
+                item.explained_by = event
 
     def _operation(self, event):
         self.build_operations()

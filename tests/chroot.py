@@ -124,11 +124,20 @@ class Chroot:
                 f"{result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
         return result
 
-    def apt_install(self, *packages):
-        """apt-get install, resolving dependencies from the archive."""
+    def apt_install(self, *packages, options=""):
+        """apt-get install, resolving dependencies from the archive.
+
+        The download cache is shared with every other chroot of the host:
+        while another one's apt-get holds its lock, wait for it."""
         self.run("apt-get update -qq")
         names = " ".join(shlex.quote(p) for p in packages)
-        return self.run(f"apt-get install -y -q --no-install-recommends {names}")
+        command = f"apt-get install -y -q --no-install-recommends {options} {names}"
+        for _ in range(120):
+            result = self.run(command, check=False)
+            if "Could not get lock /var/cache/apt/archives/lock" not in result.stderr:
+                break
+            time.sleep(5)
+        return self.run(command) if result.returncode else result
 
     def destroy(self):
         shutil.rmtree(self.path)

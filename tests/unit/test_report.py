@@ -178,6 +178,51 @@ def test_what_dpkg_ucf_and_systraqs_own_upgrade_leave_belongs_to_the_operation(d
         "/etc/ssh/sshd_config.orig", "/etc/systraq/notes.dpkg-dist"]
 
 
+def test_a_default_a_maintainer_script_copied_into_place_is_the_operations(dpkg):
+    root = dpkg.root
+    dpkg.install("readline-common", "8.2-1.3", {"/usr/share/readline/inputrc": "set bell none\n"})
+    dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(NOW - 5000))
+             + " install readline-common:all <none> 8.2-1.3")
+    # No package ships these; readline-common's postinst copied its default.
+    root.write("/etc/inputrc", "set bell none\n")
+    root.write("/etc/cron.d/inputrc", "set bell none\n")
+    root.write("/etc/inputrc.local", "set bell visible\n")
+    since = stamp(NOW - 7200)
+    queue(root, "contents", *({"path": p, "change": "created", "since": since}
+                              for p in ("/etc/inputrc", "/etc/cron.d/inputrc", "/etc/inputrc.local")))
+    built = build(root, packages_state={"format": 1, "time": NOW - 600, "findings": {}})
+    # A critical path is never explained by a copy; other content is not a copy.
+    assert sorted(w.path for w in built.warnings) == ["/etc/cron.d/inputrc", "/etc/inputrc.local"]
+
+
+def test_a_file_a_maintainer_script_wrote_while_dpkg_ran_is_the_operations(dpkg):
+    root = dpkg.root
+    root.write("/etc/python3/debian_config", "[DEFAULT]\nbyte-compile = standard\n")
+    made = os.lstat(root.host("/etc/python3/debian_config")).st_ctime
+    root.write("/etc/cron.d/python3", "* * * * * root true\n")
+
+    def log(when, line):
+        dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when)) + " " + line)
+
+    since = stamp(made - 600)
+    queue(root, "contents", *({"path": p, "change": "created", "since": since}
+                              for p in ("/etc/python3/debian_config", "/etc/cron.d/python3")),
+          now=made + 60)
+    # dpkg ran an hour before: the file is not its.
+    log(made - 3600, "configure python3:amd64 3.11.2-1+b1 <none>")
+    log(made - 3590, "configure python3-apt:amd64 2.6.0 <none>")
+    built = build(root, now=made + 120,
+                  packages_state={"format": 1, "time": made + 100, "findings": {}})
+    assert sorted(w.path for w in built.warnings) == [
+        "/etc/cron.d/python3", "/etc/python3/debian_config"]
+    # python3's postinst ran when the file was written.
+    log(made - 1, "configure python3:amd64 3.11.2-1+b1 <none>")
+    log(made + 2, "configure python3-apt:amd64 2.6.0 <none>")
+    built = build(root, now=made + 120,
+                  packages_state={"format": 1, "time": made + 100, "findings": {}})
+    assert [w.path for w in built.warnings] == ["/etc/cron.d/python3"]
+
+
 def test_an_operation_not_yet_checked_or_with_findings_says_so(dpkg):
     root = dpkg.root
     dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(NOW - 5000))
