@@ -131,6 +131,12 @@ class Targets:
         top = prefix[:prefix.rfind(b"/")] or b"/"
         self.targets.append(Target(top, prefix, True))
 
+    @property
+    def files(self):
+        """The critical paths named without wildcards: watched themselves
+        too, when they are files."""
+        return {t.prefix for t in self.targets if not t.deep}
+
     def interesting(self, logical):
         """Whether an event at ``logical`` may concern a critical path:
         it matches a pattern, or it is a directory on the way to one."""
@@ -278,6 +284,7 @@ class Watcher:
         self.first_event = None
         self.last_event = None
         self.resync_needed = False
+        self.rearm = set()
         self.polled = []
         self.next_poll = None
         self.alert_pending = False
@@ -448,19 +455,24 @@ class Watcher:
             self.resync_needed = True
             return
         path = self.settings.logical(event.path)
+        files = self.targets.files
         if event.gone:
-            # A watched directory or file went away: the watches must
-            # follow (a file replaced gets its watch again).
-            self.resync_needed = True
+            # A watched file was replaced or removed: its watch goes on
+            # the file now there.  A watched directory went away: the
+            # watches must follow.
+            if path in files:
+                self.rearm.add(path)
+            else:
+                self.resync_needed = True
             self.mark([path], now)
             return
         if not self.targets.interesting(path):
             return
-        if (event.directory and event.names) or (event.names
-                                                 and self.notify.is_watched(event.path)):
-            # A directory came or went on the way to critical paths, or
-            # a watched file was replaced: the watches must follow.
+        if event.directory and event.names:
+            # A directory came or went on the way to critical paths.
             self.resync_needed = True
+        elif event.names and path in files:
+            self.rearm.add(path)   # created, or replaced by a rename
         self.mark([path], now)
 
     def mark(self, paths, now):
@@ -493,12 +505,23 @@ class Watcher:
     def flush(self):
         if self.resync_needed:
             self.dirty.update(self.resync())
+        self._rearm()
         paths = self.dirty
         self.dirty = set()
         self.first_event = self.last_event = None
         if paths:
-            self.look(paths)
-            self.send_alert()
+            self.look(paths)    # the alert, if any, follows in due()
+
+    def _rearm(self):
+        """Watch the critical files that were replaced or created."""
+        for path in sorted(self.rearm):
+            if not _is_file(self.settings.host(path)):
+                continue
+            try:
+                self.notify.add(self.settings.host(path), directory=False)
+            except inotify.Exhausted:
+                break   # its directory's watch or poll covers it
+        self.rearm = set()
 
     def look(self, paths):
         """The contents job and the snapshot on ``paths`` (None: all), as
@@ -521,7 +544,10 @@ class Watcher:
             if result.records and not result.baseline:
                 queued = True
         if queued:
+            # New changes: try at once, whatever an earlier failure said
+            # (the rate limit is counted again).
             self.alert_pending = True
+            self.alert_at = None
         return queued
 
     # --- alerts ------------------------------------------------------------
@@ -559,8 +585,9 @@ class Watcher:
         self.rate_limited = False
         try:
             items = self.alert(self.config)
-        except SystraqError as exc:
-            self.log(f"alert: {exc.lines()[0]}")
+        except (SystraqError, OSError) as exc:
+            text = exc.lines()[0] if isinstance(exc, SystraqError) else str(exc)
+            self.log(f"alert: {text}; trying again in {ALERT_RETRY:g} s")
             self.alert_pending = True
             self.alert_at = self.clock() + ALERT_RETRY
             return
