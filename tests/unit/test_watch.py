@@ -513,3 +513,17 @@ def test_a_restricted_contents_run_sees_a_new_file_and_keeps_the_rest(system):
     assert [(r["path"], r["change"]) for r in result.records] == [("/etc/cron.d/new", "created")]
     full = contents.run(settings, conf, "pub")
     assert [(r["path"], r["change"]) for r in full.records] == [("/etc/hostname", "content")]
+
+
+def test_a_directory_replaced_by_a_rename_is_seen_and_watched_again(started, system):
+    system.write("/etc/cron.new/job", "replaced with its directory\n")
+    os.rename(system.host("/etc/cron.d"), system.host("/etc/cron.old"))
+    os.rename(system.host("/etc/cron.new"), system.host("/etc/cron.d"))
+    new = burst(started, system)
+    assert sorted((r["source"], r["change"]) for r in new
+                  if r["path"] == "/etc/cron.d/job") == [("contents", "content"),
+                                                          ("snapshot", "content")]
+    # The watch is on the new directory: a file created in it is seen.
+    assert started.notify.is_watched(system.host("/etc/cron.d"))
+    system.write("/etc/cron.d/more", "more\n")
+    assert ("snapshot", "added") in [(r["source"], r["change"]) for r in burst(started, system)]
