@@ -527,3 +527,20 @@ def test_a_directory_replaced_by_a_rename_is_seen_and_watched_again(started, sys
     assert started.notify.is_watched(system.host("/etc/cron.d"))
     system.write("/etc/cron.d/more", "more\n")
     assert ("snapshot", "added") in [(r["source"], r["change"]) for r in burst(started, system)]
+
+
+def test_the_unit_runs_as_the_systraq_user_on_its_condition_without_no_new_privileges():
+    top = os.path.join(os.path.dirname(__file__), "..", "..")
+    with open(os.path.join(top, "debian", "systraq.systraq-watch.service")) as handle:
+        lines = [line.strip() for line in handle if not line.startswith("#")]
+    assert "User=debian-systraq" in lines
+    assert "ExecCondition=/usr/sbin/systraq watch --condition" in lines
+    assert "ExecStart=/usr/sbin/systraq watch" in lines
+    # Each of these is, or implies, NoNewPrivileges=yes: a setuid or
+    # setgid sendmail would then fail to deliver the alert.
+    implying = ("NoNewPrivileges", "SystemCallFilter", "SystemCallArchitectures",
+                "PrivateDevices", "ProtectKernelTunables", "ProtectKernelModules",
+                "ProtectKernelLogs", "ProtectClock", "ProtectHostname", "MemoryDenyWriteExecute",
+                "RestrictNamespaces", "RestrictRealtime", "RestrictSUIDSGID",
+                "LockPersonality", "DynamicUser", "RestrictAddressFamilies")
+    assert not [line for line in lines if line.split("=")[0] in implying]
