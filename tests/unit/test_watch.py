@@ -536,10 +536,11 @@ def test_the_unit_runs_as_the_systraq_user_on_its_condition_without_no_new_privi
     assert "User=debian-systraq" in lines
     assert "ExecCondition=/usr/sbin/systraq watch --condition" in lines
     assert "ExecStart=/usr/sbin/systraq watch" in lines
-    # Each of these is, or implies, NoNewPrivileges=yes: a setuid or
+    # NoNewPrivileges itself, and the options systemd carries out with
+    # seccomp filters, which imply it in a unit with User=: a setuid or
     # setgid sendmail would then fail to deliver the alert.
     implying = ("NoNewPrivileges", "SystemCallFilter", "SystemCallArchitectures",
-                "PrivateDevices", "ProtectKernelTunables", "ProtectKernelModules",
+                "PrivateDevices", "ProtectKernelModules",
                 "ProtectKernelLogs", "ProtectClock", "ProtectHostname", "MemoryDenyWriteExecute",
                 "RestrictNamespaces", "RestrictRealtime", "RestrictSUIDSGID",
                 "LockPersonality", "DynamicUser", "RestrictAddressFamilies")
