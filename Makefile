@@ -58,6 +58,7 @@ bench:
 	$(PYTHON) bench/contents
 	$(PYTHON) bench/dpkgdb
 	$(PYTHON) bench/attribution
+	$(PYTHON) bench/watch
 
 clean:
 	rm -rf $(BUILD)

@@ -128,6 +128,14 @@ def _seconds(value):
     return count
 
 
+def _at_least_one(value):
+    """A whole number, 1 or more."""
+    count = _count(value)
+    if count < 1:
+        raise ValueError(f"must be at least 1: {value.strip()!r}")
+    return count
+
+
 _BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
              "no": False, "false": False, "off": False, "0": False}
 
@@ -291,6 +299,16 @@ SCHEMA = {
         # Whether the realtime watcher (systraq-watch.service) runs.  The
         # debconf question systraq/watch sets it.
         "enabled": ("no", _boolean, _show_boolean),
+        # Seconds without events before the watcher looks at what changed:
+        # an editor's save, or a package's run of changes, is one look and
+        # one mail.  0: look at once.
+        "quiet_window": ("5", _count, str),
+        # Alert mails the watcher sends in any hour, at most; what is held
+        # back goes in the next one.
+        "mails_per_hour": ("6", _at_least_one, str),
+        # Seconds between two looks at directories left without an inotify
+        # watch (fs.inotify.max_user_watches reached).
+        "poll_interval": ("60", _seconds, str),
     },
 }
 

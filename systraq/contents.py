@@ -344,8 +344,14 @@ def _decode(record):
     return _RECORD.unpack(record)
 
 
-def run(settings, config, mode="pub", spool_group=None, now=None):
-    """One contents run of ``mode``; returns a Result."""
+def run(settings, config, mode="pub", spool_group=None, now=None, only=None):
+    """One contents run of ``mode``; returns a Result.
+
+    ``only``: logical paths to look at again in the pub mode, each with
+    everything below it (the realtime watcher's "look again"); the rest of
+    the state is left as it is.  Without a state to compare with, and in
+    the root mode, the run is a full one.
+    """
     if mode not in MODES:
         raise ConfigError.single("--mode", None, f"unknown mode {mode!r}")
     directory = mode_directory(settings, mode)
@@ -355,6 +361,10 @@ def run(settings, config, mode="pub", spool_group=None, now=None):
         with lock:
             now = time.time() if now is None else now
             if mode == "pub":
+                if only is not None:
+                    result = _Pub(settings, config, state, spool_group, now).run_restricted(only)
+                    if result is not None:
+                        return result
                 return _Pub(settings, config, state, spool_group, now).run()
             return _Root(settings, config, state, spool_group, now).run()
     except Busy:
@@ -409,10 +419,16 @@ class _Run:
         for update in header.get("updates", ()):
             self.backups.discard(update)
 
-    def commit(self, header, unchanged, new, private):
+    def commit(self, header, unchanged, new, private, keep_time=None):
         """Write the state and spool the records; nothing at all when the
-        state is ``unchanged`` and there is nothing to report."""
+        state is ``unchanged`` and there is nothing to report.
+
+        ``keep_time``: the state's stat result before a restricted run,
+        whose time the state keeps (it says when the last full run ended).
+        """
         if unchanged and not self.result.records and not self.updates:
+            if keep_time is not None:
+                return
             # The state's mtime says when the last run ended.
             try:
                 os.utime(self.state, (self.now, self.now))
@@ -430,6 +446,8 @@ class _Run:
         for update in self.updates:
             self.backups.apply(update)
         os.rename(self.state + b".next", self.state)
+        if keep_time is not None:
+            os.utime(self.state, ns=(keep_time.st_atime_ns, keep_time.st_mtime_ns))
 
 
 class _Pub(_Run):
@@ -509,6 +527,72 @@ class _Pub(_Run):
                      and old == new)
         self.commit({"swept": swept}, unchanged, new, 0o640)
         return self.result
+
+    def run_restricted(self, tops):
+        """Look again at the paths ``tops`` and below, as ``run`` would,
+        and update only their part of the state, which keeps its time (the
+        end of the last full run, the "since" of the next one's records).
+        None when there is no usable state: the caller takes a full run."""
+        settings = self.settings
+        self.result.lists = listgen.refresh(settings, self.config)
+        header, old = self.load()
+        if old is None or header is None or self.result.damaged is not None:
+            return None
+        keep_time = os.stat(self.state)
+        tops = sorted(set(tops))
+        old_sub = {p: r for p, r in old.items() if _under(p, tops)}
+        watched = self.watched_below(tops)
+        new_sub = {}
+        for logical in sorted(watched | set(old_sub)):
+            self.examine(logical, old_sub.get(logical), new_sub, False, logical in watched)
+        new = {p: r for p, r in old.items() if p not in old_sub}
+        new.update(new_sub)
+        self.result.count = len(new)
+        self.commit({"swept": header.get("swept", 0)}, old_sub == new_sub, new, 0o640,
+                    keep_time=keep_time)
+        return self.result
+
+    def watched_below(self, tops):
+        """``watched()`` for the paths at or below ``tops`` only, without
+        searching all of /etc."""
+        settings = self.settings
+        ignore = self.config.get("contents", "ignore")
+        paths = set()
+        for top in tops:
+            if _under(top, (b"/etc",)):
+                start = top
+            elif _under(b"/etc", (top,)):
+                start = b"/etc"
+            else:
+                continue
+            stack = [start]
+            while stack:
+                logical = stack.pop()
+                try:
+                    info = os.lstat(settings.host(logical))
+                except OSError:
+                    continue
+                if stat.S_ISDIR(info.st_mode):
+                    if not info.st_mode & stat.S_IXOTH:
+                        continue
+                    try:
+                        names = os.listdir(settings.host(logical))
+                    except OSError:
+                        continue
+                    stack.extend(posixpath.join(logical, name) for name in names)
+                elif (stat.S_ISREG(info.st_mode) and info.st_mode & stat.S_IROTH
+                      and self.reach.open_to_all(logical)
+                      and not listgen.matches(logical, ignore)):
+                    paths.add(logical)
+        try:
+            entries = lists.parse(settings.filetraq_conf, "system")
+        except lists.MissingListFile:
+            entries = []
+        entries = [entry for entry in entries
+                   if entry.pattern not in paths and _may_reach(entry.pattern, tops)]
+        found = lists.expand(settings, entries, "system", self.config.exclude)
+        paths.update(p for p in found.paths if _under(p, tops))
+        return paths
 
     def examine(self, logical, before, new, quiet, listed):
         """Compare ``logical`` with its index record ``before`` (or None);
@@ -655,6 +739,22 @@ class _Pub(_Run):
         if note:
             fields["note"] = note
         self.record(logical, "created" if before is None else "content", **fields)
+
+
+def _under(path, tops):
+    """True when logical ``path`` is one of ``tops`` or lies below one."""
+    return any(path == top or top == b"/" or path.startswith(top + b"/") for top in tops)
+
+
+_MAGIC = re.compile(rb"[*?[]")
+
+
+def _may_reach(pattern, tops):
+    """Whether a list entry could name something at or below ``tops``:
+    what it names starts with its part before the first wildcard."""
+    literal = pattern[:_MAGIC.search(pattern).start()] if _MAGIC.search(pattern) else pattern
+    return any(literal.startswith(top + b"/") or literal == top or top == b"/"
+               or top.startswith(literal) for top in tops)
 
 
 # --- root mode: authorized_keys behind closed doors -------------------------------

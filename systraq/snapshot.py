@@ -202,8 +202,13 @@ class Result:
         self.damaged = damaged
 
 
-def run(settings, config, mode, quick=False, spool_group=None, now=None, workers=None):
-    """Take a snapshot of ``mode``, spool its change records, return a Result."""
+def run(settings, config, mode, quick=False, spool_group=None, now=None, workers=None,
+        only=None):
+    """Take a snapshot of ``mode``, spool its change records, return a Result.
+
+    ``only``: logical paths to look at again, each with everything below
+    it (the realtime watcher's "look again"); see ``_locked_restricted``.
+    """
     if mode not in MODES:
         raise ConfigError.single("--mode", None, f"unknown mode {mode!r}")
     directory = mode_directory(settings, mode)
@@ -212,6 +217,11 @@ def run(settings, config, mode, quick=False, spool_group=None, now=None, workers
     try:
         lock = exclusive_lock(os.path.join(directory, f"snapshot_{mode}.lock".encode()), LOCK_WAIT)
         with lock:
+            if only is not None:
+                result = _locked_restricted(settings, config, mode, spool, spool_group, state,
+                                            now, workers, only)
+                if result is not None:
+                    return result
             return _locked_run(settings, config, mode, quick, spool, spool_group, state, now,
                                workers)
     except Busy:
@@ -307,3 +317,92 @@ def _since_old_package(settings, mode, stat_file, new, names, algorithm, digest_
     return oldstat.compare(settings, previous, new, mode, names, algorithm,
                            oldstat.lists_unchanged(previous, list_files), homes,
                            digest_if=digest_if, workers=workers)
+
+
+# --- a run restricted to some paths -----------------------------------------
+
+def under(path, tops):
+    """True when logical ``path`` is one of ``tops`` or lies below one."""
+    for top in tops:
+        if path == top or path.startswith(top + b"/") or top == b"/":
+            return True
+    return False
+
+
+def _restrict(paths, walk, prune, tops):
+    """What of ``(paths, walk)`` lies at or below ``tops``: the names to
+    look at and the directories to walk, for Scanner.records."""
+    sub_paths = {p for p in paths if under(p, tops)}
+    sub_walk = {w for w in walk if under(w, tops)}
+    for top in tops:
+        # A top inside a walked directory: the walk would have reached it.
+        if any(under(top, (w,)) for w in walk) and not under(top, prune):
+            sub_walk.add(top)
+    return sub_paths, sub_walk
+
+
+def _is_directory(host):
+    try:
+        return stat.S_ISDIR(os.lstat(host).st_mode)
+    except OSError:
+        return False
+
+
+def _locked_restricted(settings, config, mode, spool, spool_group, state, now, workers, only):
+    """Look again at the paths ``only`` (logical, each with everything
+    below it) as a full run would, and update only their part of the state.
+
+    The records are the ones a full run would have written for these
+    paths: the same scanner, the same comparison, the same "since".  The
+    state keeps its time (the end of the last full run), so that the
+    next full run's records still cover the window since every path was
+    last looked at, which attribution needs.  Returns None when there is
+    no usable state to compare with: the caller then takes a full run.
+    """
+    statefile.recover(state, spool, STATE_FORMAT)
+    try:
+        header, old = load_records(state)
+    except DamagedState:
+        return None
+    algorithm = config.get("snapshot", "digest")
+    if old is None or header.get("digest") != algorithm:
+        return None
+    previous_time = os.stat(state)
+    since = statefile.last_run(state)
+    tops = sorted(set(only))
+    paths, walk, prune = paths_of(settings, config, mode)
+    sub_paths, sub_walk = _restrict(paths, walk, prune, tops)
+    old_sub = {p: r for p, r in old.items() if under(p, tops)}
+    digest_if = (lambda info: bool(info.st_mode & stat.S_IROTH)) if mode == "pub" else None
+    scanner = Scanner(settings, algorithm, digest_if=digest_if, previous=old_sub,
+                      prune=prune, workers=workers if workers is not None else 1)
+    # A walked directory that is a file now is looked at as a name.
+    walk_now = {w for w in sub_walk if _is_directory(settings.host(w))}
+    new_sub = scanner.records(sub_paths | (sub_walk - walk_now), walk_now)
+    differ = scanner.changed + scanner.removed
+    result = Result([], len(old), scanner.unreadable, False, None, scanner.hashed)
+    if not differ:
+        return result
+    names = accounts.Names(settings)
+    records = compare(old_sub, new_sub, mode, names, differ)
+    now = time.time() if now is None else now
+    stamp = record_stamp(now)
+    for item in records:
+        item["time"] = stamp
+        if since is not None:
+            item["since"] = since
+    new = {p: r for p, r in old.items() if p not in old_sub}
+    new.update(new_sub)
+    run_id = os.urandom(8).hex()
+    header = dict(header, run=run_id, count=len(new))
+    private = 0o600 if mode == "root" else 0o640
+    atomic_write(state + b".next", statefile.encode(header, new), mode=private)
+    if records:
+        spool.add(f"snapshot_{mode}", records, now=now, run=run_id, group=spool_group)
+    os.rename(state + b".next", state)
+    os.utime(state, ns=(previous_time.st_atime_ns, previous_time.st_mtime_ns))
+    stat_file = os.path.join(settings.mode_dir(mode), f"snapshot_{mode}.stat".encode())
+    atomic_write(stat_file, _stat_text(new, names), mode=private)
+    result.records = records
+    result.count = len(new)
+    return result

@@ -45,7 +45,10 @@ def test_a_missing_default_file_gives_the_defaults(root):
                                 ("audit", "system_dirs",
                                  " ".join(config.DEFAULT_SYSTEM_DIRS.split()), "default"),
                                 ("audit", "exclude", "(none)", "default"),
-                                ("watch", "enabled", "no", "default")]
+                                ("watch", "enabled", "no", "default"),
+                                ("watch", "quiet_window", "5", "default"),
+                                ("watch", "mails_per_hour", "6", "default"),
+                                ("watch", "poll_interval", "60", "default")]
 
 
 def test_report_settings_are_checked(root):
@@ -173,3 +176,15 @@ def test_watch_enabled_takes_the_words_configparser_knows(root):
     path, lines = error_lines(root, "[watch]\nenabled = maybe\n")
     assert lines[0].startswith(f"{path}:2: ")
     assert "not yes or no: 'maybe'" in lines[0]
+
+
+def test_watch_timings_are_checked(root):
+    _path, conf = load(root, "[watch]\nquiet_window = 0\nmails_per_hour = 2\n"
+                             "poll_interval = 30\n")
+    assert (conf.get("watch", "quiet_window"), conf.get("watch", "mails_per_hour"),
+            conf.get("watch", "poll_interval")) == (0, 2, 30)
+    path, lines = error_lines(root, "[watch]\nquiet_window = soon\nmails_per_hour = 0\n"
+                                    "poll_interval = 0\n")
+    assert lines == [f"{path}:2: [watch] quiet_window: not a whole number: 'soon'",
+                     f"{path}:3: [watch] mails_per_hour: must be at least 1: '0'",
+                     f"{path}:4: [watch] poll_interval: must be at least 1 second: '0'"]

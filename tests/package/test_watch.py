@@ -1,0 +1,71 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The realtime watcher installed in a bookworm chroot, with exim4
+delivering its alert to a mailbox.
+
+The chroot has no systemd: the watcher is started as its unit starts it
+(the unit's condition first, then ``systraq watch`` as debian-systraq,
+whose alert goes through exim's setuid sendmail), in the background of
+one chroot command; the unit under systemd is for a test that boots one.
+"""
+
+import os
+import time
+
+import pytest
+
+from tests.package.test_report import ADMIN, MBOX, body, messages
+
+UNIT = "/lib/systemd/system/systraq-watch.service"
+
+
+def test_the_unit_is_shipped_without_no_new_privileges(chroot, deb):
+    chroot.copy_in(deb, "/tmp/systraq.deb")
+    chroot.apt_install("/tmp/systraq.deb", "exim4-daemon-light")
+    if not chroot.exists(UNIT):
+        pytest.skip("debian/rules does not install systraq-watch.service yet "
+                    "(dh_installsystemd --name=systraq-watch)")
+    text = chroot.read(UNIT).decode()
+    assert "User=debian-systraq" in text
+    assert "ExecCondition=/usr/sbin/systraq watch --condition" in text
+    assert "NoNewPrivileges" not in text
+
+
+def test_the_watcher_mails_a_new_account_within_10_seconds(chroot):
+    chroot.run(f"useradd -m -s /bin/bash {ADMIN}")
+    conf = chroot.read("/etc/systraq/systraq.conf").decode()
+    conf = conf.replace("\n[report]\n", f"\n[report]\nmailto = {ADMIN}\n")
+    chroot.write("/etc/systraq/systraq.conf", conf)
+    # Disabled by default: the unit's condition says no, quietly.
+    assert chroot.run("systraq watch --condition", check=False).returncode == 1
+    refused = chroot.run("runuser -u debian-systraq -- systraq watch", check=False)
+    assert refused.returncode == 2 and "[watch] enabled = no" in refused.stderr
+    chroot.write("/etc/systraq/systraq.conf", conf.replace("\n[watch]\n",
+                                                           "\n[watch]\nenabled = yes\n"))
+    assert chroot.run("systraq watch --condition", check=False).returncode == 0
+    # The baselines, as the hourly check makes them.
+    chroot.run("systraq check", check=False)
+    # Started as the unit does; a user added once it watches; the
+    # watcher stopped with SIGTERM after 20 s, whatever happened.
+    script = ("runuser -u debian-systraq -- timeout -s TERM 20 systraq watch "
+              "2>/tmp/watch.log & "
+              "for i in $(seq 100); do grep -q watching /tmp/watch.log && break; sleep 0.1; done; "
+              "sleep 1; date +%s.%N >/tmp/changed; useradd -s /bin/sh mallory; wait")
+    started = time.monotonic()
+    result = chroot.run(script, check=False)
+    log = chroot.read("/tmp/watch.log").decode()
+    assert result.returncode == 0, log + result.stderr
+    assert "alert sent" in log, log
+    assert log.rstrip().endswith("stopped"), log
+    deadline = started + 40
+    found = []
+    while time.monotonic() < deadline and not found:
+        chroot.run("exim4 -qff", check=False)
+        found = [m for m in messages(chroot) if "alert:" in m["Subject"]]
+        time.sleep(0.5)
+    assert found, log
+    assert "/etc/passwd" in body(found[0])
+    # Delivered within 10 s of the change (exim delivers at once, in a
+    # process of its own; the chroot shares the host's clock).
+    changed = float(chroot.read("/tmp/changed"))
+    delivered = os.stat(chroot.host(MBOX)).st_mtime
+    assert delivered - changed < 10, (delivered - changed, log)
