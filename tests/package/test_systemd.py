@@ -388,6 +388,14 @@ def test_contents_service_runs_as_the_systraq_user(booted):
 def test_report_service_mails_after_the_audit_and_packages_checks(booted, chroot):
     with open(chroot.host("/etc/motd"), "a") as motd:
         motd.write("Maintenance on Saturday.\n")
+    # What only the confined daily checks find: a PATH with "." in a
+    # closed home (the audit reads it as root, with CAP_DAC_READ_SEARCH),
+    # a setuid file in the container's real /tmp (no PrivateTmp for the
+    # audit), and a package file changed by hand (the packages check, in
+    # its sandbox).
+    booted.run(f"chmod 0700 /home/{ADMIN} && echo 'PATH=\".:$PATH\"' >> /home/{ADMIN}/.bashrc")
+    booted.run("cp /bin/dash /tmp/.hidden && chmod 4755 /tmp/.hidden")
+    booted.run("echo tampered >> /usr/share/common-licenses/GPL-2")
     booted.run("systemctl start systraq-check.service")
     booted.run("systemctl start systraq-report.service")
     times = {}
@@ -403,7 +411,12 @@ def test_report_service_mails_after_the_audit_and_packages_checks(booted, chroot
     # Mailed by debian-systraq through exim's setuid sendmail, from the
     # hardened unit.
     assert daily["From"].addresses[0].username == USER
-    assert "* /etc/motd: content changed" in body(daily)
+    text = body(daily)
+    warnings = text[text.index("1. Warnings\n"):text.index("2. Changes made by package operations\n")]
+    assert "* /etc/motd: content changed" in warnings
+    assert f"/home/{ADMIN}/.bashrc" in warnings and "PATH" in warnings
+    assert "/tmp/.hidden" in warnings and "setuid" in warnings
+    assert "/usr/share/common-licenses/GPL-2" in warnings
 
 
 def test_check_service_mails_an_alert_for_a_new_account(booted, chroot):
