@@ -191,7 +191,7 @@ def test_every_unit_passes_systemd_analyze_verify(chroot):
         result.stdout + result.stderr
 
 
-def test_cron_file_runs_each_job_once_as_its_user(chroot):
+def test_cron_file_gives_each_job_its_user_and_its_own_minute(chroot):
     jobs = cron_jobs(chroot)
     assert len(jobs) == 3
     contents, check, daily = job(chroot, "contents"), job(chroot, "check"), job(chroot, "audit")
