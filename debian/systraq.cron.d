@@ -1,0 +1,21 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# The schedule of systraq(8) where systemd does not run.  Under systemd
+# the timers systraq-contents.timer, systraq-check.timer and
+# systraq-report.timer run these jobs, and every line here does nothing,
+# so that exactly one scheduler runs a job.  This file is a conffile and
+# stays after "apt remove": each line also checks that systraq is still
+# installed.  The jobs print nothing on success and mail their own
+# reports, so mail from cron carries only errors.
+
+# Backups and diffs of world-readable configuration, every half hour, as
+# the systraq user (20 and 50 past: apart from the hourly check).
+20,50 * * * *	debian-systraq	[ -d /run/systemd/system ] || [ ! -x /usr/sbin/systraq ] || /usr/sbin/systraq contents
+
+# Snapshot and contents of the root and pub modes, and an alert mailed at
+# once for critical changes, hourly (root drops to debian-systraq for the
+# pub modes).
+5 * * * *	root	[ -d /run/systemd/system ] || [ ! -x /usr/sbin/systraq ] || /usr/sbin/systraq check
+
+# The daily report, after the root checks and the packages check (which
+# runs as debian-systraq); a failure of either does not stop the report.
+35 6 * * *	root	[ -d /run/systemd/system ] || [ ! -x /usr/sbin/systraq ] || { /usr/sbin/systraq audit; /usr/sbin/systraq packages; /usr/sbin/systraq report; }

@@ -1,0 +1,471 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The schedule: /etc/cron.d/systraq and the systemd timers and services,
+in a fresh bookworm chroot with systemd and exim4 delivering to the
+mailbox of an ordinary user.
+
+The tests run in file order on one chroot.  First, not booted (so
+without /run/systemd/system, as on a system without systemd), each cron
+line is run as cron runs it.  Then the chroot is booted with
+systemd-nspawn; the timers are found active, the services they start
+are started, and their mail is read from the mailbox: the report goes
+through exim's setuid sendmail from a hardened unit running as
+debian-systraq, and a drop-in adding NoNewPrivileges=yes shows that the
+hardening must leave that path open.  Every wait is bounded, and the
+container is stopped whatever happens.
+"""
+
+import email
+import email.policy
+import mailbox
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+
+import pytest
+
+USER = "debian-systraq"
+ADMIN = "admin"
+MBOX = f"/var/mail/{ADMIN}"
+CRON = "/etc/cron.d/systraq"
+UNIT_DIR = "/lib/systemd/system"
+# Each timer and the service it starts; the daily checks have no timer,
+# the report's service pulls them in.
+TIMERS = {"systraq-contents.timer": "systraq-contents.service",
+          "systraq-check.timer": "systraq-check.service",
+          "systraq-report.timer": "systraq-report.service"}
+DAILY = ("systraq-audit.service", "systraq-packages.service")
+UNITS = sorted([*TIMERS, *TIMERS.values(), *DAILY])
+# What cron gives a job (Debian's cron: PATH, SHELL, HOME and LOGNAME).
+CRON_PATH = "/usr/bin:/bin"
+PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+BOOT_TIMEOUT = 120
+COMMAND_TIMEOUT = 300
+
+
+# --- mail -------------------------------------------------------------------------
+
+def messages(chroot):
+    """The messages in the admin's mailbox, oldest first."""
+    if not chroot.exists(MBOX):
+        return []
+    box = mailbox.mbox(chroot.host(MBOX), factory=None, create=False)
+    found = [email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
+             for m in box]
+    box.close()
+    return found
+
+
+def wait_for(chroot, count, flush=None, timeout=60, diagnose=None):
+    """The mailbox once it holds ``count`` messages.  ``flush``: a
+    callable that makes exim run its queue (outside the booted system no
+    daemon does); under systemd the unit must let the delivery finish by
+    itself.  ``diagnose``: a callable whose text is shown on failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if flush:
+            flush()
+        found = messages(chroot)
+        if len(found) >= count or time.monotonic() > deadline:
+            if len(found) != count:
+                raise AssertionError(f"{count} messages expected, found: "
+                                     f"{[m['Subject'] for m in found]}\n"
+                                     + (diagnose() if diagnose else ""))
+            return found
+        time.sleep(0.5)
+
+
+def body(message):
+    return message.get_content()
+
+
+# --- the chroot, not booted -------------------------------------------------------
+
+def apt_install(chroot, *packages):
+    """apt-get install; the download cache is shared with other test runs,
+    whose apt may hold its lock for a while."""
+    chroot.run("apt-get update -qq")
+    names = " ".join(shlex.quote(p) for p in packages)
+    deadline = time.monotonic() + COMMAND_TIMEOUT
+    while True:
+        result = chroot.run(f"apt-get install -y -q --no-install-recommends {names}",
+                            check=False)
+        if result.returncode == 0:
+            return result
+        if "Could not get lock" not in result.stderr or time.monotonic() > deadline:
+            raise AssertionError(f"apt-get install {names} failed:\n{result.stderr}")
+        time.sleep(3)
+
+
+def set_report_option(text, key, value):
+    """systraq.conf with ``key = value`` in [report]: an uncommented line
+    for the key gets the value, or a line is added below [report]."""
+    line = re.compile(rf"^[ \t]*{key}[ \t]*=.*$", re.M)
+    if line.search(text):
+        return line.sub(f"{key} = {value}", text)
+    assert "\n[report]\n" in text
+    return text.replace("\n[report]\n", f"\n[report]\n{key} = {value}\n", 1)
+
+
+def cron_jobs(chroot):
+    """(minute, hour, user, command) of each line of the cron file."""
+    jobs = []
+    for line in chroot.read(CRON).decode().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split(None, 6)
+        assert len(fields) == 7, f"not a cron.d job line: {line!r}"
+        jobs.append((fields[0], fields[1], fields[5], fields[6]))
+    return jobs
+
+
+def job(chroot, word):
+    """The cron line whose command runs ``systraq WORD``."""
+    (found,) = [j for j in cron_jobs(chroot) if f"/usr/sbin/systraq {word}" in j[3]]
+    return found
+
+
+def run_as_cron(chroot, user, command):
+    """``command`` as cron runs it: ``sh -c`` as ``user`` in its home, with
+    cron's environment, no terminal, and a network namespace of its own
+    (so the report sees only the sockets this test opens)."""
+    home = chroot.run(f"getent passwd {user}").stdout.split(":")[5]
+    wrapped = (f"cd {shlex.quote(home)} && exec env -i PATH={CRON_PATH} SHELL=/bin/sh "
+               f"HOME={shlex.quote(home)} LOGNAME={user} /bin/sh -c {shlex.quote(command)}")
+    return chroot.run(wrapped, user=None if user == "root" else user, check=False,
+                      net=True)
+
+
+def state_listing(chroot):
+    """Every path below /var/lib/systraq with its owner."""
+    out = chroot.run("find /var/lib/systraq -printf '%p %u\\n'").stdout
+    return set(out.splitlines())
+
+
+def flush_chroot_queue(chroot):
+    return lambda: chroot.run("exim4 -qff", check=False)
+
+
+def test_installed_with_systemd_and_exim4(chroot, deb):
+    chroot.copy_in(deb, "/tmp/systraq.deb")
+    apt_install(chroot, "/tmp/systraq.deb", "systemd", "systemd-sysv", "exim4-daemon-light")
+    chroot.run(f"useradd -m -s /bin/bash {ADMIN}")
+    # Mail to an ordinary user (exim delivers nothing to root until an
+    # alias says where root's mail goes); the fill level is the host's
+    # disk, which a test must not depend on.
+    conf = chroot.read("/etc/systraq/systraq.conf").decode()
+    conf = set_report_option(conf, "mailto", ADMIN)
+    conf = set_report_option(conf, "fill_warning", "100")
+    chroot.write("/etc/systraq/systraq.conf", conf)
+
+    assert chroot.run(f"stat -c '%U:%G %a' {CRON}").stdout.strip() == "root:root 644"
+    assert CRON in chroot.run("dpkg-query --showformat='${Conffiles}' -W systraq").stdout
+    for unit in UNITS:
+        assert chroot.exists(f"{UNIT_DIR}/{unit}"), unit
+    # The timers are enabled by the postinst; no service is.
+    wants = sorted(os.listdir(chroot.host("/etc/systemd/system/timers.target.wants")))
+    assert set(TIMERS) <= set(wants), wants
+    enabled = chroot.run("find /etc/systemd/system -name 'systraq-*.service'").stdout
+    assert enabled == ""
+    # The maintainer scripts start, restart or enable timers only: a
+    # service is at most stopped (before an upgrade replaces its code).
+    for script in ("preinst", "postinst", "prerm", "postrm"):
+        path = f"/var/lib/dpkg/info/systraq.{script}"
+        if not chroot.exists(path):
+            continue
+        for line in chroot.read(path).decode().splitlines():
+            if "deb-systemd-invoke" in line or "deb-systemd-helper" in line:
+                if ".service" in line:
+                    assert "deb-systemd-invoke stop" in line, f"{script}: {line.strip()}"
+
+
+def test_every_unit_passes_systemd_analyze_verify(chroot):
+    paths = " ".join(f"{UNIT_DIR}/{unit}" for unit in UNITS)
+    # A minbase system has no man(1) to look Documentation= up with: the
+    # page it names is checked here instead.
+    assert chroot.exists("/usr/share/man/man8/systraq.8.gz")
+    result = chroot.run(f"systemd-analyze verify --man=no {paths}", check=False)
+    assert result.returncode == 0 and result.stdout + result.stderr == "", \
+        result.stdout + result.stderr
+
+
+def test_cron_file_gives_each_job_its_user_and_its_own_minute(chroot):
+    jobs = cron_jobs(chroot)
+    assert len(jobs) == 3
+    contents, check, daily = job(chroot, "contents"), job(chroot, "check"), job(chroot, "audit")
+    assert contents[:3] == ("20,50", "*", USER)
+    assert check[:3] == ("5", "*", "root")
+    assert daily[2] == "root" and daily[1].isdigit()
+    # No two jobs start at the same minute.
+    minutes = [int(m) for j in jobs for m in j[0].split(",")]
+    assert len(minutes) == len(set(minutes)), minutes
+    # The daily report follows the audit and the packages check, each run
+    # whatever the one before it did.
+    command = daily[3]
+    assert (command.index("systraq audit;") < command.index("systraq packages;")
+            < command.index("systraq report"))
+
+
+@pytest.mark.parametrize("absent", ["systemd running", "systraq removed"])
+def test_cron_lines_do_nothing_under_systemd_or_without_systraq(chroot, absent):
+    if absent == "systemd running":
+        chroot.run("mkdir -p /run/systemd/system")
+        undo = "rmdir /run/systemd/system"
+    else:
+        chroot.run("mv /usr/sbin/systraq /usr/sbin/systraq.away")
+        undo = "mv /usr/sbin/systraq.away /usr/sbin/systraq"
+    try:
+        before = state_listing(chroot)
+        for _minute, _hour, user, command in cron_jobs(chroot):
+            result = run_as_cron(chroot, user, command)
+            assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), command
+        assert state_listing(chroot) == before
+        assert messages(chroot) == []
+    finally:
+        chroot.run(undo)
+
+
+def test_cron_lines_run_their_jobs_silently(chroot):
+    flush = flush_chroot_queue(chroot)
+    before = state_listing(chroot)
+    _m, _h, user, command = job(chroot, "contents")
+    result = run_as_cron(chroot, user, command)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    added = state_listing(chroot) - before
+    assert any("/var/lib/systraq/filetraq/etc/" in line for line in added), added
+    assert all(line.endswith(f" {USER}") for line in added), added
+
+    before = state_listing(chroot)
+    _m, _h, user, command = job(chroot, "check")
+    result = run_as_cron(chroot, user, command)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    added = state_listing(chroot) - before
+    assert any(line.startswith("/var/lib/systraq/root/") and line.endswith(" root")
+               for line in added), added
+
+    before = state_listing(chroot)
+    _m, _h, user, command = job(chroot, "audit")
+    result = run_as_cron(chroot, user, command)
+    # The first report goes out whatever it says.
+    assert result.returncode in (0, 1) and (result.stdout, result.stderr) == ("", "")
+    added = state_listing(chroot) - before
+    assert added, "audit and packages keep state"
+    (report,) = wait_for(chroot, 1, flush)
+    assert report["From"].addresses[0].username == USER
+    assert "1. Warnings\n" in body(report)
+
+    # A new account: the hourly line mails an alert at once.
+    chroot.run("useradd -s /bin/sh mallory")
+    _m, _h, user, command = job(chroot, "check")
+    result = run_as_cron(chroot, user, command)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", "")
+    alert = wait_for(chroot, 2, flush)[-1]
+    assert "alert:" in alert["Subject"] and "/etc/passwd" in body(alert)
+
+
+# --- the chroot, booted -----------------------------------------------------------
+
+class Container:
+    """The chroot booted with systemd-nspawn; commands run in it through
+    nsenter into the namespaces of its init."""
+
+    def __init__(self, chroot, log):
+        self.chroot = chroot
+        self.log = open(log, "wb")
+        # A network of its own (loopback only): exim's daemon in there
+        # must not meet the host's port 25.
+        self.nspawn = subprocess.Popen(
+            ["systemd-nspawn", "-q", "--register=no", "--keep-unit", "--private-network",
+             "--console=passive", "-D", chroot.path, "-b"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        self.leader = None
+
+    def start(self):
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while self.leader is None:
+            assert self.nspawn.poll() is None, f"systemd-nspawn exited: {self.boot_log()}"
+            assert time.monotonic() < deadline, "no init in the container"
+            self.leader = self._init_pid()
+            time.sleep(0.2)
+        state = self.run("systemctl is-system-running --wait", check=False,
+                         timeout=BOOT_TIMEOUT).stdout.strip()
+        assert state in ("running", "degraded"), (state, self.boot_log())
+
+    def _init_pid(self):
+        """The container's init: the child of systemd-nspawn running systemd."""
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    stat = handle.read()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            if ppid == self.nspawn.pid and comm == "systemd":
+                return int(entry)
+        return None
+
+    def boot_log(self):
+        self.log.flush()
+        with open(self.log.name, "rb") as handle:
+            return handle.read()[-3000:].decode("utf-8", "replace")
+
+    def run(self, command, check=True, timeout=COMMAND_TIMEOUT):
+        result = subprocess.run(
+            ["nsenter", "-t", str(self.leader), "-a", "env", "-i", f"PATH={PATH}",
+             "LC_ALL=C.UTF-8", "/bin/sh", "-c", command],
+            capture_output=True, text=True, errors="backslashreplace", timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"in container: {command!r} exited {result.returncode}\n"
+                                 f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        return result
+
+    def mail_log(self):
+        """What the MTA and the systraq units said, for a failure message."""
+        return self.run("exim4 -bp; tail -n 20 /var/log/exim4/mainlog; "
+                        "journalctl -o cat --no-pager -u 'systraq-*' | tail -n 40",
+                        check=False).stdout
+
+    def show(self, unit, *properties):
+        out = self.run(f"systemctl show {unit} " + " ".join(f"-p {p}" for p in properties)).stdout
+        return dict(line.split("=", 1) for line in out.splitlines())
+
+    def stop(self):
+        """Power the container off (SIGTERM asks systemd-nspawn to), or
+        kill its init, which ends every process in its namespace."""
+        if self.nspawn.poll() is None:
+            self.nspawn.send_signal(signal.SIGTERM)
+            try:
+                self.nspawn.wait(60)
+            except subprocess.TimeoutExpired:
+                if self.leader:
+                    try:
+                        os.kill(self.leader, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                self.nspawn.kill()
+                self.nspawn.wait(30)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def booted(chroot):
+    container = Container(chroot, os.path.join(os.path.dirname(chroot.path), "boot.log"))
+    try:
+        container.start()
+        yield container
+    finally:
+        container.stop()
+        # systemd-nspawn mounts in a namespace of its own: nothing of the
+        # container may stay mounted on the host.
+        with open("/proc/self/mountinfo") as handle:
+            left = [line for line in handle if chroot.path in line]
+        assert left == [], left
+
+
+def test_timers_are_active_once_booted(booted):
+    listed = booted.run("systemctl list-timers --all --no-pager").stdout
+    for timer, service in TIMERS.items():
+        assert booted.run(f"systemctl is-active {timer}").stdout.strip() == "active"
+        assert re.search(rf"{re.escape(timer)}\s+{re.escape(service)}", listed), listed
+    # From here on the services are started by the test, not by the clock.
+    booted.run("systemctl stop " + " ".join(TIMERS))
+
+
+def test_contents_service_runs_as_the_systraq_user(booted):
+    booted.run("systemctl start systraq-contents.service")
+    shown = booted.show("systraq-contents.service", "Result", "ExecMainStatus", "User")
+    # 1 if booting changed a file under /etc.
+    assert shown["Result"] == "success" and shown["ExecMainStatus"] in ("0", "1"), shown
+    assert shown["User"] == USER
+
+
+def test_report_service_mails_after_the_audit_and_packages_checks(booted, chroot):
+    with open(chroot.host("/etc/motd"), "a") as motd:
+        motd.write("Maintenance on Saturday.\n")
+    # What only the confined daily checks find: a PATH with "." in a
+    # closed home (the audit reads it as root, with CAP_DAC_READ_SEARCH),
+    # a setuid file in the container's real /tmp (no PrivateTmp for the
+    # audit), and a package file changed by hand (the packages check, in
+    # its sandbox).
+    booted.run(f"chmod 0700 /home/{ADMIN} && echo 'PATH=\".:$PATH\"' >> /home/{ADMIN}/.bashrc")
+    booted.run("cp /bin/dash /tmp/.hidden && chmod 4755 /tmp/.hidden")
+    booted.run("echo tampered >> /usr/share/common-licenses/GPL-2")
+    booted.run("systemctl start systraq-check.service")
+    booted.run("systemctl start systraq-report.service")
+    times = {}
+    for unit in (*DAILY, "systraq-report.service"):
+        shown = booted.show(unit, "Result", "ExecMainStatus", "ExecMainStartTimestampMonotonic",
+                            "ExecMainExitTimestampMonotonic")
+        assert shown["Result"] == "success", (unit, shown)
+        times[unit] = (int(shown["ExecMainStartTimestampMonotonic"]),
+                       int(shown["ExecMainExitTimestampMonotonic"]))
+    audit, packages, report = (times[u] for u in (*DAILY, "systraq-report.service"))
+    assert audit[1] <= packages[0] and packages[1] <= report[0], times
+    daily = wait_for(chroot, 3, diagnose=booted.mail_log)[-1]
+    # Mailed by debian-systraq through exim's setuid sendmail, from the
+    # hardened unit.
+    assert daily["From"].addresses[0].username == USER
+    text = body(daily)
+    warnings = text[text.index("1. Warnings\n"):text.index("2. Changes made by package operations\n")]
+    assert "* /etc/motd: content changed" in warnings
+    assert f"/home/{ADMIN}/.bashrc" in warnings and "PATH" in warnings
+    assert "/tmp/.hidden" in warnings and "setuid" in warnings
+    assert "/usr/share/common-licenses/GPL-2" in warnings
+
+
+def test_check_service_mails_an_alert_for_a_new_account(booted, chroot):
+    # The daily report before delivered the alerted change of /etc/passwd:
+    # a new change to it is alerted again.
+    booted.run("useradd -s /bin/sh trudy")
+    booted.run("systemctl start systraq-check.service")
+    shown = booted.show("systraq-check.service", "Result", "ExecMainStatus")
+    assert shown == {"Result": "success", "ExecMainStatus": "1"}
+    # No queue run here: the unit lets exim's delivery finish by itself.
+    alert = wait_for(chroot, 4, diagnose=booted.mail_log)[-1]
+    assert "alert:" in alert["Subject"]
+    assert "/etc/passwd" in body(alert)
+
+
+def test_no_new_privileges_would_stop_the_mail(booted, chroot):
+    dropin = "/etc/systemd/system/systraq-report.service.d/test-nnp.conf"
+    failing_audit = "/etc/systemd/system/systraq-audit.service.d/test-fail.conf"
+    booted.run(f"mkdir -p {os.path.dirname(dropin)} && "
+               f"printf '[Service]\\nNoNewPrivileges=yes\\n' > {dropin} && "
+               "systemctl daemon-reload")
+    try:
+        with open(chroot.host("/etc/issue.net"), "a") as issue:
+            issue.write("Authorised use only.\n")
+        booted.run("systemctl start systraq-check.service")
+        result = booted.run("systemctl start systraq-report.service", check=False)
+        assert result.returncode != 0
+        shown = booted.show("systraq-report.service", "Result", "ExecMainStatus")
+        assert shown == {"Result": "exit-code", "ExecMainStatus": "3"}
+        journal = booted.run("journalctl -u systraq-report.service -o cat --no-pager").stdout
+        assert "sendmail exited with status" in journal, journal
+        # The drop-in is a new file among the systemd units: the check
+        # alerted it.  The report never reached exim's queue.
+        booted.run("exim4 -qff", check=False)
+        found = wait_for(chroot, 5, diagnose=booted.mail_log)
+        assert "test-nnp.conf" in body(found[-1])
+        assert "Authorised use only." not in body(found[-1])
+    finally:
+        booted.run(f"rm -f {dropin} && systemctl daemon-reload")
+    # Without the drop-in the kept report goes out; a failing audit does
+    # not keep it back.
+    booted.run(f"mkdir -p {os.path.dirname(failing_audit)} && "
+               f"printf '[Service]\\nExecStart=\\nExecStart=/bin/sh -c \"exit 3\"\\n' "
+               f"> {failing_audit} && systemctl daemon-reload")
+    try:
+        booted.run("systemctl start systraq-report.service")
+        assert booted.show("systraq-audit.service", "Result")["Result"] == "exit-code"
+        assert booted.show("systraq-report.service", "Result")["Result"] == "success"
+    finally:
+        booted.run(f"rm -f {failing_audit} && systemctl daemon-reload")
+    found = wait_for(chroot, 6, diagnose=booted.mail_log)
+    assert sum("Authorised use only." in body(m) for m in found) == 1
