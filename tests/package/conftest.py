@@ -2,6 +2,7 @@
 """Package tests: the built .deb installed, run and purged in a Debian chroot."""
 
 import glob
+import re
 import os
 import tempfile
 
@@ -31,3 +32,21 @@ def chroot():
             yield box
         finally:
             box.destroy()
+
+
+def set_option(text, section, key, value):
+    """systraq.conf ``text`` with ``key = value`` in ``[section]``: the
+    uncommented line of the key gets the value (postinst writes mailto and
+    enabled so), or a line is added below the section's header."""
+    header = f"\n[{section}]\n"
+    assert header in text, section
+    start = text.index(header) + len(header)
+    end = text.find("\n[", start)
+    end = len(text) if end < 0 else end + 1
+    body = text[start:end]
+    line = re.compile(rf"^[ \t]*{re.escape(key)}[ \t]*=.*$", re.M)
+    if line.search(body):
+        body = line.sub(f"{key} = {value}", body, count=1)
+    else:
+        body = f"{key} = {value}\n" + body
+    return text[:start] + body + text[end:]

@@ -26,6 +26,8 @@ import time
 
 import pytest
 
+from tests.package.conftest import set_option
+
 USER = "debian-systraq"
 ADMIN = "admin"
 MBOX = f"/var/mail/{ADMIN}"
@@ -37,7 +39,10 @@ TIMERS = {"systraq-contents.timer": "systraq-contents.service",
           "systraq-check.timer": "systraq-check.service",
           "systraq-report.timer": "systraq-report.service"}
 DAILY = ("systraq-audit.service", "systraq-packages.service")
-UNITS = sorted([*TIMERS, *TIMERS.values(), *DAILY])
+# The realtime watcher: a daemon, enabled, that its condition skips while
+# [watch] enabled = no.
+WATCH = "systraq-watch.service"
+UNITS = sorted([*TIMERS, *TIMERS.values(), *DAILY, WATCH])
 # What cron gives a job (Debian's cron: PATH, SHELL, HOME and LOGNAME).
 CRON_PATH = "/usr/bin:/bin"
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -100,13 +105,7 @@ def apt_install(chroot, *packages):
 
 
 def set_report_option(text, key, value):
-    """systraq.conf with ``key = value`` in [report]: an uncommented line
-    for the key gets the value, or a line is added below [report]."""
-    line = re.compile(rf"^[ \t]*{key}[ \t]*=.*$", re.M)
-    if line.search(text):
-        return line.sub(f"{key} = {value}", text)
-    assert "\n[report]\n" in text
-    return text.replace("\n[report]\n", f"\n[report]\n{key} = {value}\n", 1)
+    return set_option(text, "report", key, value)
 
 
 def cron_jobs(chroot):
@@ -164,11 +163,12 @@ def test_installed_with_systemd_and_exim4(chroot, deb):
     assert CRON in chroot.run("dpkg-query --showformat='${Conffiles}' -W systraq").stdout
     for unit in UNITS:
         assert chroot.exists(f"{UNIT_DIR}/{unit}"), unit
-    # The timers are enabled by the postinst; no service is.
+    # The timers are enabled by the postinst; of the services only the
+    # watcher is (its condition decides whether it runs).
     wants = sorted(os.listdir(chroot.host("/etc/systemd/system/timers.target.wants")))
     assert set(TIMERS) <= set(wants), wants
     enabled = chroot.run("find /etc/systemd/system -name 'systraq-*.service'").stdout
-    assert enabled == ""
+    assert enabled == f"/etc/systemd/system/multi-user.target.wants/{WATCH}\n"
     # The maintainer scripts start, restart or enable timers only: a
     # service is at most stopped (before an upgrade replaces its code).
     for script in ("preinst", "postinst", "prerm", "postrm"):
@@ -177,7 +177,7 @@ def test_installed_with_systemd_and_exim4(chroot, deb):
             continue
         for line in chroot.read(path).decode().splitlines():
             if "deb-systemd-invoke" in line or "deb-systemd-helper" in line:
-                if ".service" in line:
+                if ".service" in line and WATCH not in line:
                     assert "deb-systemd-invoke stop" in line, f"{script}: {line.strip()}"
 
 
@@ -469,3 +469,31 @@ def test_no_new_privileges_would_stop_the_mail(booted, chroot):
         booted.run(f"rm -f {failing_audit} && systemctl daemon-reload")
     found = wait_for(chroot, 6, diagnose=booted.mail_log)
     assert sum("Authorised use only." in body(m) for m in found) == 1
+
+
+def test_the_watcher_is_skipped_until_enabled_then_alerts_within_10_seconds(booted, chroot):
+    # Booted with [watch] enabled = no (the debconf default): skipped by
+    # its condition, not failed.
+    shown = booted.show(WATCH, "ActiveState", "UnitFileState", "MainPID")
+    assert shown == {"ActiveState": "inactive", "UnitFileState": "enabled", "MainPID": "0"}, shown
+    assert booted.run(f"systemctl is-failed {WATCH}", check=False).stdout.strip() != "failed"
+    conf = chroot.read("/etc/systraq/systraq.conf").decode()
+    chroot.write("/etc/systraq/systraq.conf", set_option(conf, "watch", "enabled", "yes"))
+    booted.run(f"systemctl restart {WATCH}")
+    deadline = time.monotonic() + 60
+    while "watching" not in booted.run(f"journalctl -u {WATCH} -o cat --no-pager").stdout:
+        assert time.monotonic() < deadline, booted.mail_log()
+        time.sleep(0.2)
+    assert booted.show(WATCH, "ActiveState", "User") == {"ActiveState": "active", "User": USER}
+    before = len(messages(chroot))
+    changed = time.monotonic()
+    booted.run("useradd -s /bin/sh oscar")
+    # No queue run: the alert goes through exim's setuid sendmail from the
+    # unit and exim delivers it by itself.
+    while len(messages(chroot)) <= before:
+        assert time.monotonic() - changed < 10, booted.mail_log()
+        time.sleep(0.2)
+    alert = messages(chroot)[-1]
+    assert "alert:" in alert["Subject"] and "/etc/passwd" in body(alert)
+    booted.run(f"systemctl stop {WATCH}")
+    assert booted.show(WATCH, "Result")["Result"] == "success"

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.package.conftest import set_option
 from tests.package.test_report import ADMIN, MBOX, body, messages
 
 UNIT = "/lib/systemd/system/systraq-watch.service"
@@ -33,14 +34,13 @@ def test_the_unit_is_shipped_without_no_new_privileges(chroot, deb):
 def test_the_watcher_mails_a_new_account_within_10_seconds(chroot):
     chroot.run(f"useradd -m -s /bin/bash {ADMIN}")
     conf = chroot.read("/etc/systraq/systraq.conf").decode()
-    conf = conf.replace("\n[report]\n", f"\n[report]\nmailto = {ADMIN}\n")
+    conf = set_option(conf, "report", "mailto", ADMIN)
     chroot.write("/etc/systraq/systraq.conf", conf)
     # Disabled by default: the unit's condition says no, quietly.
     assert chroot.run("systraq watch --condition", check=False).returncode == 1
     refused = chroot.run("runuser -u debian-systraq -- systraq watch", check=False)
     assert refused.returncode == 2 and "[watch] enabled = no" in refused.stderr
-    chroot.write("/etc/systraq/systraq.conf", conf.replace("\n[watch]\n",
-                                                           "\n[watch]\nenabled = yes\n"))
+    chroot.write("/etc/systraq/systraq.conf", set_option(conf, "watch", "enabled", "yes"))
     assert chroot.run("systraq watch --condition", check=False).returncode == 0
     # The baselines, as the hourly check makes them.
     chroot.run("systraq check", check=False)
