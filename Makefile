@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-# make check  - the whole test suite: unit tests, package build, lintian and
-#               the package test in a Debian chroot (needs root)
+# make check  - the whole test suite: unit tests, package build, lintian,
+#               the package test in a Debian chroot, the autopkgtests
+#               (debian/tests) and piuparts, each in a throwaway bookworm
+#               (needs root)
 # make demo   - build the package, install it in a throwaway chroot and show
 #               what an administrator sees
 # Both install what they need with apt-get first (tools/install-deps).
@@ -19,7 +21,7 @@ PYTHON := /usr/bin/python3
 BUILD := build
 TIMED := tools/timed
 
-.PHONY: check deps unit deb lintian package-test demo bench clean
+.PHONY: check deps unit deb lintian package-test autopkgtest piuparts demo bench clean
 
 check:
 	@$(TIMED) deps tools/install-deps
@@ -27,6 +29,8 @@ check:
 	@$(TIMED) deb $(MAKE) -s deb
 	@$(TIMED) lintian $(MAKE) -s lintian
 	@$(TIMED) package-test $(MAKE) -s package-test
+	@$(TIMED) autopkgtest $(MAKE) -s autopkgtest
+	@$(TIMED) piuparts $(MAKE) -s piuparts
 
 deps:
 	tools/install-deps
@@ -44,6 +48,15 @@ lintian:
 
 package-test:
 	SYSTRAQ_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -p no:cacheprovider tests/package
+
+# debian/tests against the installed .deb (log: build/autopkgtest.log).
+autopkgtest:
+	tools/autopkgtest $(BUILD)
+
+# Install, purge, and upgrade from the archive's old systraq (log:
+# build/piuparts.log).
+piuparts:
+	tools/piuparts $(BUILD)
 
 demo:
 	@tools/install-deps
