@@ -286,6 +286,7 @@ class Item:
         self.detail = []
         self.critical = False
         self.alerted = None
+        self.unalerted = False     # a record of it was in no alert yet
         self.first_seen = None
         self.refs = []           # (batch name, index) of the spool records
         self.explained_by = None  # the dpkg event that made the change
@@ -674,6 +675,8 @@ class _Gatherer:
             item.first_seen = item.first_seen or record["first_seen"]
         if str(index) in alerted.get("records", {}):
             item.alerted = alerted["records"][str(index)]
+        else:
+            item.unalerted = True
         if record.get("source") in ("snapshot", "contents", "contents_root") and path:
             self._attribute(item, record, path)
 
@@ -1115,7 +1118,9 @@ def alert(settings, config, now=None, host=None, sendmail=mail.SENDMAIL, log=Non
     gatherer.spool()
     # Whether operations matched their packages is the report's to say.
     gatherer.finish(None)
-    items = [i for i in gatherer.warnings() if i.critical and not i.alerted]
+    # A path alerted before and changed again (a second new account the
+    # same day) is alerted again: it has a record no alert carried.
+    items = [i for i in gatherer.warnings() if i.critical and i.unalerted]
     if not items:
         return []
     count = len(items)

@@ -60,15 +60,19 @@ def systraq(chroot, command, check=False):
 
 def test_installed_with_exim4_and_first_runs(chroot, deb):
     chroot.copy_in(deb, "/tmp/systraq.deb")
+    # The machine has its accounts before systraq comes (the installation
+    # records the first baseline).
+    chroot.run(f"useradd -m -s /bin/bash {ADMIN}")
+    chroot.run("useradd -m -s /bin/bash eve && chmod 0700 /home/eve")
     # Where mail goes is asked by debconf; preseeded here, as an admin
     # installing many machines would.
     chroot.run(f"echo 'systraq systraq/mailto string {ADMIN}' | debconf-set-selections")
     chroot.apt_install("/tmp/systraq.deb", "exim4-daemon-light")
-    chroot.run(f"useradd -m -s /bin/bash {ADMIN}")
-    chroot.run("useradd -m -s /bin/bash eve && chmod 0700 /home/eve")
     # Mail goes to an ordinary user: Debian's exim4 delivers nothing to
     # root until an alias says where root's mail goes.  The fill level
-    # is the host's disk, which a test must not depend on.
+    # is the host's disk, which a test must not depend on; edited right
+    # after the installation, systraq.conf's change is taken for the
+    # installation's (systraq registered it with ucf), not alerted.
     conf = chroot.read("/etc/systraq/systraq.conf").decode()
     assert f"\nmailto = {ADMIN}\n" in conf
     conf = conf.replace("\n[report]\n", "\n[report]\nfill_warning = 100\n")

@@ -416,6 +416,22 @@ def test_a_critical_change_is_alerted_once_and_listed_in_the_report(root, tmp_pa
     assert json.load(open(report.alerts_path(settings))) == {"batches": {}}
 
 
+def test_a_critical_path_changed_again_is_alerted_again(root, tmp_path):
+    settings, config = root.settings(), conf(root)
+    working, out = sendmail(root, tmp_path)
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content"})
+    assert len(report.alert(settings, config, now=NOW, host=HOST, sendmail=working,
+                            log=Log())) == 1
+    # A second new account the same day, before the daily report.
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content"},
+          now=NOW + 600)
+    assert [i.path for i in report.alert(settings, config, now=NOW + 3600, host=HOST,
+                                         sendmail=working, log=Log())] == ["/etc/passwd"]
+    assert report.alert(settings, config, now=NOW + 7200, host=HOST, sendmail=working,
+                        log=Log()) == []
+    assert len(mails(out)) == 2
+
+
 def test_a_failed_alert_is_kept_and_tried_again(root, tmp_path):
     queue(root, "contents", {"mode": "pub", "path": "/etc/sudoers.d/x", "change": "created"})
     settings, config = root.settings(), conf(root)
