@@ -107,6 +107,10 @@ DEFAULT_IGNORE = """
 /etc/apparmor.d/cache/*
 /etc/cups/subscriptions.conf*
 /etc/.pwd.lock
+/etc/passwd-
+/etc/group-
+/etc/subuid-
+/etc/subgid-
 /etc/systraq/filetraq.conf
 /etc/systraq/filetraq.main.conf
 """

@@ -233,3 +233,17 @@ def test_install_after_purge_recreates_everything(chroot):
     chroot.run("apt-get install -y -q /tmp/systraq.deb")
     assert owner_mode(chroot, "/var/lib/systraq") == f"{USER}:{USER} 750"
     chroot.run("systraq status", user=USER)
+
+
+def test_a_broken_list_is_a_warning_not_a_failed_installation(chroot):
+    # An admin's own list, written before installing (ucf keeps it), with
+    # a mistake: the first baseline cannot be made, the package installs.
+    chroot.run("apt-get purge -y -q systraq")
+    chroot.write("/etc/systraq/snapshot_pub.list", "/etc/hosts\netc/relative\n")
+    result = chroot.apt_install("/tmp/systraq.deb")
+    said = result.stdout + result.stderr        # apt passes dpkg's output on
+    assert "systraq: warning: 'systraq check' failed (exit status 3):" in said, said
+    assert "/etc/systraq/snapshot_pub.list:2: not an absolute path" in said
+    status = chroot.run("dpkg-query -W -f '${Status}' systraq").stdout
+    assert status == "install ok installed"
+    assert chroot.read("/etc/systraq/snapshot_pub.list") == b"/etc/hosts\netc/relative\n"
