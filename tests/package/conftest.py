@@ -1,10 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Package tests: the built .deb installed, run and purged in a Debian chroot."""
 
+import email
+import email.policy
 import glob
-import re
+import mailbox as mbox
 import os
+import re
 import tempfile
+import time
 
 import pytest
 
@@ -50,3 +54,35 @@ def set_option(text, section, key, value):
     else:
         body = f"{key} = {value}\n" + body
     return text[:start] + body + text[end:]
+
+
+def mailbox(chroot, user="admin"):
+    """The messages in ``user``'s mailbox (/var/mail/USER), oldest first."""
+    path = f"/var/mail/{user}"
+    if not chroot.exists(path):
+        return []
+    box = mbox.mbox(chroot.host(path), factory=None, create=False)
+    found = [email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
+             for m in box]
+    box.close()
+    return found
+
+
+def wait_for_mail(chroot, count, user="admin", flush=True, timeout=60, diagnose=None):
+    """``user``'s mailbox once it holds ``count`` messages (exim delivers
+    in a process of its own, after sendmail returned).  ``flush``: make
+    exim run its queue each round (outside a booted system no daemon
+    does; under systemd the unit must let the delivery finish by itself).
+    ``diagnose``: a callable whose text is shown on failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if flush:
+            chroot.run("exim4 -qff", check=False)
+        found = mailbox(chroot, user)
+        if len(found) >= count or time.monotonic() > deadline:
+            if len(found) != count:
+                raise AssertionError(f"{count} messages expected, found: "
+                                     f"{[m['Subject'] for m in found]}\n"
+                                     + (diagnose() if diagnose else ""))
+            return found
+        time.sleep(0.5)

@@ -8,14 +8,11 @@ goes with dpkg-reconfigure, installs and purges other packages, and
 finally purges systraq.
 """
 
-import email
-import email.policy
 import json
-import mailbox
 import os
-import time
 
 from systraq import __version__
+from tests.package.conftest import wait_for_mail
 
 USER = "debian-systraq"
 OLD = "20201231-1"
@@ -32,24 +29,6 @@ def systraq(chroot, command, check=False):
     """systraq as root, in a network namespace of its own (the report's
     listening sockets are then the ones a test starts)."""
     return chroot.run(f"systraq {command}", check=check, net=True)
-
-
-def mails(chroot, user, count, timeout=60):
-    """The messages in ``user``'s mailbox once it holds ``count``."""
-    path = f"/var/mail/{user}"
-    deadline = time.monotonic() + timeout
-    while True:
-        chroot.run("exim4 -qff", check=False)
-        found = []
-        if chroot.exists(path):
-            box = mailbox.mbox(chroot.host(path), factory=None, create=False)
-            found = [email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
-                     for m in box]
-            box.close()
-        if len(found) >= count or time.monotonic() > deadline:
-            assert len(found) == count, [m["Subject"] for m in found]
-            return found
-        time.sleep(0.5)
 
 
 def conf_value(chroot, key):
@@ -150,14 +129,14 @@ def test_the_first_report_after_the_upgrade_has_no_spurious_warnings(chroot):
 
 def test_dpkg_reconfigure_with_a_preseeded_recipient_changes_where_mail_goes(chroot):
     systraq(chroot, "report --full", check=False)
-    first = mails(chroot, "admin", 1)[-1]
+    first = wait_for_mail(chroot, 1, "admin")[-1]
     assert first["To"].addresses[0].username == "admin"
     chroot.run("echo 'systraq systraq/mailto string carol' | debconf-set-selections"
                " && dpkg-reconfigure -fnoninteractive systraq")
     assert conf_value(chroot, "mailto") == "carol"
     systraq(chroot, "report --full", check=False)
-    assert mails(chroot, "carol", 1)[-1]["To"].addresses[0].username == "carol"
-    assert len(mails(chroot, "admin", 1)) == 1
+    assert wait_for_mail(chroot, 1, "carol")[-1]["To"].addresses[0].username == "carol"
+    assert len(wait_for_mail(chroot, 1, "admin")) == 1
 
 
 def test_a_hand_edit_is_what_dpkg_reconfigure_shows_and_an_upgrade_keeps(chroot):

@@ -8,39 +8,14 @@ namespace of its own, so that the listening sockets the report sees are
 the ones a test starts, not the host's.
 """
 
-import email
-import email.policy
 import json
-import mailbox
 import time
+
+from tests.package.conftest import wait_for_mail
 
 USER = "debian-systraq"
 ADMIN = "admin"
 MBOX = f"/var/mail/{ADMIN}"
-
-
-def messages(chroot):
-    """The messages in the admin's mailbox, oldest first."""
-    if not chroot.exists(MBOX):
-        return []
-    box = mailbox.mbox(chroot.host(MBOX), factory=None, create=False)
-    found = [email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
-             for m in box]
-    box.close()
-    return found
-
-
-def wait_for(chroot, count, timeout=60):
-    """The mailbox once it holds ``count`` messages (exim delivers in a
-    process of its own, after sendmail returned)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        chroot.run("exim4 -qff", check=False)
-        found = messages(chroot)
-        if len(found) >= count or time.monotonic() > deadline:
-            assert len(found) == count, [m["Subject"] for m in found]
-            return found
-        time.sleep(0.5)
 
 
 def body(message):
@@ -82,7 +57,7 @@ def test_installed_with_exim4_and_first_runs(chroot, deb):
         assert result.returncode in (0, 1), result.stderr
     result = systraq(chroot, "report")
     assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
-    (first,) = wait_for(chroot, 1)
+    (first,) = wait_for_mail(chroot, 1)
     # The first report goes out whatever it says: it proves mail works.
     assert first["Subject"].endswith(": no warnings")
     assert first["Auto-Submitted"] == "auto-generated"
@@ -99,14 +74,14 @@ def test_a_clean_day_mails_nothing_and_the_weekly_report_says_no_warnings(chroot
     result = systraq(chroot, "report")
     assert result.returncode == 0, result.stdout + result.stderr
     time.sleep(2)
-    assert len(wait_for(chroot, 1)) == 1
+    assert len(wait_for_mail(chroot, 1)) == 1
     # Seven days later by the report's own clock.
     state = json.loads(chroot.read("/var/lib/systraq/report.state"))
     state["last_mailed"] -= 8 * 86400
     chroot.write("/var/lib/systraq/report.state", json.dumps(state), mode=0o640)
     chroot.run(f"chown {USER}: /var/lib/systraq/report.state")
     systraq(chroot, "report", check=True)
-    weekly = wait_for(chroot, 2)[-1]
+    weekly = wait_for_mail(chroot, 2)[-1]
     assert weekly["Subject"].endswith(": no warnings")
     assert "No warnings." in body(weekly)
 
@@ -114,12 +89,12 @@ def test_a_clean_day_mails_nothing_and_the_weekly_report_says_no_warnings(chroot
 def test_a_critical_change_is_alerted_at_once_and_once(chroot):
     chroot.run("useradd -s /bin/sh mallory")
     assert systraq(chroot, "check").returncode == 1
-    alert = wait_for(chroot, 3)[-1]
+    alert = wait_for_mail(chroot, 3)[-1]
     assert "alert:" in alert["Subject"]
     assert "/etc/passwd" in body(alert)
     systraq(chroot, "check")
     time.sleep(2)
-    assert len(wait_for(chroot, 3)) == 3
+    assert len(wait_for_mail(chroot, 3)) == 3
 
 
 def test_a_changed_file_is_in_the_warnings_of_the_daily_report(chroot):
@@ -127,9 +102,9 @@ def test_a_changed_file_is_in_the_warnings_of_the_daily_report(chroot):
         motd.write("Maintenance on Saturday.\n")
     systraq(chroot, "check")
     time.sleep(2)
-    assert len(wait_for(chroot, 3)) == 3, "/etc/motd is not critical: no alert"
+    assert len(wait_for_mail(chroot, 3)) == 3, "/etc/motd is not critical: no alert"
     assert systraq(chroot, "report").returncode == 1
-    daily = wait_for(chroot, 4)[-1]
+    daily = wait_for_mail(chroot, 4)[-1]
     assert daily["Subject"].endswith(" warnings") and "no warnings" not in daily["Subject"]
     section = warnings_section(body(daily))
     assert "* /etc/motd: content changed" in section
@@ -152,7 +127,7 @@ def test_a_failing_sendmail_keeps_the_report_and_the_next_run_delivers_it_once(c
     assert chroot.run("ls /var/lib/systraq/reports").stdout.startswith("undelivered-")
     chroot.run("mv /usr/sbin/sendmail.real /usr/sbin/sendmail")
     assert systraq(chroot, "report").returncode == 1
-    found = wait_for(chroot, 5)
+    found = wait_for_mail(chroot, 5)
     assert sum("Authorised use only." in body(m) for m in found) == 1
     assert chroot.run("ls /var/lib/systraq/reports").stdout == ""
     # Delivered: the next day it is not there any more.
@@ -174,7 +149,7 @@ def test_security_checks_warn_about_uid_0_path_dot_setuid_and_a_new_port(chroot)
         "s.bind((\"0.0.0.0\", 48123)); s.listen(); time.sleep(60)' & "
         "sleep 1; systraq report; status=$?; kill $!; exit $status", check=False, net=True)
     assert result.returncode == 1, result.stderr
-    report = wait_for(chroot, 6)[-1]
+    report = wait_for_mail(chroot, 6)[-1]
     section = warnings_section(body(report))
     assert "toor" in section and "uid 0" in section
     assert "/home/eve/.bashrc" in section and "PATH" in section

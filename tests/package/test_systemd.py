@@ -14,9 +14,6 @@ hardening must leave that path open.  Every wait is bounded, and the
 container is stopped whatever happens.
 """
 
-import email
-import email.policy
-import mailbox
 import os
 import re
 import shlex
@@ -26,11 +23,10 @@ import time
 
 import pytest
 
-from tests.package.conftest import set_option
+from tests.package.conftest import mailbox, set_option, wait_for_mail
 
 USER = "debian-systraq"
 ADMIN = "admin"
-MBOX = f"/var/mail/{ADMIN}"
 CRON = "/etc/cron.d/systraq"
 UNIT_DIR = "/lib/systemd/system"
 # Each timer and the service it starts; the daily checks have no timer,
@@ -52,61 +48,11 @@ COMMAND_TIMEOUT = 300
 
 # --- mail -------------------------------------------------------------------------
 
-def messages(chroot):
-    """The messages in the admin's mailbox, oldest first."""
-    if not chroot.exists(MBOX):
-        return []
-    box = mailbox.mbox(chroot.host(MBOX), factory=None, create=False)
-    found = [email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
-             for m in box]
-    box.close()
-    return found
-
-
-def wait_for(chroot, count, flush=None, timeout=60, diagnose=None):
-    """The mailbox once it holds ``count`` messages.  ``flush``: a
-    callable that makes exim run its queue (outside the booted system no
-    daemon does); under systemd the unit must let the delivery finish by
-    itself.  ``diagnose``: a callable whose text is shown on failure."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if flush:
-            flush()
-        found = messages(chroot)
-        if len(found) >= count or time.monotonic() > deadline:
-            if len(found) != count:
-                raise AssertionError(f"{count} messages expected, found: "
-                                     f"{[m['Subject'] for m in found]}\n"
-                                     + (diagnose() if diagnose else ""))
-            return found
-        time.sleep(0.5)
-
-
 def body(message):
     return message.get_content()
 
 
 # --- the chroot, not booted -------------------------------------------------------
-
-def apt_install(chroot, *packages):
-    """apt-get install; the download cache is shared with other test runs,
-    whose apt may hold its lock for a while."""
-    chroot.run("apt-get update -qq")
-    names = " ".join(shlex.quote(p) for p in packages)
-    deadline = time.monotonic() + COMMAND_TIMEOUT
-    while True:
-        result = chroot.run(f"apt-get install -y -q --no-install-recommends {names}",
-                            check=False)
-        if result.returncode == 0:
-            return result
-        if "Could not get lock" not in result.stderr or time.monotonic() > deadline:
-            raise AssertionError(f"apt-get install {names} failed:\n{result.stderr}")
-        time.sleep(3)
-
-
-def set_report_option(text, key, value):
-    return set_option(text, "report", key, value)
-
 
 def cron_jobs(chroot):
     """(minute, hour, user, command) of each line of the cron file."""
@@ -144,20 +90,16 @@ def state_listing(chroot):
     return set(out.splitlines())
 
 
-def flush_chroot_queue(chroot):
-    return lambda: chroot.run("exim4 -qff", check=False)
-
-
 def test_installed_with_systemd_and_exim4(chroot, deb):
     chroot.copy_in(deb, "/tmp/systraq.deb")
-    apt_install(chroot, "/tmp/systraq.deb", "systemd", "systemd-sysv", "exim4-daemon-light")
+    chroot.apt_install("/tmp/systraq.deb", "systemd", "systemd-sysv", "exim4-daemon-light")
     chroot.run(f"useradd -m -s /bin/bash {ADMIN}")
     # Mail to an ordinary user (exim delivers nothing to root until an
     # alias says where root's mail goes); the fill level is the host's
     # disk, which a test must not depend on.
     conf = chroot.read("/etc/systraq/systraq.conf").decode()
-    conf = set_report_option(conf, "mailto", ADMIN)
-    conf = set_report_option(conf, "fill_warning", "100")
+    conf = set_option(conf, "report", "mailto", ADMIN)
+    conf = set_option(conf, "report", "fill_warning", "100")
     chroot.write("/etc/systraq/systraq.conf", conf)
 
     assert chroot.run(f"stat -c '%U:%G %a' {CRON}").stdout.strip() == "root:root 644"
@@ -223,13 +165,12 @@ def test_cron_lines_do_nothing_under_systemd_or_without_systraq(chroot, absent):
             result = run_as_cron(chroot, user, command)
             assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), command
         assert state_listing(chroot) == before
-        assert messages(chroot) == []
+        assert mailbox(chroot) == []
     finally:
         chroot.run(undo)
 
 
 def test_cron_lines_run_their_jobs_silently(chroot):
-    flush = flush_chroot_queue(chroot)
     before = state_listing(chroot)
     # The installation made the baselines; the runs since find the
     # test's own edit of systraq.conf (exit status 1), silently.
@@ -258,7 +199,7 @@ def test_cron_lines_run_their_jobs_silently(chroot):
     # The hourly line before alerted what the test changed since the
     # installation's baseline (the admin account, systraq.conf); the
     # daily line mails the first report.
-    alert, report = wait_for(chroot, 2, flush)
+    alert, report = wait_for_mail(chroot, 2)
     assert "alert:" in alert["Subject"] and "/etc/passwd" in body(alert)
     assert report["From"].addresses[0].username == USER
     assert "1. Warnings\n" in body(report)
@@ -268,7 +209,7 @@ def test_cron_lines_run_their_jobs_silently(chroot):
     _m, _h, user, command = job(chroot, "check")
     result = run_as_cron(chroot, user, command)
     assert (result.returncode, result.stdout, result.stderr) == (1, "", "")
-    alert = wait_for(chroot, 3, flush)[-1]
+    alert = wait_for_mail(chroot, 3)[-1]
     assert "alert:" in alert["Subject"] and "/etc/passwd" in body(alert)
 
 
@@ -414,7 +355,7 @@ def test_report_service_mails_after_the_audit_and_packages_checks(booted, chroot
                        int(shown["ExecMainExitTimestampMonotonic"]))
     audit, packages, report = (times[u] for u in (*DAILY, "systraq-report.service"))
     assert audit[1] <= packages[0] and packages[1] <= report[0], times
-    daily = wait_for(chroot, 4, diagnose=booted.mail_log)[-1]
+    daily = wait_for_mail(chroot, 4, flush=False, diagnose=booted.mail_log)[-1]
     # Mailed by debian-systraq through exim's setuid sendmail, from the
     # hardened unit.
     assert daily["From"].addresses[0].username == USER
@@ -434,7 +375,7 @@ def test_check_service_mails_an_alert_for_a_new_account(booted, chroot):
     shown = booted.show("systraq-check.service", "Result", "ExecMainStatus")
     assert shown == {"Result": "success", "ExecMainStatus": "1"}
     # No queue run here: the unit lets exim's delivery finish by itself.
-    alert = wait_for(chroot, 5, diagnose=booted.mail_log)[-1]
+    alert = wait_for_mail(chroot, 5, flush=False, diagnose=booted.mail_log)[-1]
     assert "alert:" in alert["Subject"]
     assert "/etc/passwd" in body(alert)
 
@@ -458,7 +399,7 @@ def test_no_new_privileges_would_stop_the_mail(booted, chroot):
         # The drop-in is a new file among the systemd units: the check
         # alerted it.  The report never reached exim's queue.
         booted.run("exim4 -qff", check=False)
-        found = wait_for(chroot, 6, diagnose=booted.mail_log)
+        found = wait_for_mail(chroot, 6, flush=False, diagnose=booted.mail_log)
         assert "test-nnp.conf" in body(found[-1])
         assert "Authorised use only." not in body(found[-1])
     finally:
@@ -474,7 +415,7 @@ def test_no_new_privileges_would_stop_the_mail(booted, chroot):
         assert booted.show("systraq-report.service", "Result")["Result"] == "success"
     finally:
         booted.run(f"rm -f {failing_audit} && systemctl daemon-reload")
-    found = wait_for(chroot, 7, diagnose=booted.mail_log)
+    found = wait_for_mail(chroot, 7, flush=False, diagnose=booted.mail_log)
     assert sum("Authorised use only." in body(m) for m in found) == 1
 
 
@@ -492,15 +433,15 @@ def test_the_watcher_is_skipped_until_enabled_then_alerts_within_10_seconds(boot
         assert time.monotonic() < deadline, booted.mail_log()
         time.sleep(0.2)
     assert booted.show(WATCH, "ActiveState", "User") == {"ActiveState": "active", "User": USER}
-    before = len(messages(chroot))
+    before = len(mailbox(chroot))
     changed = time.monotonic()
     booted.run("useradd -s /bin/sh oscar")
     # No queue run: the alert goes through exim's setuid sendmail from the
     # unit and exim delivers it by itself.
-    while len(messages(chroot)) <= before:
+    while len(mailbox(chroot)) <= before:
         assert time.monotonic() - changed < 10, booted.mail_log()
         time.sleep(0.2)
-    alert = messages(chroot)[-1]
+    alert = mailbox(chroot)[-1]
     assert "alert:" in alert["Subject"] and "/etc/passwd" in body(alert)
     booted.run(f"systemctl stop {WATCH}")
     assert booted.show(WATCH, "Result")["Result"] == "success"

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.package.conftest import set_option
-from tests.package.test_report import ADMIN, MBOX, body, messages
+from tests.package.conftest import mailbox, set_option
+from tests.package.test_report import ADMIN, MBOX, body
 
 UNIT = "/lib/systemd/system/systraq-watch.service"
 
@@ -62,7 +62,7 @@ def test_the_watcher_mails_a_new_account_within_10_seconds(chroot):
     found = []
     while time.monotonic() < deadline and not found:
         chroot.run("exim4 -qff", check=False)
-        found = [m for m in messages(chroot) if "alert:" in m["Subject"]]
+        found = [m for m in mailbox(chroot) if "alert:" in m["Subject"]]
         time.sleep(0.5)
     assert found, log
     assert "/etc/passwd" in body(found[0])
