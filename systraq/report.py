@@ -489,7 +489,6 @@ class _Explainer:
         at most a few minutes apart (python3's postinst writes
         /etc/python3/debian_config from a here-document).  The change
         time is the kernel's: no program sets it back."""
-        self._dpkg_owners(path)        # loads the database
         try:
             fd = os.open(self.settings.host(path), os.O_RDONLY | os.O_NOFOLLOW
                          | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -503,13 +502,16 @@ class _Explainer:
             return None
         finally:
             os.close(fd)
-        if data is not None and self._database:
+        database = self._db()
+        if data is not None and database:
             digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            operated = {event.package.partition(":")[0] for event in events}
+            shipping = {package.name for package in database.installed()
+                        if package.name in operated
+                        and digest in (database.sums(package) or {}).values()}
             for event in reversed(events):
-                for package in self._database.installed():
-                    if (package.name == event.package.partition(":")[0]
-                            and digest in (self._database.sums(package) or {}).values()):
-                        return event
+                if event.package.partition(":")[0] in shipping:
+                    return event
         times = sorted(events, key=lambda e: e.time)
         for before, after in zip(times, times[1:] + times[-1:]):
             if (before.time - 1 <= info.st_ctime <= after.time + 1
@@ -517,7 +519,9 @@ class _Explainer:
                 return before
         return None
 
-    def _dpkg_owners(self, path):
+    def _db(self):
+        """dpkg's database, loaded at the first need; False when it
+        cannot be read (a note says so)."""
         if self._database is None:
             from systraq import dpkgdb
             try:
@@ -525,7 +529,11 @@ class _Explainer:
             except RunError as exc:
                 self.notes.append(f"package owners unknown: {exc}")
                 self._database = False
-        return [p.key for p in self._database.owners(path)] if self._database else []
+        return self._database
+
+    def _dpkg_owners(self, path):
+        database = self._db()
+        return [p.key for p in database.owners(path)] if database else []
 
     def _ucf(self):
         if self._registry is None:
