@@ -6,6 +6,10 @@
 # make demo   - build the package, install it in a throwaway chroot and show
 #               what an administrator sees
 # Both install what they need with apt-get first (tools/install-deps).
+# make hardening - the hardening tests (tests/hardening: faults, load,
+#               hostile input) in full, e.g. 50 SIGKILLs per job and a tree
+#               of 1,000,000 files, then the results table of
+#               doc/hardening.md from that run (check runs them reduced)
 # make bench  - benchmarks, run by hand (not part of check): bench/snapshot
 #               against sha256sum and AIDE, bench/packages against debsums
 #               and dpkg --verify, bench/contents against the old filetraq
@@ -21,7 +25,7 @@ PYTHON := /usr/bin/python3
 BUILD := build
 TIMED := tools/timed
 
-.PHONY: check deps unit deb lintian package-test autopkgtest piuparts demo bench clean
+.PHONY: check deps unit deb lintian package-test hardening-reduced hardening autopkgtest piuparts demo bench clean
 
 check:
 	@$(TIMED) deps tools/install-deps
@@ -29,6 +33,7 @@ check:
 	@$(TIMED) deb $(MAKE) -s deb
 	@$(TIMED) lintian $(MAKE) -s lintian
 	@$(TIMED) package-test $(MAKE) -s package-test
+	@$(TIMED) hardening $(MAKE) -s hardening-reduced
 	@$(TIMED) autopkgtest $(MAKE) -s autopkgtest
 	@$(TIMED) piuparts $(MAKE) -s piuparts
 
@@ -48,6 +53,17 @@ lintian:
 
 package-test:
 	SYSTRAQ_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -p no:cacheprovider tests/package
+
+# Reduced counts (make check); the full run rewrites doc/hardening.md's table.
+hardening-reduced:
+	SYSTRAQ_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -p no:cacheprovider tests/hardening
+
+hardening: deb
+	rm -f $(BUILD)/hardening-results.jsonl
+	SYSTRAQ_HARDENING=full SYSTRAQ_BUILD=$(abspath $(BUILD)) \
+	    SYSTRAQ_HARDENING_RESULTS=$(abspath $(BUILD))/hardening-results.jsonl \
+	    $(PYTHON) -m pytest -v -p no:cacheprovider tests/hardening
+	tools/hardening-table $(BUILD)/hardening-results.jsonl doc/hardening.md
 
 # debian/tests against the installed .deb (log: build/autopkgtest.log).
 autopkgtest:
