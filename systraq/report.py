@@ -290,6 +290,11 @@ class Item:
         self.first_seen = None
         self.refs = []           # (batch name, index) of the spool records
         self.explained_by = None  # the dpkg event that made the change
+        # A critical path no package ships, changed while dpkg ran (its
+        # maintainer scripts add accounts to /etc/passwd): the operation's
+        # label.  It stays a warning in the report but is no alert.
+        self.during = None
+        self.during_event = None
 
     def add(self, lines):
         head, *detail = lines
@@ -335,6 +340,8 @@ class Item:
             notes.append(f"since {self.first_seen}")
         if self.alerted:
             notes.append(f"alert sent {self.alerted}")
+        if self.during:
+            notes.append(f"changed while dpkg ran: {self.during}")
         return text + (" [" + "; ".join(notes) + "]" if notes else "")
 
     def as_dict(self):
@@ -346,6 +353,8 @@ class Item:
             out["alerted"] = self.alerted
         if self.first_seen:
             out["first_seen"] = self.first_seen
+        if self.during:
+            out["during"] = self.during
         return out
 
 
@@ -512,12 +521,18 @@ class _Explainer:
             for event in reversed(events):
                 if event.package.partition(":")[0] in shipping:
                     return event
-        times = sorted(events, key=lambda e: e.time)
-        for before, after in zip(times, times[1:] + times[-1:]):
-            if (before.time - 1 <= info.st_ctime <= after.time + 1
-                    and after.time - before.time <= DPKG_STEP):
-                return before
-        return None
+        return _changed_during(info, events)
+
+    def changed_during(self, path, events):
+        """The event of ``events`` while whose dpkg run the inode of
+        ``path`` (bytes) last changed, or None.  Only its change time is
+        looked at (lstat: /etc/shadow's is visible to the systraq user,
+        its content is not)."""
+        try:
+            info = os.lstat(self.settings.host(path))
+        except OSError:
+            return None
+        return _changed_during(info, events)
 
     def _db(self):
         """dpkg's database, loaded at the first need; False when it
@@ -571,6 +586,19 @@ DPKG_STEP = 300
 # What dpkg (conffile handling, dpkg-maintscript-helper) and ucf leave
 # beside a configuration file: the path without it is the packaged file.
 _ARTEFACT = re.compile(rb"\.(?:dpkg-(?:dist|old|new|bak|tmp|remove|backup)|ucf-(?:dist|old|new))$")
+
+
+def _changed_during(info, events):
+    """The event after which dpkg was still at work when the inode
+    ``info`` (a stat result) last changed: its change time lies between
+    two of the logged steps at most DPKG_STEP apart.  The change time is
+    the kernel's: no program sets it back."""
+    times = sorted(events, key=lambda e: e.time)
+    for before, after in zip(times, times[1:] + times[-1:]):
+        if (before.time - 1 <= info.st_ctime <= after.time + 1
+                and after.time - before.time <= DPKG_STEP):
+            return before
+    return None
 
 
 def _lines_of(path):
@@ -710,6 +738,15 @@ class _Gatherer:
             event = self.explainer.made_by_scripts(raw, events)
             if event is not None:
                 item.explained_by = event
+        elif not owners and item.critical:
+            # A maintainer script's adduser writes /etc/passwd, /etc/group
+            # and their shadows.  When the inode last changed while dpkg
+            # was at work, the change is the operation's: listed in the
+            # report with it, not alerted at once.  A change made after
+            # the run (or alongside it but finished later) is alerted.
+            event = self.explainer.changed_during(raw, events)
+            if event is not None:
+                item.during_event = event
 
     def _operation(self, event):
         self.build_operations()
@@ -747,6 +784,12 @@ class _Gatherer:
                 if operation is not None:
                     operation.files += 1
                     del self.items[key]
+            during = item.during_event
+            if during is not None:
+                operation = self._operation(during)
+                item.during = (operation.label(self.report.now) if operation is not None
+                               else _printable(f"{during.tool} at "
+                                               f"{_local(during.time, self.report.now)}"))
         for package, count in self.explained_counts:
             name = package.partition(":")[0]
             for operation in reversed(self.operations):
@@ -1128,7 +1171,8 @@ def alert(settings, config, now=None, host=None, sendmail=mail.SENDMAIL, log=Non
     gatherer.finish(None)
     # A path alerted before and changed again (a second new account the
     # same day) is alerted again: it has a record no alert carried.
-    items = [i for i in gatherer.warnings() if i.critical and i.unalerted]
+    # What changed while dpkg ran is the operation's: the report lists it.
+    items = [i for i in gatherer.warnings() if i.critical and i.unalerted and not i.during]
     if not items:
         return []
     count = len(items)

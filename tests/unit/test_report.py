@@ -466,3 +466,44 @@ def test_content_changes_of_one_file_are_one_fact(root):
     assert item.head == "/etc/passwd: content changed (923 -> 990 bytes); mode 0644 -> 0664"
     assert item.detail == ["+x"]
 
+
+
+def test_a_critical_file_changed_while_dpkg_ran_is_listed_not_alerted(dpkg, tmp_path):
+    # adduser, run by a maintainer script, rewrites /etc/passwd: the
+    # report lists it with the operation, the alert stays silent.
+    root = dpkg.root
+    root.write("/etc/passwd", "root:x:0:0::/root:/bin/sh\nsystemd-network:x:998:998::/:/bin/false\n")
+    made = os.lstat(root.host("/etc/passwd")).st_ctime
+
+    def log(when, line):
+        dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when)) + " " + line)
+
+    log(made - 2, "install systemd:amd64 <none> 252.31-1~deb12u1")
+    log(made + 3, "configure systemd:amd64 252.31-1~deb12u1 <none>")
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content",
+                                 "since": stamp(made - 600)}, now=made + 60)
+    settings, config = root.settings(), conf(root)
+    working, out = sendmail(root, tmp_path)
+    assert report.alert(settings, config, now=made + 90, host=HOST, sendmail=working,
+                        log=Log()) == []
+    assert mails(out) == []
+    (item,) = build(root, now=made + 120).warnings
+    assert item.critical and item.during
+    assert item.text.startswith("/etc/passwd: content changed [critical; changed while dpkg ran: ")
+
+
+def test_a_critical_file_changed_after_a_dpkg_run_is_alerted(dpkg, tmp_path):
+    root = dpkg.root
+    root.write("/etc/passwd", "root:x:0:0::/root:/bin/sh\nmallory:x:0:0::/:/bin/sh\n")
+    made = os.lstat(root.host("/etc/passwd")).st_ctime
+    # dpkg ran in the same hour, but was done well before the change.
+    dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(made - 1800))
+             + " install systemd:amd64 <none> 252.31-1~deb12u1")
+    dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(made - 1795))
+             + " configure systemd:amd64 252.31-1~deb12u1 <none>")
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content",
+                                 "since": stamp(made - 3600)}, now=made + 60)
+    working, out = sendmail(root, tmp_path)
+    alerted = report.alert(root.settings(), conf(root), now=made + 90, host=HOST,
+                           sendmail=working, log=Log())
+    assert [i.path for i in alerted] == ["/etc/passwd"] and len(mails(out)) == 1
