@@ -268,7 +268,8 @@ class Attribution:
         self._native_arch = native_arch
         self._native_known = native_arch is not None
         self._minutes = {}
-        self._cache = None  # (since, events, times, by_name)
+        self._cache = None  # (since, events, times, by_name, busy)
+        self._busy = []
         self.malformed_lines = 0
         self.damaged_files = []
         self.files_read = []
@@ -400,6 +401,10 @@ class Attribution:
         files, key = self._read_newest_first(
             self.settings.dpkg_log, since, self._first_dpkg_stamp)
         records = []
+        # The stamps of the lines that are no event (status, startup,
+        # trigproc): when dpkg was at work between two events, and when it
+        # finished (the "status installed" after the last postinst).
+        busy = []
         configuring = None  # (package, arch, version) of the last "configure"
         for lines in files:
             for line in lines:
@@ -410,7 +415,9 @@ class Attribution:
                 record = self._dpkg_line(line, configuring)
                 if record is False:
                     self.malformed_lines += 1
-                elif record is not None:
+                elif record is None:
+                    busy.append(line[:_STAMP_LEN])
+                else:
                     if record[1] == "configure":
                         configuring = (record[2], record[3], record[5])
                     if record[0] >= since:
@@ -418,6 +425,9 @@ class Attribution:
         # Copies were read oldest first, but a dpkg run that went on while
         # logrotate renamed the file wrote its tail to the older copy.
         records.sort(key=lambda record: record[0])
+        times = {self._epoch(stamp) for stamp in set(busy)}
+        times.update(record[0] for record in records)
+        self._busy = sorted(when for when in times if when is not None and when >= since)
         return records
 
     def _dpkg_line(self, line, configuring):
@@ -577,7 +587,7 @@ class Attribution:
         by_name = {}
         for event in events:
             by_name.setdefault(event.package, []).append(event)
-        self._cache = (since, events, [e.time for e in events], by_name)
+        self._cache = (since, events, [e.time for e in events], by_name, self._busy)
         return self._cache
 
     @staticmethod
@@ -602,8 +612,16 @@ class Attribution:
 
     def events(self, since):
         """Every event at or after ``since`` (epoch seconds), oldest first."""
-        _, events, times, _ = self._load(since)
+        _, events, times, _, _ = self._load(since)
         return events[bisect.bisect_left(times, since):]
+
+    def busy(self, since):
+        """The times (epoch seconds, each once, in order) at or after
+        ``since`` of every line dpkg logged: its events and the status,
+        startup and trigproc lines between and after them.  Two close
+        ones say dpkg was at work in between."""
+        busy = self._load(since)[4]
+        return busy[bisect.bisect_left(busy, since):]
 
     def explain(self, package, since):
         """The latest operation on ``package`` at or after ``since``, or None.
@@ -615,7 +633,7 @@ class Attribution:
         this package: a differing file of it is unexplained.
         """
         name, _, arch = package.partition(":")
-        _, _, _, by_name = self._load(since)
+        _, _, _, by_name, _ = self._load(since)
         found = [e for e in by_name.get(name, ())
                  if e.time >= since and self._same_arch(arch or None, e.arch)]
         for event in reversed(found):

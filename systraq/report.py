@@ -458,6 +458,7 @@ class _Explainer:
         self.since = since
         self.notes = notes
         self._events = None
+        self._busy = []
         self._database = None
         self._registry = None
         self._obsolete_files = None
@@ -465,12 +466,19 @@ class _Explainer:
     def events(self):
         if self._events is None:
             from systraq import attribution
+            log = attribution.Attribution(self.settings)
             try:
-                self._events = attribution.Attribution(self.settings).events(self.since)
+                self._events = log.events(self.since)
+                self._busy = log.busy(self.since)
             except attribution.LogUnreadable as exc:
                 self.notes.append(f"package operations unknown: {exc}")
                 self._events = []
         return self._events
+
+    def busy(self):
+        """When dpkg logged anything since the last report (epoch seconds)."""
+        self.events()
+        return self._busy
 
     def owners(self, path):
         """The packages a change of ``path`` (bytes) may come from: those
@@ -521,7 +529,7 @@ class _Explainer:
             for event in reversed(events):
                 if event.package.partition(":")[0] in shipping:
                     return event
-        return _changed_during(info, events)
+        return _changed_during(info, events, self.busy())
 
     def changed_during(self, path, events):
         """The event of ``events`` while whose dpkg run the inode of
@@ -532,7 +540,7 @@ class _Explainer:
             info = os.lstat(self.settings.host(path))
         except OSError:
             return None
-        return _changed_during(info, events)
+        return _changed_during(info, events, self.busy())
 
     def _db(self):
         """dpkg's database, loaded at the first need; False when it
@@ -588,17 +596,20 @@ DPKG_STEP = 300
 _ARTEFACT = re.compile(rb"\.(?:dpkg-(?:dist|old|new|bak|tmp|remove|backup)|ucf-(?:dist|old|new))$")
 
 
-def _changed_during(info, events):
-    """The event after which dpkg was still at work when the inode
-    ``info`` (a stat result) last changed: its change time lies between
-    two of the logged steps at most DPKG_STEP apart.  The change time is
-    the kernel's: no program sets it back."""
-    times = sorted(events, key=lambda e: e.time)
-    for before, after in zip(times, times[1:] + times[-1:]):
-        if (before.time - 1 <= info.st_ctime <= after.time + 1
-                and after.time - before.time <= DPKG_STEP):
-            return before
-    return None
+def _changed_during(info, events, busy):
+    """The event of ``events`` after which dpkg was still at work when
+    the inode ``info`` (a stat result) last changed, or None: its change
+    time lies between two lines dpkg logged (``busy``: the times of its
+    events and of the status lines between and after them, so the end
+    of the last postinst counts) at most DPKG_STEP apart.  The change
+    time is the kernel's: no program sets it back."""
+    ctime = info.st_ctime
+    times = sorted(set(busy) | {e.time for e in events})
+    if not any(before - 1 <= ctime <= after + 1 and after - before <= DPKG_STEP
+               for before, after in zip(times, times[1:] + times[-1:])):
+        return None
+    started = [e for e in events if e.time <= ctime + 1]
+    return max(started, key=lambda e: e.time) if started else None
 
 
 def _lines_of(path):

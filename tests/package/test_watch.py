@@ -71,3 +71,30 @@ def test_the_watcher_mails_a_new_account_within_10_seconds(chroot):
     changed = float(chroot.read("/tmp/changed"))
     delivered = os.stat(chroot.host(MBOX)).st_mtime
     assert delivered - changed < 10, (delivered - changed, log)
+
+
+def test_accounts_a_package_adds_are_the_operations_not_an_alert(chroot):
+    # uuid-runtime's postinst adds the uuidd account with adduser while
+    # the watcher runs: /etc/passwd changes during the dpkg run, so the
+    # report lists it with the operation and no alert is mailed.
+    chroot.apt_install("adduser", "libsmartcols1")
+    chroot.run("cd /tmp && apt-get download -q uuid-runtime")
+    before = len([m for m in mailbox(chroot) if "alert:" in m["Subject"]])
+    script = ("runuser -u debian-systraq -- timeout -s TERM 30 systraq watch "
+              "2>/tmp/watch-dpkg.log & "
+              "for i in $(seq 100); do grep -q watching /tmp/watch-dpkg.log && break; "
+              "sleep 0.1; done; sleep 1; dpkg -i /tmp/uuid-runtime_*.deb >/dev/null; "
+              "getent passwd uuidd; wait")
+    result = chroot.run(script, check=False)
+    log = chroot.read("/tmp/watch-dpkg.log").decode()
+    assert result.returncode == 0 and "uuidd" in result.stdout, log + result.stderr
+    assert "alert sent" not in log, log
+    chroot.run("exim4 -qff", check=False)
+    assert len([m for m in mailbox(chroot) if "alert:" in m["Subject"]]) == before
+    chroot.run("systraq report", check=False)
+    chroot.run("exim4 -qff", check=False)
+    reports = [m for m in mailbox(chroot) if "alert:" not in m["Subject"]]
+    assert reports, log
+    text = body(reports[-1])
+    line = next(line for line in text.splitlines() if line.startswith("* /etc/passwd:"))
+    assert "changed while dpkg ran: dpkg" in line, text

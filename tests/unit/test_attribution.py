@@ -76,6 +76,16 @@ def test_upgrade_is_matched_to_the_apt_run_that_made_it(root):
         "openssh-server", b"/etc/ssh/sshd_config", "keep", "1:9.2p1-2+deb12u3")
 
 
+def test_busy_gives_when_dpkg_logged_anything_status_lines_included(root):
+    root.write(DPKG, UPGRADE_SSH)
+    attribution = reader(root)
+    # The events end at 10:32:04 (the conffile); the postinst ran until
+    # the "status installed" at :05, the trigger after it.
+    assert attribution.busy(0) == [epoch(f"2025-03-10 10:32:0{s}") for s in range(1, 6)]
+    assert attribution.busy(epoch("2025-03-10 10:32:04")) == [
+        epoch("2025-03-10 10:32:04"), epoch("2025-03-10 10:32:05")]
+
+
 def test_describe_gives_the_one_line_label(root):
     root.write(DPKG, UPGRADE_SSH)
     root.write(HISTORY, HISTORY_SSH)

@@ -478,8 +478,13 @@ def test_a_critical_file_changed_while_dpkg_ran_is_listed_not_alerted(dpkg, tmp_
     def log(when, line):
         dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when)) + " " + line)
 
-    log(made - 2, "install systemd:amd64 <none> 252.31-1~deb12u1")
-    log(made + 3, "configure systemd:amd64 252.31-1~deb12u1 <none>")
+    log(made - 9, "install systemd:amd64 <none> 252.31-1~deb12u1")
+    log(made - 8, "status unpacked systemd:amd64 252.31-1~deb12u1")
+    log(made - 3, "configure systemd:amd64 252.31-1~deb12u1 <none>")
+    log(made - 3, "status half-configured systemd:amd64 252.31-1~deb12u1")
+    # The postinst ran adduser here, after the last event: the status
+    # line dpkg writes when it is done says the run went on until then.
+    log(made + 2, "status installed systemd:amd64 252.31-1~deb12u1")
     queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content",
                                  "since": stamp(made - 600)}, now=made + 60)
     settings, config = root.settings(), conf(root)
