@@ -138,7 +138,7 @@ def _cmd_packages(settings, conf, args):
         # The check keeps digests where the systraq user reads them: it
         # runs as that user, and names what only root could read.
         _become_system_user()
-    report = packages.run(settings, conf, names)
+    report = packages.run(settings, conf, names, quick=args.quick)
     for file, line, message in report.problems:
         where = f"{file}:{line}" if line is not None else file
         print(f"warning: {where}: {message}", file=sys.stderr)
@@ -458,6 +458,10 @@ def build_parser():
     cmd.add_argument("--repair-missing", action="store_true",
                      help="for packages without sums, fetch the .deb of the "
                           "installed version and write its sums (root)")
+    cmd.add_argument("--quick", action="store_true",
+                     help="read again only files whose device, inode, size, "
+                          "mtime, ctime, mode or owner changed since the last "
+                          "run; the others keep the md5 read then (faster, weaker)")
     _output_options(cmd, "the findings")
     cmd.set_defaults(func=_cmd_packages)
 

@@ -123,6 +123,7 @@ class Report:
         self.unreadable = []        # paths, named once, not one finding each
         self.packages = 0
         self.files = 0
+        self.read = 0               # files read and hashed (fewer with quick)
         self.problems = []          # (file, line, message) from dpkg's database
         self.accepted = 0
 
@@ -131,7 +132,7 @@ class Report:
         return [f for f in self.findings if f.warning]
 
     def as_dict(self):
-        return {"packages": self.packages, "files": self.files,
+        return {"packages": self.packages, "files": self.files, "read": self.read,
                 "findings": [f.as_dict() for f in self.findings],
                 "not_verifiable": [escape(p) for p in self.unreadable],
                 "accepted": self.accepted,
@@ -168,8 +169,12 @@ def _critical(config, path):
 
 
 def run(settings, config, names=None, workers=None, now=None, save=True,
-        spool_group=None, events=None):
+        spool_group=None, events=None, quick=False):
     """Check the packages ``names`` (all when None); return a Report.
+
+    ``quick``: a file whose device, inode, size, mtime, ctime, mode and
+    owner are those of the last run keeps the md5 read then, unread
+    (``systraq packages --quick``: faster, weaker).
 
     With ``save``, the state is updated and new findings are spooled;
     checking named packages only never saves (it would forget the rest).
@@ -182,13 +187,13 @@ def run(settings, config, names=None, workers=None, now=None, save=True,
         lock = exclusive_lock(lock_file, LOCK_WAIT)
         with lock:
             return _locked_run(settings, config, names, workers, now, save,
-                               spool_group, events)
+                               spool_group, events, quick)
     except Busy:
         raise RunError(f"another 'systraq packages' is running (lock "
                        f"{os.fsdecode(lock_file)}); gave up after {LOCK_WAIT:g} s") from None
 
 
-def _locked_run(settings, config, names, workers, now, save, spool_group, events):
+def _locked_run(settings, config, names, workers, now, save, spool_group, events, quick):
     statefile.recover(state_path(settings), Spool(settings), STATE_FORMAT)
     database = dpkgdb.load(settings)
     plan = database.plan(names)
@@ -211,11 +216,13 @@ def _locked_run(settings, config, names, workers, now, save, spool_group, events
     # A list, not a set: a set of 100,000 paths costs 4 MB more, and
     # the scanner folds a path named twice into one record anyway.
     paths = [item.path for item in plan.items]
-    # Every file is read; only those whose record differs from the last
-    # run's come back from the workers (see Scanner.records).
-    scanner = Scanner(settings, "md5", workers=workers, previous=before)
+    # Every file is read (with ``quick``, those whose metadata changed);
+    # only those whose record differs from the last run's come back from
+    # the workers (see Scanner.records).
+    scanner = Scanner(settings, "md5", workers=workers, previous=before, quick=quick)
     found = scanner.records(paths)
     report.files = len(plan.items)
+    report.read = scanner.hashed
     if events is None and since is not None:
         events = attribution.Attribution(settings)
 

@@ -254,3 +254,20 @@ def test_an_unexplained_change_undone_is_fixed(dpkg):
     dpkg.root.write("/usr/bin/ls", "ls\n")
     open(sums, "w").write(original)
     assert ("fixed", "/usr/bin/ls") in kinds(check(dpkg.root, now=DAY1 + 7200))
+
+
+def test_quick_reads_only_files_whose_metadata_changed(dpkg):
+    full = check(dpkg.root)
+    assert full.read == 4 + 2       # every file with sums, conffiles included
+    assert check(dpkg.root, quick=True).read == 0
+    # An edit changes the file's times: read again, and found.
+    dpkg.root.write("/usr/bin/ls", "trojan\n")
+    report = check(dpkg.root, quick=True)
+    assert report.read == 1
+    assert ("changed", "/usr/bin/ls") in kinds(report)
+    # Even with the modification time set back, the change time moved.
+    info = os.stat(dpkg.root.host("/usr/bin/cat"))
+    dpkg.root.write("/usr/bin/cat", "kitten\n")
+    os.utime(dpkg.root.host("/usr/bin/cat"), ns=(info.st_atime_ns, info.st_mtime_ns))
+    report = check(dpkg.root, quick=True)
+    assert ("changed", "/usr/bin/cat") in kinds(report)
