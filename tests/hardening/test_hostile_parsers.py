@@ -21,6 +21,7 @@ import sys
 import tempfile
 
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from systraq import attribution, config, dpkgdb, lists, report, sshkeys, textdiff
 from systraq.contents import printable
@@ -29,6 +30,11 @@ from systraq.pathcodec import escape, unescape
 from systraq.settings import Settings
 from tests.hardening.conftest import ROOT, scaled
 from tests.hardening.hostile import NASTY_CONTENT, NASTY_NAMES, assert_clean
+
+# Hypothesis keeps a cache (the Unicode tables of st.text) in its home
+# directory, by default .hypothesis/ in the tree: build/ is ignored and
+# cleaned.  No example database: every run draws afresh.
+set_hypothesis_home_dir(os.path.join(ROOT, "build", "hypothesis"))
 
 EXAMPLES = scaled(150, 3000)
 # One example may write a file and parse it: no deadline (the machine is
