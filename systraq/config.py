@@ -16,6 +16,7 @@ import re
 
 from systraq.errors import ConfigError
 from systraq.mail import recipients
+from systraq.pathcodec import escape
 from systraq.scan import DIGESTS
 
 
@@ -349,6 +350,12 @@ _SECTION_RE = re.compile(r"\s*\[([^\]]+)\]")
 _KEY_RE = re.compile(r"([^\s=:#;\[][^=:]*?)\s*[=:]")
 
 
+def _shown(name):
+    """A section name from the file, fit for a message: it may hold
+    control characters (an ESC sequence would reach the terminal)."""
+    return escape(name.encode("utf-8"))
+
+
 def _key_lines(text):
     """Map (section, key) and (section, None) to the line they are on.
 
@@ -386,10 +393,10 @@ def _parse_errors(name, text, exc):
                             for lineno, _line in exc.errors])
     if isinstance(exc, configparser.DuplicateSectionError):
         return ConfigError.single(name, exc.lineno,
-                                  f"section [{exc.section}] given twice")
+                                  f"section [{_shown(exc.section)}] given twice")
     if isinstance(exc, configparser.DuplicateOptionError):
         return ConfigError.single(name, exc.lineno,
-                                  f"key {exc.option!r} given twice in [{exc.section}]")
+                                  f"key {exc.option!r} given twice in [{_shown(exc.section)}]")
     return ConfigError.single(name, None, str(exc))
 
 
@@ -434,7 +441,7 @@ def _build(path, name, parser, lines, warnings):
     for section in (parser.sections() if parser else []):
         if section not in SCHEMA:
             warnings.append(f"{name}:{lines.get((section, None), '?')}: "
-                            f"unknown section [{section}], ignored")
+                            f"unknown section [{_shown(section)}], ignored")
             continue
         for key in parser[section]:
             if key not in SCHEMA[section]:

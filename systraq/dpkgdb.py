@@ -535,6 +535,28 @@ def _line_of(data, offset):
     return data.count(b"\n", 0, offset) + 1
 
 
+# A field name with a byte above 0x7f: where one is not UTF-8, python-apt
+# 2.6's TagSection.keys() crashes the interpreter (a NULL from the failed
+# decoding goes into its list), so such a file must not reach TagFile.
+_NON_ASCII_NAME = re.compile(rb"\n[^ \t\n:\x80-\xff]*[\x80-\xff]")
+
+
+def _check_field_names(data, file):
+    """Raise DatabaseError for a field name that is not UTF-8."""
+    if data.isascii():
+        return
+    starts = [0] if data[:1] not in b" \t\n" else []
+    starts += [match.start() + 1 for match in _NON_ASCII_NAME.finditer(data)]
+    for start in starts:
+        end = data.find(b"\n", start)
+        name = data[start:end if end >= 0 else len(data)].split(b":", 1)[0]
+        try:
+            name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DatabaseError(file, _line_of(data, start), "field name is not "
+                                f"UTF-8: '{escape(name)}'") from None
+
+
 def _parse_conffiles(value, where):
     """The Conffiles field ``value`` (bytes) as a dict path -> Conffile.
 
@@ -606,6 +628,7 @@ def read_status(settings):
         if data and not data.endswith(b"\n"):
             raise DatabaseError(file, _line_of(data, len(data)),
                                 "file ends in the middle of a line (truncated?)")
+        _check_field_names(data, file)
         handle.seek(0)
         tags = apt_pkg.TagFile(handle, bytes=True)
         start = counted = 0
