@@ -25,7 +25,8 @@ owners             a member's owner and group names are looked up in this
 
 Directories are checked for existence and type only: maintainer scripts
 chmod and chown their own directories, and many packages share each
-one.  A package whose manifest was made from dpkg's md5sums (no archive
+one.  A symlink where a directory was shipped is what dpkg itself keeps
+and unpacks through (merged /usr: /bin -> usr/bin), and is fine.  A package whose manifest was made from dpkg's md5sums (no archive
 has it) is checked for content by md5, as ``systraq packages`` does.
 
 The root job runs this (it reads every file, and the manifests are
@@ -246,6 +247,11 @@ def check(settings, database, packages, stored=None, workers=None):
 def _compare(member, entry, override, accounts):
     """What differs between a manifest member and the file's scan entry."""
     kind = member[manifest.KIND]
+    if kind == "d" and entry.kind == "l":
+        # dpkg keeps a symlink where a package ships a directory and
+        # unpacks through it (dpkg(1), --force-unsafe-io aside): /bin ->
+        # usr/bin on a merged-/usr system, /var/run -> /run.
+        return []
     if entry.kind != kind:
         what = _KIND_WORDS.get(entry.kind, "something else")
         if entry.kind == "l":

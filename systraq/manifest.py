@@ -30,7 +30,14 @@ Format: zlib-compressed text.  A JSON header line, then one line per
 member, fields separated by tabs: type letter, mode (octal), owner
 name, group name, uid, gid, value (sha256 hex, symlink target, or
 ``-``), path; the target and the path escaped with pathcodec (no tab or
-newline survives).  Size and load time: see MEASURED below.
+newline survives).  Measured on a set shaped like this development
+machine's (907 packages, 132,264 members, from their .list files, with
+random sha256s, which compress as badly as real ones): 5.2 MB on disk,
+17.4 MB uncompressed; every manifest loaded in 0.42 s (best of five,
+/usr/bin/python3 3.11), coreutils' (454 members) in 1.1 ms.  Hashing
+the files is the cost of a check, by far; a binary format would save
+perhaps a third of the disk space and make the files unreadable with
+zlib-flate and a pager.
 """
 
 import hashlib

@@ -366,3 +366,10 @@ def test_cli_offline_json_and_exit_status(root, system, capsys):
     os.chmod(root.host("/usr/bin/tool"), 0o755)
     assert main(args + ["-v"]) == 0
     assert "from archive: 1 packages" in capsys.readouterr().out
+
+
+def test_a_symlink_where_a_directory_was_shipped_is_what_dpkg_keeps(root, system):
+    # Merged /usr: the package's /usr/share/doc/tool is reached through a link.
+    os.rename(root.host("/usr/share/doc/tool"), root.host("/usr/share/doc/tool.real"))
+    os.symlink("tool.real", root.host("/usr/share/doc/tool"))
+    assert checked(root, system).findings == []
