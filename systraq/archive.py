@@ -22,7 +22,16 @@ from systraq.fsutil import atomic_write
 
 
 class Unavailable(RunError):
-    """The version cannot be fetched from any archive apt knows."""
+    """The version cannot be fetched from any archive apt knows.
+
+    ``absent`` is True when no archive apt knows has this version at all
+    (a local package, or a version the archive dropped): fetching again
+    later will not help.  False for a failed download.
+    """
+
+    def __init__(self, message, absent=False):
+        super().__init__(message)
+        self.absent = absent
 
 
 def _cache(settings):
@@ -34,7 +43,11 @@ def _cache(settings):
 
 def fetch(cache, package, destdir):
     """Download the .deb of installed ``package`` (a dpkgdb.Package) into ``destdir``."""
-    import apt.progress.base
+    return _fetch(_version(cache, package), package, destdir)
+
+
+def _version(cache, package):
+    """python-apt's Version of exactly the installed ``package``."""
     name = package.name if not package.arch or package.arch == "all" else \
         f"{package.name}:{package.arch}"
     try:
@@ -44,16 +57,91 @@ def fetch(cache, package, destdir):
             candidates = cache[package.name]
         except KeyError:
             raise Unavailable(f"{package.key} {package.version}: not in any package "
-                              "list apt knows (a local package?)") from None
+                              "list apt knows (a local package?)", absent=True) from None
     version = candidates.versions.get(package.version)
     if version is None or not version.downloadable:
         raise Unavailable(f"{package.key} {package.version}: this version is not in "
-                          "any archive apt knows (run 'apt-get update'?)")
+                          "any archive apt knows (run 'apt-get update'?)", absent=True)
+    return version
+
+
+def _fetch(version, package, destdir):
+    import apt.progress.base
     try:
         # A silent progress: a scheduled or scripted run prints nothing.
         return version.fetch_binary(destdir, progress=apt.progress.base.AcquireProgress())
     except Exception as exc:   # apt raises FetchFailedException and others
         raise Unavailable(f"{package.key} {package.version}: download failed: {exc}") from None
+
+
+class Fetched:
+    """A verified .deb: where it is, its sha256 as apt's index gives it,
+    its size, and whether it was downloaded (False: found, with the
+    right hash, in apt's own download cache)."""
+
+    __slots__ = ("path", "sha256", "size", "downloaded")
+
+    def __init__(self, path, sha256, size, downloaded):
+        self.path = path
+        self.sha256 = sha256
+        self.size = size
+        self.downloaded = downloaded
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def size_of(cache, package):
+    """The size of the .deb of installed ``package`` as the index says,
+    or None when no archive has it."""
+    try:
+        return _version(cache, package).size
+    except Unavailable:
+        return None
+
+
+def fetch_verified(cache, package, destdir):
+    """The .deb of exactly installed ``package``, checked against apt's
+    signed index: a Fetched.
+
+    apt's own download cache (``Dir::Cache::Archives``) is looked in
+    first: a .deb apt kept after installing it is taken when its size and
+    sha256 are the index's and the index is a trusted one, exactly what
+    python-apt's fetch_binary checks before reusing a file.  Otherwise
+    the .deb is downloaded into ``destdir`` by fetch_binary, which
+    refuses an untrusted origin and checks the index's hashes.  The
+    sha256 is checked here again in both cases: the manifest is keyed by
+    it.
+    """
+    import apt_pkg
+    version = _version(cache, package)
+    expected = version.sha256
+    if not expected:
+        # Every Debian archive's Packages index has SHA256 since 2017;
+        # without it the .deb cannot be tied to the signed index.
+        raise Unavailable(f"{package.key} {package.version}: the archive's index "
+                          "gives no SHA256 for it")
+    # apt's name for it: the version's epoch colon quoted as %3a.
+    apt_name = (f"{version.package.shortname}_{version.version.replace(':', '%3a')}_"
+                f"{version.architecture}.deb")
+    kept = os.path.join(apt_pkg.config.find_dir("Dir::Cache::Archives"), apt_name)
+    trusted = any(origin.trusted for origin in version.origins)
+    try:
+        if trusted and os.path.getsize(kept) == version.size and sha256_of(kept) == expected:
+            return Fetched(kept, expected, version.size, False)
+    except OSError:
+        pass
+    path = _fetch(version, package, destdir)
+    if sha256_of(path) != expected:     # fetch_binary checked it; never trust twice-removed
+        os.unlink(path)
+        raise Unavailable(f"{package.key} {package.version}: the downloaded .deb does not "
+                          "have the index's sha256")
+    return Fetched(path, expected, version.size, True)
 
 
 def sums_of(deb, conffiles):

@@ -132,6 +132,12 @@ def _cmd_packages(settings, conf, args):
     # contents run 30 ms shorter.
     from systraq import packages
     names = args.package or None
+    if args.pre_install_hook:
+        return _pre_install_hook(settings)
+    if (args.offline or args.fetch_limit is not None) and not args.from_archive:
+        raise UsageError("--offline and --fetch-limit go with --from-archive")
+    if args.from_archive:
+        return _from_archive(settings, conf, args, names)
     if args.repair_missing:
         return _repair_missing(settings, names)
     if settings.is_host_root and os.geteuid() == 0:
@@ -156,6 +162,75 @@ def _cmd_packages(settings, conf, args):
         print(f"packages: {report.packages} packages, {report.files} files, "
               f"{len(report.warnings)} warnings{accepted}")
     return EXIT_WARNINGS if report.warnings else EXIT_OK
+
+
+def _root_group(settings):
+    """The group the root job's spooled records are given; None in a
+    tree (tests) and when there is none."""
+    if not settings.is_host_root:
+        return None
+    try:
+        return _systraq_group()
+    except RunError:
+        return None
+
+
+def _pre_install_hook(settings):
+    # apt's DPkg::Pre-Install-Pkgs (debian/systraq.apt.conf): never a
+    # failure, never a word; what it finds is queued for the report.
+    from systraq import fromarchive
+    if settings.is_host_root and os.geteuid() != 0:
+        return EXIT_OK
+    return fromarchive.hook_main(settings, spool_group=_root_group(settings))
+
+
+def _from_archive(settings, conf, args, names):
+    from systraq import dpkgdb, fromarchive, manifest
+    if args.repair_missing:
+        raise UsageError("--repair-missing and --from-archive are separate runs")
+    if settings.is_host_root and os.geteuid() != 0:
+        raise UsageError("packages --from-archive must run as root (it reads every "
+                         "package file, and keeps its manifests where only root can)")
+    limit = conf.get("packages", "archive_fetch_limit") if args.fetch_limit is None \
+        else args.fetch_limit
+    lock_file = os.path.join(settings.root_state_dir, b"archive.lock")
+    os.makedirs(settings.root_state_dir, mode=0o700, exist_ok=True)
+    try:
+        with exclusive_lock(lock_file, 10.0):
+            database = dpkgdb.load(settings)
+            packages = database.find(names) if names else database.installed()
+            build = manifest.ensure(settings, database, packages, offline=args.offline,
+                                    fetch_limit=limit, prune=not names)
+            result = fromarchive.check(settings, database, packages)
+            result.build = build
+            if not names:
+                fromarchive.save(settings, result, spool_group=_root_group(settings))
+    except Busy:
+        raise RunError("another 'systraq packages --from-archive' is running (lock "
+                       f"{os.fsdecode(lock_file)})") from None
+    if args.json:
+        _print_json(result.as_dict())
+    elif args.verbose or sys.stdout.isatty() or names:
+        for finding in result.findings:
+            print(finding.text())
+        if result.from_dpkg:
+            print("checked against dpkg's md5sums only (no archive has them): "
+                  + ", ".join(result.from_dpkg))
+        if result.without_manifest:
+            print(f"not checked, no manifest yet: {len(result.without_manifest)} packages ("
+                  + ", ".join(result.without_manifest[:10])
+                  + (", ..." if len(result.without_manifest) > 10 else "") + ")")
+        if build.built or build.from_dpkg:
+            print(f"manifests built: {build.built + len(build.from_dpkg)} in "
+                  f"{build.seconds:.1f} s, {build.fetched_bytes} bytes downloaded, "
+                  f"{build.reused_bytes} bytes taken from apt's cache")
+        print(f"from archive: {result.packages} packages, {result.files} files, "
+              f"{len(result.warnings)} warnings")
+    for package, reason in build.failed:
+        print(f"systraq: no manifest: {reason}", file=sys.stderr)
+    if result.warnings:
+        return EXIT_WARNINGS
+    return EXIT_INCOMPLETE if build.failed else EXIT_OK
 
 
 def _repair_missing(settings, names):
@@ -375,6 +450,13 @@ def _output_options(cmd, what):
                           "a terminal (from cron: nothing)")
 
 
+def _size_argument(text):
+    try:
+        return config.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="systraq",
@@ -462,6 +544,21 @@ def build_parser():
                      help="read again only files whose device, inode, size, "
                           "mtime, ctime, mode or owner changed since the last "
                           "run; the others keep the md5 read then (faster, weaker)")
+    cmd.add_argument("--from-archive", action="store_true",
+                     help="check sha256, mode, owner, group and symlink targets "
+                          "against manifests made from the signed .deb of each "
+                          "installed version, fetched once per version (root)")
+    cmd.add_argument("--offline", action="store_true",
+                     help="with --from-archive: fetch nothing, use only the "
+                          "manifests already built")
+    cmd.add_argument("--fetch-limit", metavar="SIZE", type=_size_argument,
+                     help="with --from-archive: download at most SIZE (e.g. 200M) "
+                          "in this run, the rest in the next ones (default: "
+                          "[packages] archive_fetch_limit, 0 for no limit)")
+    cmd.add_argument("--pre-install-hook", action="store_true",
+                     help="apt's DPkg::Pre-Install-Pkgs hook: check the packages "
+                          "apt is about to replace against their manifests and "
+                          "queue mismatches; silent, and never fails")
     _output_options(cmd, "the findings")
     cmd.set_defaults(func=_cmd_packages)
 

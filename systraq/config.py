@@ -68,6 +68,9 @@ def _size(value):
     return int(match.group(1)) * _UNITS[match.group(2).upper()]
 
 
+parse_size = _size
+
+
 # section -> key -> (default text, parse function, show function)
 def _digest(value):
     value = value.strip()
@@ -249,6 +252,9 @@ SCHEMA = {
         # Conffiles whose change is a warning rather than a normal admin
         # edit: absolute paths, shell wildcards allowed.
         "critical": ("", _absolute_paths, _show_paths),
+        # "systraq packages --from-archive": bytes downloaded at most in one
+        # run to build manifests (0: no limit); the rest waits for the next.
+        "archive_fetch_limit": ("0", _size, str),
     },
     "contents": {
         # Lines of diff a change record carries per file; the rest is

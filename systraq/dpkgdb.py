@@ -5,9 +5,10 @@ It owns everything ``systraq packages`` needs to know before it hashes a
 file: which packages are installed (``ADMINDIR/status``), the digests they
 shipped (``info/PKG.md5sums`` and the ``Conffiles`` field), which files
 each of them owns now (``info/PKG.list``), the diversions
-(``ADMINDIR/diversions``) and dpkg's ``path-exclude``/``path-include``
-filters (``/etc/dpkg/dpkg.cfg{,.d/*}``).  From these it builds the plan:
-one item per file to check, with the path to open and the digest to
+(``ADMINDIR/diversions``), the stat overrides (``ADMINDIR/statoverride``)
+and dpkg's ``path-exclude``/``path-include`` filters
+(``/etc/dpkg/dpkg.cfg{,.d/*}``).  From these it builds the plan: one
+item per file to check, with the path to open and the digest to
 expect.  It never opens an installed file; the engine does that.
 
 Why the files are read directly rather than through ``dpkg-query``: on
@@ -736,6 +737,58 @@ def read_diversions(settings):
     return result
 
 
+# --- stat overrides ----------------------------------------------------------------
+
+class StatOverride(NamedTuple):
+    """One line of ``ADMINDIR/statoverride``: what dpkg gives ``path``
+    instead of the owner, group and mode its package ships.
+
+    ``owner`` and ``group`` are as written: a name, or ``#ID``;
+    ``mode`` the permission bits (an int).
+    """
+
+    owner: str
+    group: str
+    mode: int
+    path: bytes
+
+
+def read_statoverrides(settings):
+    """``ADMINDIR/statoverride`` as a dict logical path -> StatOverride.
+
+    Lines are ``OWNER GROUP MODE PATH`` (dpkg-statoverride(1); dpkg's
+    ``statdb.c`` splits on single spaces and takes the rest of the line
+    as the path).  A missing file means no overrides.  A line dpkg would
+    refuse raises DatabaseError naming it: dpkg itself stops there.
+    """
+    path = os.path.join(settings.dpkg_admindir, b"statoverride")
+    data = _read(path, missing_ok=True)
+    if not data:
+        return {}
+    file = _name(path)
+    result = {}
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    for number, line in enumerate(lines, 1):
+        parts = line.split(b" ", 3)
+        if len(parts) != 4 or not all(parts):
+            raise DatabaseError(file, number, "not OWNER GROUP MODE PATH")
+        owner, group, mode, target = parts
+        try:
+            bits = int(mode, 8)
+        except ValueError:
+            bits = -1
+        if not 0 <= bits <= 0o7777:
+            raise DatabaseError(file, number, f"bad mode '{escape(mode)}'")
+        logical = normalize(target)
+        if logical is None:
+            raise DatabaseError(file, number, "empty path")
+        result[logical] = StatOverride(owner.decode("utf-8", "replace"),
+                                       group.decode("utf-8", "replace"), bits, logical)
+    return result
+
+
 # --- the info database ------------------------------------------------------------
 
 def read_info_format(settings):
@@ -854,6 +907,7 @@ class Database:
         self.packages = read_status(settings)
         self.diversions = read_diversions(settings)
         self.filters = load_path_filters(settings)
+        self.statoverrides = read_statoverrides(settings)
         self.problems = []
         self._sums = {}
         self._files = {}

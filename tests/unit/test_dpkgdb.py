@@ -662,3 +662,16 @@ def test_nothing_is_read_outside_the_root(dpkg, root):
     item, = db.plan().items
     assert item.path == b"/usr/bin/p"
     assert root.settings().host(item.path) == root.host("/usr/bin/p")
+
+
+def test_stat_overrides_are_read_as_dpkg_writes_them(dpkg, root):
+    dpkg.package("cron", {"/usr/bin/crontab": b"crontab"})
+    root.write("/var/lib/dpkg/statoverride", "root crontab 2755 /usr/bin/crontab\n"
+               "#0 #42 640 /etc/odd name\n")
+    overrides = dpkg.load().statoverrides
+    assert overrides[b"/usr/bin/crontab"] == dpkgdb.StatOverride(
+        "root", "crontab", 0o2755, b"/usr/bin/crontab")
+    assert overrides[b"/etc/odd name"].group == "#42"
+    root.write("/var/lib/dpkg/statoverride", "root root 9999 /usr/bin/x\n")
+    with pytest.raises(dpkgdb.DatabaseError, match="statoverride:1: bad mode"):
+        dpkgdb.load(root.settings())

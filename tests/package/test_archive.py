@@ -1,0 +1,169 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""systraq packages --from-archive and the apt hook in a bookworm chroot.
+
+The tests run in file order on one chroot: each is a step.  The cost
+figures (bytes, seconds) are printed, and written as JSON lines to
+$SYSTRAQ_ARCHIVE_COSTS when it is set.
+"""
+
+import json
+import os
+import time
+
+# An architecture-independent package whose trixie version installs on
+# bookworm without pulling in anything else (an arch-dependent one pulls
+# in trixie's libc6): the upgrade the hook is tested with, and one of its
+# files.
+LEAF = "tzdata"
+LEAF_FILE = "/usr/share/zoneinfo/Europe/Paris"
+TRIXIE = ("deb http://deb.debian.org/debian trixie main\n")
+
+
+def from_archive(chroot, *args):
+    started = time.monotonic()
+    result = chroot.run("systraq packages --from-archive --json " + " ".join(args),
+                        check=False)
+    seconds = time.monotonic() - started
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(result.stdout), seconds
+
+
+def warned(data):
+    return {f["path"]: f["detail"] for f in data["findings"] if f["warning"]}
+
+
+def quiet(result):
+    """Nothing in an apt run's output comes from the hook."""
+    output = result.stdout + result.stderr
+    return ("systraq:" not in output and "pre-install" not in output
+            and "Traceback" not in output and "not found" not in output)
+
+
+def cost(step, data, seconds):
+    built = data["manifests"]
+    line = {"step": step, "packages": data["packages"], "files": data["files"],
+            "manifests_built": built["built"] + len(built["from_dpkg"]),
+            "fetched_bytes": built["fetched_bytes"], "reused_bytes": built["reused_bytes"],
+            "build_seconds": built["seconds"], "run_seconds": round(seconds, 2)}
+    print("cost:", json.dumps(line))
+    if os.environ.get("SYSTRAQ_ARCHIVE_COSTS"):
+        with open(os.environ["SYSTRAQ_ARCHIVE_COSTS"], "a") as handle:
+            handle.write(json.dumps(line) + "\n")
+
+
+def test_install(chroot, deb):
+    chroot.copy_in(deb, "/tmp/systraq.deb")
+    chroot.apt_install("/tmp/systraq.deb", "debsums", LEAF)
+    assert chroot.exists("/etc/apt/apt.conf.d/70systraq")
+
+
+def test_first_run_builds_every_manifest_and_an_intact_system_matches(chroot):
+    code, data, seconds = from_archive(chroot)
+    cost("first run, whole installed set", data, seconds)
+    assert warned(data) == {}, json.dumps(warned(data), indent=1)
+    assert code == 0
+    # systraq itself was installed from a local .deb: no archive has it.
+    assert data["without_manifest"] == []
+    assert data["checked_against_dpkg_md5sums"] == ["systraq"]
+    assert data["packages"] > 80 and data["files"] > 3000
+    assert data["manifests"]["built"] + 1 == data["packages"]
+    listing = chroot.run("stat -c '%a %U' /var/lib/systraq/root/manifests "
+                         "/var/lib/systraq/root/manifests/findutils_*").stdout.split("\n")
+    assert listing[:2] == ["700 root", "600 root"]
+    size = chroot.run("du -sb /var/lib/systraq/root/manifests").stdout.split()[0]
+    print(f"cost: manifests on disk: {size} bytes")
+
+
+def test_a_second_run_fetches_nothing(chroot):
+    code, data, seconds = from_archive(chroot)
+    cost("second run", data, seconds)
+    assert data["manifests"]["built"] == 0 and data["manifests"]["fetched_bytes"] == 0
+    assert code == 0
+
+
+def test_a_binary_changed_with_its_md5sums_line_is_seen_only_by_systraq(chroot):
+    chroot.run("cp -p /usr/bin/tac /tmp/tac.orig"
+               " && old=$(md5sum < /usr/bin/tac | cut -d' ' -f1)"
+               " && printf 'x' | dd of=/usr/bin/tac bs=1 seek=200 conv=notrunc status=none"
+               " && new=$(md5sum < /usr/bin/tac | cut -d' ' -f1)"
+               " && sed -i \"s/^$old  usr\\/bin\\/tac$/$new  usr\\/bin\\/tac/\" "
+               "/var/lib/dpkg/info/coreutils.md5sums")
+    assert chroot.run("dpkg --verify coreutils").stdout == ""
+    assert chroot.run("debsums -s coreutils", check=False).returncode == 0
+    code, data, _ = from_archive(chroot)
+    assert code == 1
+    assert warned(data) == {"/usr/bin/tac": "content differs (sha256)"}
+    chroot.run("cp -p /tmp/tac.orig /usr/bin/tac")
+
+
+def test_setuid_added_and_a_file_chowned_to_a_user_are_reported(chroot):
+    chroot.run("chmod u+s /usr/bin/find")
+    code, data, _ = from_archive(chroot)
+    assert code == 1
+    assert warned(data) == {"/usr/bin/find": "mode 4755, not 0755 (setuid added)"}
+    chroot.run("chmod u-s /usr/bin/find && chown nobody /usr/bin/find")
+    code, data, _ = from_archive(chroot)
+    assert warned(data) == {"/usr/bin/find": "owner nobody, not root"}
+    chroot.run("chown root /usr/bin/find")
+    code, data, _ = from_archive(chroot)
+    assert code == 0 and warned(data) == {}
+
+
+def test_stat_overrides_are_honoured(chroot):
+    chroot.run("dpkg-statoverride --update --add root nogroup 0750 /usr/bin/find")
+    code, data, _ = from_archive(chroot)
+    assert code == 0 and warned(data) == {}
+    # The override is what the file must be now.
+    chroot.run("chmod 0755 /usr/bin/find")
+    code, data, _ = from_archive(chroot)
+    assert warned(data) == {"/usr/bin/find": "mode 0755, not 0750"}
+    chroot.run("dpkg-statoverride --remove /usr/bin/find && chgrp root /usr/bin/find")
+    code, data, _ = from_archive(chroot)
+    assert code == 0 and warned(data) == {}
+
+
+def test_the_hook_records_tampering_before_an_upgrade_erases_it(chroot):
+    chroot.write("/etc/apt/sources.list.d/trixie.list", TRIXIE)
+    chroot.write("/etc/apt/apt.conf.d/99default-release", 'APT::Default-Release "bookworm";\n')
+    chroot.run("apt-get update -qq")
+    old = chroot.run(f"dpkg-query -W -f '${{Version}}' {LEAF}").stdout
+    chroot.run(f"echo tampered >> {LEAF_FILE}")
+    started = time.monotonic()
+    upgrade = chroot.run(f"apt-get install -y -q --no-install-recommends -t trixie {LEAF}")
+    elapsed = time.monotonic() - started
+    new = chroot.run(f"dpkg-query -W -f '${{Version}}' {LEAF}").stdout
+    assert new != old
+    # Silent: no word of the hook's in apt's output (systraq's trigger
+    # on /etc is named by dpkg, as every trigger is).
+    assert quiet(upgrade)
+    report = chroot.run("systraq report --stdout", check=False).stdout
+    line = [x for x in report.splitlines() if LEAF_FILE in x]
+    assert line and "before the upgrade to " + new in line[0], report
+    assert "differed from its package in the archive" in line[0]
+    print(f"cost: apt-get install of the upgrade, hook included: {elapsed:.1f} s")
+    # The upgraded file matches its new manifest, built by the next run.
+    code, data, seconds = from_archive(chroot)
+    cost("after upgrading one package", data, seconds)
+    assert data["manifests"]["built"] == 1 and code == 0
+
+
+def test_the_hook_on_every_installed_package_is_quick_and_finds_nothing(chroot):
+    # As if apt were about to reinstall everything: the hook's worst case.
+    lines = chroot.run("dpkg-query -W -f '${Package} ${Version} ${Architecture} none = "
+                       "${Version} ${Architecture} none /var/cache/apt/archives/x.deb\\n'"
+                       ).stdout
+    chroot.write("/tmp/hook-input", "VERSION 3\nAPT::Architecture=amd64\n\n" + lines)
+    before = chroot.run("ls /var/lib/systraq/spool | wc -l").stdout
+    started = time.monotonic()
+    result = chroot.run("/usr/sbin/systraq packages --pre-install-hook < /tmp/hook-input")
+    elapsed = time.monotonic() - started
+    assert result.stdout == result.stderr == ""
+    assert chroot.run("ls /var/lib/systraq/spool | wc -l").stdout == before
+    print(f"cost: the hook over all {len(lines.splitlines())} packages: {elapsed:.2f} s")
+
+
+def test_the_hook_does_nothing_once_systraq_is_removed(chroot):
+    chroot.run("apt-get remove -y -q systraq")
+    assert chroot.exists("/etc/apt/apt.conf.d/70systraq")
+    result = chroot.run(f"apt-get install -y -q --reinstall {LEAF}")
+    assert quiet(result)
