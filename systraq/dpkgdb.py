@@ -536,26 +536,29 @@ def _line_of(data, offset):
     return data.count(b"\n", 0, offset) + 1
 
 
-# A field name with a byte above 0x7f: where one is not UTF-8, python-apt
-# 2.6's TagSection.keys() crashes the interpreter (a NULL from the failed
-# decoding goes into its list), so such a file must not reach TagFile.
-_NON_ASCII_NAME = re.compile(rb"\n[^ \t\n:\x80-\xff]*[\x80-\xff]")
+# A field name as apt's TagSection::Scan finds it: from the start of a
+# line that does not start with white space up to the next colon, which
+# memchr() looks for beyond the end of the line.  Where such a name is not
+# UTF-8, python-apt 2.6's TagSection.keys() crashes the interpreter (a
+# NULL from the failed decoding goes into its list), so such a file must
+# not reach TagFile.  The hostile-input tests found both the plain case
+# and names that run over several lines to a colon.
+_FIELD_NAME = re.compile(rb"(?:\A|\n)([^ \t\n\v\f\r][^:]*)")
 
 
 def _check_field_names(data, file):
     """Raise DatabaseError for a field name that is not UTF-8."""
     if data.isascii():
         return
-    starts = [0] if data[:1] not in b" \t\n" else []
-    starts += [match.start() + 1 for match in _NON_ASCII_NAME.finditer(data)]
-    for start in starts:
-        end = data.find(b"\n", start)
-        name = data[start:end if end >= 0 else len(data)].split(b":", 1)[0]
+    for match in _FIELD_NAME.finditer(data):
+        name = match.group(1)
+        if name.isascii():
+            continue
         try:
             name.decode("utf-8")
         except UnicodeDecodeError:
-            raise DatabaseError(file, _line_of(data, start), "field name is not "
-                                f"UTF-8: '{escape(name)}'") from None
+            raise DatabaseError(file, _line_of(data, match.start(1)), "field name is "
+                                f"not UTF-8: '{escape(name)}'") from None
 
 
 def _parse_conffiles(value, where):
