@@ -16,6 +16,7 @@
 # pub modes).
 5 * * * *	root	[ -d /run/systemd/system ] || [ ! -x /usr/sbin/systraq ] || /usr/sbin/systraq check
 
-# The daily report, after the root checks and the packages check (which
-# runs as debian-systraq); a failure of either does not stop the report.
-35 6 * * *	root	[ -d /run/systemd/system ] || [ ! -x /usr/sbin/systraq ] || { /usr/sbin/systraq audit; /usr/sbin/systraq packages; /usr/sbin/systraq report; }
+# The daily report, after the root checks, the packages check (which
+# runs as debian-systraq) and, when [packages] from_archive = yes, the
+# check against the archive; a failure of one does not stop the report.
+35 6 * * *	root	[ -d /run/systemd/system ] || [ ! -x /usr/sbin/systraq ] || { /usr/sbin/systraq audit; /usr/sbin/systraq packages; /usr/sbin/systraq packages --from-archive --scheduled; /usr/sbin/systraq report; }

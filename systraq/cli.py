@@ -134,8 +134,11 @@ def _cmd_packages(settings, conf, args):
     names = args.package or None
     if args.pre_install_hook:
         return _pre_install_hook(settings)
-    if (args.offline or args.fetch_limit is not None) and not args.from_archive:
-        raise UsageError("--offline and --fetch-limit go with --from-archive")
+    if (args.offline or args.fetch_limit is not None or args.scheduled) \
+            and not args.from_archive:
+        raise UsageError("--offline, --fetch-limit and --scheduled go with --from-archive")
+    if args.scheduled and not conf.get("packages", "from_archive"):
+        return EXIT_OK
     if args.from_archive:
         return _from_archive(settings, conf, args, names)
     if args.repair_missing:
@@ -210,7 +213,7 @@ def _from_archive(settings, conf, args, names):
                        f"{os.fsdecode(lock_file)})") from None
     if args.json:
         _print_json(result.as_dict())
-    elif args.verbose or sys.stdout.isatty() or names:
+    elif not args.scheduled and (args.verbose or sys.stdout.isatty() or names):
         for finding in result.findings:
             print(finding.text())
         if result.from_dpkg:
@@ -555,6 +558,9 @@ def build_parser():
                      help="with --from-archive: download at most SIZE (e.g. 200M) "
                           "in this run, the rest in the next ones (default: "
                           "[packages] archive_fetch_limit, 0 for no limit)")
+    cmd.add_argument("--scheduled", action="store_true",
+                     help="with --from-archive: as the daily job runs it: nothing "
+                          "unless [packages] from_archive = yes, and silent")
     cmd.add_argument("--pre-install-hook", action="store_true",
                      help="apt's DPkg::Pre-Install-Pkgs hook: check the packages "
                           "apt is about to replace against their manifests and "

@@ -255,6 +255,7 @@ SCHEMA = {
         # "systraq packages --from-archive": bytes downloaded at most in one
         # run to build manifests (0: no limit); the rest waits for the next.
         "archive_fetch_limit": ("0", _size, str),
+        "from_archive": ("no", _boolean, _show_boolean),
     },
     "contents": {
         # Lines of diff a change record carries per file; the rest is

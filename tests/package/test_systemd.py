@@ -34,7 +34,7 @@ UNIT_DIR = "/lib/systemd/system"
 TIMERS = {"systraq-contents.timer": "systraq-contents.service",
           "systraq-check.timer": "systraq-check.service",
           "systraq-report.timer": "systraq-report.service"}
-DAILY = ("systraq-audit.service", "systraq-packages.service")
+DAILY = ("systraq-audit.service", "systraq-packages.service", "systraq-archive.service")
 # The realtime watcher: a daemon, enabled, that its condition skips while
 # [watch] enabled = no.
 WATCH = "systraq-watch.service"
@@ -344,6 +344,11 @@ def test_report_service_mails_after_the_audit_and_packages_checks(booted, chroot
     booted.run(f"chmod 0700 /home/{ADMIN} && echo 'PATH=\".:$PATH\"' >> /home/{ADMIN}/.bashrc")
     booted.run("cp /bin/dash /tmp/.hidden && chmod 4755 /tmp/.hidden")
     booted.run("echo tampered >> /usr/share/common-licenses/GPL-2")
+    # What only the check against the archive finds (as root, with the
+    # network, in its sandbox): a package file given to another owner.
+    conf = chroot.read("/etc/systraq/systraq.conf").decode()
+    chroot.write("/etc/systraq/systraq.conf", set_option(conf, "packages", "from_archive", "yes"))
+    booted.run("chown nobody /usr/bin/tac")
     booted.run("systemctl start systraq-check.service")
     booted.run("systemctl start systraq-report.service")
     times = {}
@@ -353,8 +358,8 @@ def test_report_service_mails_after_the_audit_and_packages_checks(booted, chroot
         assert shown["Result"] == "success", (unit, shown)
         times[unit] = (int(shown["ExecMainStartTimestampMonotonic"]),
                        int(shown["ExecMainExitTimestampMonotonic"]))
-    audit, packages, report = (times[u] for u in (*DAILY, "systraq-report.service"))
-    assert audit[1] <= packages[0] and packages[1] <= report[0], times
+    audit, packages, archive, report = (times[u] for u in (*DAILY, "systraq-report.service"))
+    assert audit[1] <= packages[0] and packages[1] <= archive[0] and archive[1] <= report[0], times
     daily = wait_for_mail(chroot, 4, flush=False, diagnose=booted.mail_log)[-1]
     # Mailed by debian-systraq through exim's setuid sendmail, from the
     # hardened unit.
@@ -365,6 +370,7 @@ def test_report_service_mails_after_the_audit_and_packages_checks(booted, chroot
     assert f"/home/{ADMIN}/.bashrc" in warnings and "PATH" in warnings
     assert "/tmp/.hidden" in warnings and "setuid" in warnings
     assert "/usr/share/common-licenses/GPL-2" in warnings
+    assert "/usr/bin/tac" in warnings and "owner nobody" in warnings, warnings
 
 
 def test_check_service_mails_an_alert_for_a_new_account(booted, chroot):

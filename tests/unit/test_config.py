@@ -29,6 +29,7 @@ def test_a_missing_default_file_gives_the_defaults(root):
                                 ("snapshot", "exclude", "(none)", "default"),
                                 ("packages", "critical", "(none)", "default"),
                                 ("packages", "archive_fetch_limit", "0", "default"),
+                                ("packages", "from_archive", "no", "default"),
                                 ("contents", "max_diff_lines", "200", "default"),
                                 ("contents", "max_size", "1048576", "default"),
                                 ("contents", "retention_days", "60", "default"),

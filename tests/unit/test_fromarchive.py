@@ -373,3 +373,19 @@ def test_a_symlink_where_a_directory_was_shipped_is_what_dpkg_keeps(root, system
     os.rename(root.host("/usr/share/doc/tool"), root.host("/usr/share/doc/tool.real"))
     os.symlink("tool.real", root.host("/usr/share/doc/tool"))
     assert checked(root, system).findings == []
+
+
+def test_cli_scheduled_runs_only_when_the_configuration_says_so(root, system, capsys):
+    built(root, system)
+    os.chmod(root.host("/usr/bin/tool"), 0o4755)
+    args = ["--root", os.fsdecode(root.path), "packages", "--from-archive", "--offline",
+            "--scheduled"]
+    # [packages] from_archive = no (the default): nothing is checked.
+    assert main(args) == 0
+    assert capsys.readouterr() == ("", "")
+    assert main(["--root", os.fsdecode(root.path), "packages", "--scheduled"]) == 2
+    assert "go with --from-archive" in capsys.readouterr().err
+    root.write("/etc/systraq/systraq.conf", "[packages]\nfrom_archive = yes\n")
+    # Enabled: the check runs, finds the setuid bit, prints nothing (cron).
+    assert main(args) == 1
+    assert capsys.readouterr() == ("", "")
