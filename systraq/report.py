@@ -54,6 +54,7 @@ optional ``path``, ``alerted``, ``first_seen``),
 (``batches`` and ``records`` this report covers).
 """
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -101,6 +102,10 @@ def state_path(settings):
     return os.path.join(settings.state_dir, b"report.state")
 
 
+# The suffix of a damaged state file of the report's, kept for the admin.
+DAMAGED = b".damaged"
+
+
 def alerts_path(settings):
     return os.path.join(settings.state_dir, b"alerts.state")
 
@@ -120,13 +125,34 @@ def _local(epoch, now):
 
 
 def _load_json(path, what):
+    """The JSON object in ``path``; None when there is none.  A damaged
+    file (cut short, not JSON, not an object) is moved aside to
+    NAME.damaged and taken as absent, so that the report starts again
+    instead of failing at every run; the next report warns about it
+    (``_damaged``), since only a failing disk or tampering damages a file
+    written atomically."""
     try:
         with open(path, "rb") as handle:
-            return json.loads(handle.read().decode("utf-8"))
+            value = json.loads(handle.read().decode("utf-8"))
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        return value
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except ValueError:
+        os.replace(path, path + DAMAGED)
+        return None
+    except OSError as exc:
         raise RunError(f"{os.fsdecode(path)}: cannot read {what}: {exc}") from None
+
+
+def _damaged(settings):
+    """The report's own state files found damaged, moved aside."""
+    try:
+        names = os.listdir(settings.state_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(os.path.join(settings.state_dir, n) for n in names if n.endswith(DAMAGED))
 
 
 def _save_json(path, data, mode=0o640):
@@ -418,6 +444,7 @@ class Report:
         self.state = {}           # report.state as it was when this was built
         self.last_mailed = None
         self.probe_state = None
+        self.damaged = []         # state files found damaged, moved aside
 
     @property
     def subject(self):
@@ -900,6 +927,12 @@ def gather(settings, config, now=None, host=None, probe=None, audit_current=None
     gatherer.persistent(packages_state or None, audit_current or None, localsums or None)
     gatherer.finish(packages_state or None)
     state = load_state(settings)
+    damaged = _damaged(settings)
+    for path in damaged:
+        name = os.fsdecode(os.path.basename(path)[:-len(DAMAGED)])
+        gatherer._check_warning("report", "state damaged",
+                                f"{name} was damaged (a failing disk, or tampering) and "
+                                f"started again; kept as {os.fsdecode(path)}", rank=CRITICAL)
     if probe is None:
         from systraq import probes
         probe = probes.collect
@@ -909,6 +942,7 @@ def gather(settings, config, now=None, host=None, probe=None, audit_current=None
     report.warnings = gatherer.warnings()
     report.state = state
     report.last_mailed = state.get("last_mailed")
+    report.damaged = damaged
     return report
 
 
@@ -1039,6 +1073,10 @@ def deliver(settings, config, report, fmt="text", sendmail=mail.SENDMAIL, log=No
     if report.probe_state is not None:
         state["probes"] = report.probe_state
     _commit(settings, [b.name for b in report.batches], state)
+    for path in report.damaged:
+        # Said by this report.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     if to:
         for name in os.listdir(directory) if os.path.isdir(directory) else ():
             if name.startswith(b"undelivered-"):
