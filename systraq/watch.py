@@ -60,6 +60,7 @@ from systraq import accounts, config as config_module, contents, inotify, snapsh
 from systraq.errors import ConfigError, SystraqError
 from systraq.fsutil import atomic_write
 from systraq.settings import NEVER_WALK
+from systraq.spool import Spool, stamp
 
 # A burst whose events never stop is looked at this long after its
 # first event all the same.
@@ -560,8 +561,15 @@ class Watcher:
         except FileNotFoundError:
             return []
         except (OSError, ValueError, TypeError, AttributeError) as exc:
-            self.log(f"{os.fsdecode(state_path(self.settings))}: unreadable ({exc}); "
-                     "the hourly mail count starts again")
+            name = os.fsdecode(state_path(self.settings))
+            self.log(f"{name}: unreadable ({exc}); the hourly mail count starts again")
+            if not isinstance(exc, OSError):
+                # Damaged, though written atomically: a failing disk or
+                # tampering (to hold alerts back), which the report tells.
+                Spool(self.settings).add("watch", [{
+                    "source": "watch", "change": "state damaged", "time": stamp(self.wall()),
+                    "detail": f"{name}: {str(exc).splitlines()[0] if str(exc) else exc!r}"}])
+                self._save_mails([])
             return []
 
     def _save_mails(self, mails):
