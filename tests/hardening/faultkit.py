@@ -77,8 +77,10 @@ case "$mode" in
     mv "$tmp" "$here/mails/$(date +%s%N).$$.eml"
     exit 0 ;;
   hang)
-    echo $$ >> "$here/sendmail.hung"
-    sleep 3600
+    # As a stuck MTA: the shell waits for a child that never ends.
+    sleep 3600 &
+    echo "$$ $!" >> "$here/sendmail.hung"
+    wait
     exit 0 ;;
   *)
     cat > /dev/null
@@ -362,6 +364,24 @@ class System:
         self.spool_records()
 
 
+def copy_of(template, top):
+    """A copy of the System ``template`` in ``top`` (made), mails left
+    behind: one baseline serves many tests."""
+    os.makedirs(top, exist_ok=True)
+    top = os.path.join(top, "copy")
+    subprocess.run(["cp", "-a", template.top, top], check=True)
+    system = System.__new__(System)
+    system.__dict__.update(template.__dict__)
+    system.top = top
+    system.root = os.path.join(top, "root")
+    system.mail_dir = os.path.join(top, "mail")
+    system.sendmail = os.path.join(system.mail_dir, "sendmail")
+    system.state = system.host("/var/lib/systraq")
+    shutil.rmtree(os.path.join(system.mail_dir, "mails"))
+    os.mkdir(os.path.join(system.mail_dir, "mails"))
+    return system
+
+
 def assert_clean(err, what=""):
     """No traceback, at most one line from systraq itself."""
     assert "Traceback" not in err, f"{what}: {err}"
@@ -392,5 +412,5 @@ def wait_gone(pids, timeout=5.0):
     return [p for p in pids if os.path.exists(f"/proc/{p}")]
 
 
-__all__ = ["System", "JOBS", "MAILING", "assert_clean", "one_line", "count_in", "remove",
+__all__ = ["System", "JOBS", "MAILING", "assert_clean", "copy_of", "one_line", "count_in", "remove",
            "wait_gone"]

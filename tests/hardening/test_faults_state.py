@@ -16,11 +16,10 @@ real one, while a byte that is no longer ASCII is always seen.
 import os
 import random
 import shutil
-import subprocess
 
 import pytest
 
-from tests.hardening.faultkit import System, assert_clean, count_in
+from tests.hardening.faultkit import System, assert_clean, copy_of, count_in
 
 DAMAGES = ("cut", "flip", "empty", "garbage")
 
@@ -78,22 +77,6 @@ def template(tmp_path_factory):
     system.run_ok("check")
     assert os.path.exists(os.path.join(system.state, "watch.state"))
     assert os.path.exists(os.path.join(system.state, "alerts.state"))
-    return system
-
-
-def copy_of(template, tmp_path):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    top = tmp_path / "copy"
-    subprocess.run(["cp", "-a", template.top, str(top)], check=True)
-    system = System.__new__(System)
-    system.__dict__.update(template.__dict__)
-    system.top = str(top)
-    system.root = os.path.join(system.top, "root")
-    system.mail_dir = os.path.join(system.top, "mail")
-    system.sendmail = os.path.join(system.mail_dir, "sendmail")
-    system.state = system.host("/var/lib/systraq")
-    shutil.rmtree(os.path.join(system.mail_dir, "mails"))
-    os.mkdir(os.path.join(system.mail_dir, "mails"))
     return system
 
 
