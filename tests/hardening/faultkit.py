@@ -294,11 +294,17 @@ class System:
         with open(os.path.join(self.mail_dir, "sendmail.mode"), "w") as handle:
             handle.write(mode + "\n")
 
-    def mails(self, kind=None):
+    def mail_files(self):
+        return sorted(glob.glob(os.path.join(self.mail_dir, "mails", "*.eml")))
+
+    def mails(self, kind=None, exclude=()):
         """The subject and body of each mail delivered so far, oldest
-        first, as one text; ``kind``: "alert" or "report" only."""
+        first, as one text; ``kind``: "alert" or "report" only;
+        ``exclude``: files (of mail_files) to leave out."""
         out = []
-        for path in sorted(glob.glob(os.path.join(self.mail_dir, "mails", "*.eml"))):
+        for path in self.mail_files():
+            if path in exclude:
+                continue
             with open(path, "rb") as handle:
                 message = email.message_from_binary_file(handle, policy=email.policy.default)
             subject = str(message["Subject"])
