@@ -104,6 +104,8 @@ def state_path(settings):
 
 # The suffix of a damaged state file of the report's, kept for the admin.
 DAMAGED = b".damaged"
+# The suffix of a journal or ledger written before its mail is sent.
+NEXT = b".next"
 
 
 def alerts_path(settings):
@@ -1060,19 +1062,22 @@ def deliver(settings, config, report, fmt="text", sendmail=mail.SENDMAIL, log=No
     else:
         message = mail.build(to, report.subject, body, SYSTEM_USER, host=report.host,
                              now=report.now)
+        prepared = _prepare_commit(settings, report)
         try:
             mail.send(message, sendmail=sendmail)
         except mail.DeliveryError as exc:
+            os.unlink(prepared)
             kept = _keep(directory, f"undelivered-{stamp}.eml", message.as_bytes())
             log(syslog.LOG_ERR, f"delivery failed: {exc}; report kept in {os.fsdecode(kept)}")
             _write_textfile(settings, config, report, report.last_mailed, log)
             raise mail.DeliveryError(f"{exc}; the report is kept in {os.fsdecode(kept)} and "
                                      "its changes stay queued for the next run") from None
         where = None
-    state = dict(report.state, last_mailed=report.now)
-    if report.probe_state is not None:
-        state["probes"] = report.probe_state
-    _commit(settings, [b.name for b in report.batches], state)
+    if to:
+        os.rename(journal_path(settings) + NEXT, journal_path(settings))
+        _finish_journal(settings)
+    else:
+        _commit(settings, [b.name for b in report.batches], _next_state(report))
     for path in report.damaged:
         # Said by this report.
         with contextlib.suppress(FileNotFoundError):
@@ -1090,6 +1095,27 @@ def _keep(directory, name, data):
     os.makedirs(directory, mode=0o750, exist_ok=True)
     path = os.path.join(directory, os.fsencode(name))
     atomic_write(path, data, mode=0o640)
+    return path
+
+
+def _next_state(report):
+    state = dict(report.state, last_mailed=report.now)
+    if report.probe_state is not None:
+        state["probes"] = report.probe_state
+    return state
+
+
+def _prepare_commit(settings, report):
+    """The journal of ``report``'s delivery, written before the mail goes
+    out as NAME.next and renamed into place once sendmail exited 0: a
+    state filesystem too full to take it stops the report before it
+    mails, not after (when its changes would be mailed again).  One left
+    by a run killed while sendmail ran is never renamed: its changes go
+    with the next mail, and the next report overwrites it."""
+    journal = {"batches": [os.fsdecode(b.name) for b in report.batches],
+               "state": _next_state(report)}
+    path = journal_path(settings) + NEXT
+    _save_json(path, journal)
     return path
 
 
@@ -1183,11 +1209,23 @@ def alert(settings, config, now=None, host=None, sendmail=mail.SENDMAIL, log=Non
                                 f"text={_kv(item.head)}")
     to = config.get("report", "mailto")
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    # The ledger is written before the alert goes out and renamed into
+    # place after (as the report's journal): a full state filesystem
+    # stops the alert before it is mailed, not before it is recorded.
+    ledger = _load_json(alerts_path(settings), "the alert ledger") or {}
+    batches = ledger.setdefault("batches", {})
+    when = _local(now, now)
+    for item in items:
+        for name, index in item.refs:
+            batches.setdefault(name, {}).setdefault("records", {})[str(index)] = when
+    prepared = alerts_path(settings) + NEXT
+    _save_json(prepared, ledger)
     if to:
         message = mail.build(to, subject, body, SYSTEM_USER, host=host, now=now)
         try:
             mail.send(message, sendmail=sendmail)
         except mail.DeliveryError as exc:
+            os.unlink(prepared)
             kept = _keep(reports_dir(settings), f"undelivered-alert-{stamp}.eml",
                          message.as_bytes())
             log(syslog.LOG_ERR, f"alert delivery failed: {exc}; kept in {os.fsdecode(kept)}")
@@ -1195,11 +1233,5 @@ def alert(settings, config, now=None, host=None, sendmail=mail.SENDMAIL, log=Non
                                      "will be tried again at the next check") from None
     else:
         _keep(reports_dir(settings), f"alert-{stamp}.txt", body.encode("utf-8"))
-    ledger = _load_json(alerts_path(settings), "the alert ledger") or {}
-    batches = ledger.setdefault("batches", {})
-    when = _local(now, now)
-    for item in items:
-        for name, index in item.refs:
-            batches.setdefault(name, {}).setdefault("records", {})[str(index)] = when
-    _save_json(alerts_path(settings), ledger)
+    os.rename(prepared, alerts_path(settings))
     return items
