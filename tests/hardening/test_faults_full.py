@@ -40,7 +40,8 @@ def fill(directory):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 def test_a_full_state_filesystem_loses_and_repeats_nothing(tmp_path, record, scale):
-    system = System(tmp_path / "sys", files=scale(100, 1000))
+    files = scale(100, 1000)
+    system = System(tmp_path / "sys", files=files)
     system.baseline()
     saved = str(tmp_path / "saved")
     shutil.copytree(system.state, saved, symlinks=True)
@@ -82,4 +83,4 @@ def test_a_full_state_filesystem_loses_and_repeats_nothing(tmp_path, record, sca
     finally:
         subprocess.run(["umount", system.state], check=False)
     shutil.rmtree(system.top)
-    record(runs=runs, files=len(before))
+    record(runs=runs, files=files, state_files=len(before))
