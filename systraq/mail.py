@@ -14,7 +14,9 @@ DeliveryError naming what went wrong in one line, and the caller keeps
 what it wanted to send (the spool is not marked delivered).
 """
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 from email.message import EmailMessage
@@ -76,14 +78,23 @@ def send(message, sendmail=SENDMAIL, timeout=TIMEOUT):
         raise DeliveryError(f"{sendmail} is missing or not executable; "
                             "install a mail transport agent (exim4, postfix, dma)")
     try:
-        proc = subprocess.run([sendmail, "-oi", "-t"], input=message.as_bytes(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=timeout, check=False, close_fds=True)
-    except subprocess.TimeoutExpired:
-        raise DeliveryError(f"{sendmail} did not finish within {timeout} s") from None
+        # A session of its own: on a timeout the whole of it is killed,
+        # the children a hung MTA wrapper waits for included, which
+        # killing sendmail alone would leave running for ever.
+        proc = subprocess.Popen([sendmail, "-oi", "-t"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                close_fds=True, start_new_session=True)
     except OSError as exc:
         raise DeliveryError(f"cannot run {sendmail}: {exc.strerror}") from None
+    with proc:
+        try:
+            stdout, stderr = proc.communicate(message.as_bytes(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise DeliveryError(f"{sendmail} did not finish within {timeout:g} s") from None
     if proc.returncode != 0:
-        said = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()
+        said = (stderr or stdout).decode("utf-8", "replace").strip()
         first = said.splitlines()[0] if said else "no message"
         raise DeliveryError(f"{sendmail} exited with status {proc.returncode}: {first}")

@@ -126,6 +126,7 @@ class Report:
         self.read = 0               # files read and hashed (fewer with quick)
         self.problems = []          # (file, line, message) from dpkg's database
         self.accepted = 0
+        self.damaged = None         # why the state could not be read back
 
     @property
     def warnings(self):
@@ -205,6 +206,7 @@ def _locked_run(settings, config, names, workers, now, save, spool_group, events
     except statefile.DamagedState as exc:
         report.problems.append((os.fsdecode(state_path(settings)), None,
                                 f"damaged ({exc}); starting again"))
+        report.damaged = str(exc)
         header, before = None, None
     before = before or {}
     earlier = {unescape(p): v for p, v in (header or {}).get("findings", {}).items()}
@@ -340,6 +342,10 @@ def _save(settings, report, found, now, today, spool_group):
            if f.kind in ("fixed", "explained") or f.first_seen == today]
     stamp = record_stamp(now)
     records = [dict(f.as_dict(), source="packages", change=f.kind, time=stamp) for f in new]
+    if report.damaged is not None:
+        # In the report, not only on stderr: a damaged state may be tampering.
+        records.insert(0, {"source": "packages", "change": "state damaged",
+                           "detail": report.damaged, "count": len(found), "time": stamp})
     private = 0o640
     run_id = os.urandom(8).hex()
     header["run"] = run_id

@@ -54,6 +54,7 @@ optional ``path``, ``alerted``, ``first_seen``),
 (``batches`` and ``records`` this report covers).
 """
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -101,6 +102,12 @@ def state_path(settings):
     return os.path.join(settings.state_dir, b"report.state")
 
 
+# The suffix of a damaged state file of the report's, kept for the admin.
+DAMAGED = b".damaged"
+# The suffix of a journal or ledger written before its mail is sent.
+NEXT = b".next"
+
+
 def alerts_path(settings):
     return os.path.join(settings.state_dir, b"alerts.state")
 
@@ -120,13 +127,34 @@ def _local(epoch, now):
 
 
 def _load_json(path, what):
+    """The JSON object in ``path``; None when there is none.  A damaged
+    file (cut short, not JSON, not an object) is moved aside to
+    NAME.damaged and taken as absent, so that the report starts again
+    instead of failing at every run; the next report warns about it
+    (``_damaged``), since only a failing disk or tampering damages a file
+    written atomically."""
     try:
         with open(path, "rb") as handle:
-            return json.loads(handle.read().decode("utf-8"))
+            value = json.loads(handle.read().decode("utf-8"))
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        return value
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except ValueError:
+        os.replace(path, path + DAMAGED)
+        return None
+    except OSError as exc:
         raise RunError(f"{os.fsdecode(path)}: cannot read {what}: {exc}") from None
+
+
+def _damaged(settings):
+    """The report's own state files found damaged, moved aside."""
+    try:
+        names = os.listdir(settings.state_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(os.path.join(settings.state_dir, n) for n in names if n.endswith(DAMAGED))
 
 
 def _save_json(path, data, mode=0o640):
@@ -427,6 +455,7 @@ class Report:
         self.state = {}           # report.state as it was when this was built
         self.last_mailed = None
         self.probe_state = None
+        self.damaged = []         # state files found damaged, moved aside
 
     @property
     def subject(self):
@@ -954,6 +983,12 @@ def gather(settings, config, now=None, host=None, probe=None, audit_current=None
     gatherer.persistent(packages_state or None, audit_current or None, localsums or None)
     gatherer.finish(packages_state or None)
     state = load_state(settings)
+    damaged = _damaged(settings)
+    for path in damaged:
+        name = os.fsdecode(os.path.basename(path)[:-len(DAMAGED)])
+        gatherer._check_warning("report", "state damaged",
+                                f"{name} was damaged (a failing disk, or tampering) and "
+                                f"started again; kept as {os.fsdecode(path)}", rank=CRITICAL)
     if probe is None:
         from systraq import probes
         probe = probes.collect
@@ -963,6 +998,7 @@ def gather(settings, config, now=None, host=None, probe=None, audit_current=None
     report.warnings = gatherer.warnings()
     report.state = state
     report.last_mailed = state.get("last_mailed")
+    report.damaged = damaged
     return report
 
 
@@ -1080,19 +1116,26 @@ def deliver(settings, config, report, fmt="text", sendmail=mail.SENDMAIL, log=No
     else:
         message = mail.build(to, report.subject, body, SYSTEM_USER, host=report.host,
                              now=report.now)
+        prepared = _prepare_commit(settings, report)
         try:
             mail.send(message, sendmail=sendmail)
         except mail.DeliveryError as exc:
+            os.unlink(prepared)
             kept = _keep(directory, f"undelivered-{stamp}.eml", message.as_bytes())
             log(syslog.LOG_ERR, f"delivery failed: {exc}; report kept in {os.fsdecode(kept)}")
             _write_textfile(settings, config, report, report.last_mailed, log)
             raise mail.DeliveryError(f"{exc}; the report is kept in {os.fsdecode(kept)} and "
                                      "its changes stay queued for the next run") from None
         where = None
-    state = dict(report.state, last_mailed=report.now)
-    if report.probe_state is not None:
-        state["probes"] = report.probe_state
-    _commit(settings, [b.name for b in report.batches], state)
+    if to:
+        os.rename(journal_path(settings) + NEXT, journal_path(settings))
+        _finish_journal(settings)
+    else:
+        _commit(settings, [b.name for b in report.batches], _next_state(report))
+    for path in report.damaged:
+        # Said by this report.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     if to:
         for name in os.listdir(directory) if os.path.isdir(directory) else ():
             if name.startswith(b"undelivered-"):
@@ -1106,6 +1149,27 @@ def _keep(directory, name, data):
     os.makedirs(directory, mode=0o750, exist_ok=True)
     path = os.path.join(directory, os.fsencode(name))
     atomic_write(path, data, mode=0o640)
+    return path
+
+
+def _next_state(report):
+    state = dict(report.state, last_mailed=report.now)
+    if report.probe_state is not None:
+        state["probes"] = report.probe_state
+    return state
+
+
+def _prepare_commit(settings, report):
+    """The journal of ``report``'s delivery, written before the mail goes
+    out as NAME.next and renamed into place once sendmail exited 0: a
+    state filesystem too full to take it stops the report before it
+    mails, not after (when its changes would be mailed again).  One left
+    by a run killed while sendmail ran is never renamed: its changes go
+    with the next mail, and the next report overwrites it."""
+    journal = {"batches": [os.fsdecode(b.name) for b in report.batches],
+               "state": _next_state(report)}
+    path = journal_path(settings) + NEXT
+    _save_json(path, journal)
     return path
 
 
@@ -1200,11 +1264,23 @@ def alert(settings, config, now=None, host=None, sendmail=mail.SENDMAIL, log=Non
                                 f"text={_kv(item.head)}")
     to = config.get("report", "mailto")
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    # The ledger is written before the alert goes out and renamed into
+    # place after (as the report's journal): a full state filesystem
+    # stops the alert before it is mailed, not before it is recorded.
+    ledger = _load_json(alerts_path(settings), "the alert ledger") or {}
+    batches = ledger.setdefault("batches", {})
+    when = _local(now, now)
+    for item in items:
+        for name, index in item.refs:
+            batches.setdefault(name, {}).setdefault("records", {})[str(index)] = when
+    prepared = alerts_path(settings) + NEXT
+    _save_json(prepared, ledger)
     if to:
         message = mail.build(to, subject, body, SYSTEM_USER, host=host, now=now)
         try:
             mail.send(message, sendmail=sendmail)
         except mail.DeliveryError as exc:
+            os.unlink(prepared)
             kept = _keep(reports_dir(settings), f"undelivered-alert-{stamp}.eml",
                          message.as_bytes())
             log(syslog.LOG_ERR, f"alert delivery failed: {exc}; kept in {os.fsdecode(kept)}")
@@ -1212,11 +1288,5 @@ def alert(settings, config, now=None, host=None, sendmail=mail.SENDMAIL, log=Non
                                      "will be tried again at the next check") from None
     else:
         _keep(reports_dir(settings), f"alert-{stamp}.txt", body.encode("utf-8"))
-    ledger = _load_json(alerts_path(settings), "the alert ledger") or {}
-    batches = ledger.setdefault("batches", {})
-    when = _local(now, now)
-    for item in items:
-        for name, index in item.refs:
-            batches.setdefault(name, {}).setdefault("records", {})[str(index)] = when
-    _save_json(alerts_path(settings), ledger)
+    os.rename(prepared, alerts_path(settings))
     return items

@@ -57,9 +57,10 @@ import sys
 import time
 
 from systraq import accounts, config as config_module, contents, inotify, snapshot
-from systraq.errors import ConfigError, SystraqError
+from systraq.errors import ConfigError, RunError, SystraqError
 from systraq.fsutil import atomic_write
 from systraq.settings import NEVER_WALK
+from systraq.spool import Spool, stamp
 
 # A burst whose events never stop is looked at this long after its
 # first event all the same.
@@ -295,6 +296,9 @@ class Watcher:
         self.reloading = False
         self._waiting = False
         self.looks = 0
+        # --once: what could not complete, for its exit status (the
+        # daemon logs it and tries again instead).
+        self.failed = None
         self.configure(config)
 
     def configure(self, config):
@@ -319,9 +323,17 @@ class Watcher:
 
     def once(self):
         """The start-up comparison and its alert, without watching: True
-        when changes were queued."""
+        when changes were queued.  RunError, naming the first, when a job
+        or the alert could not complete: unlike the daemon, nothing here
+        tries again, so the exit status must say so (3)."""
+        self.failed = []
         queued = self.look(None)
-        self.send_alert()
+        try:
+            self.send_alert()
+        finally:
+            failed, self.failed = self.failed, None
+        if failed:
+            raise RunError(f"watch: {failed[0]}")
         return queued
 
     def close(self):
@@ -535,11 +547,12 @@ class Watcher:
                                                             "pub", only=only))):
             try:
                 result = run()
-            except SystraqError as exc:
-                self.log(f"{name}: {exc.lines()[0]}")
-                continue
-            except OSError as exc:
-                self.log(f"{name}: {exc.strerror or exc}")
+            except (SystraqError, OSError) as exc:
+                text = exc.lines()[0] if isinstance(exc, SystraqError) else exc.strerror or exc
+                if self.failed is not None:
+                    self.failed.append(f"{name}: {text}")
+                else:
+                    self.log(f"{name}: {text}")
                 continue
             if result.records and not result.baseline:
                 queued = True
@@ -560,8 +573,15 @@ class Watcher:
         except FileNotFoundError:
             return []
         except (OSError, ValueError, TypeError, AttributeError) as exc:
-            self.log(f"{os.fsdecode(state_path(self.settings))}: unreadable ({exc}); "
-                     "the hourly mail count starts again")
+            name = os.fsdecode(state_path(self.settings))
+            self.log(f"{name}: unreadable ({exc}); the hourly mail count starts again")
+            if not isinstance(exc, OSError):
+                # Damaged, though written atomically: a failing disk or
+                # tampering (to hold alerts back), which the report tells.
+                Spool(self.settings).add("watch", [{
+                    "source": "watch", "change": "state damaged", "time": stamp(self.wall()),
+                    "detail": f"{name}: {str(exc).splitlines()[0] if str(exc) else exc!r}"}])
+                self._save_mails([])
             return []
 
     def _save_mails(self, mails):
@@ -587,6 +607,9 @@ class Watcher:
             items = self.alert(self.config)
         except (SystraqError, OSError) as exc:
             text = exc.lines()[0] if isinstance(exc, SystraqError) else str(exc)
+            if self.failed is not None:
+                self.failed.insert(0, f"alert: {text}")
+                return
             self.log(f"alert: {text}; trying again in {ALERT_RETRY:g} s")
             self.alert_pending = True
             self.alert_at = self.clock() + ALERT_RETRY
