@@ -231,6 +231,9 @@ def _from_archive(settings, conf, args, names):
               f"{len(result.warnings)} warnings")
     for package, reason in build.failed:
         print(f"systraq: no manifest: {reason}", file=sys.stderr)
+    if build.failed and build.deferred:
+        print(f"systraq: {len(build.deferred)} more packages left for the next run: "
+              "the downloads failed one after the other", file=sys.stderr)
     if result.warnings:
         return EXIT_WARNINGS
     return EXIT_INCOMPLETE if build.failed else EXIT_OK

@@ -289,7 +289,7 @@ class BuildResult:
         self.from_dpkg = []          # packages whose manifest dpkg's sums made
         self.fetched_bytes = 0       # downloaded
         self.reused_bytes = 0        # taken from apt's download cache
-        self.deferred = []           # left for the next run by the fetch limit
+        self.deferred = []           # left for the next run (fetch limit, archive unreachable)
         self.failed = []
         self.removed = 0
         self.seconds = 0.0
@@ -300,6 +300,11 @@ class BuildResult:
                 "deferred": [p.key for p in self.deferred],
                 "failed": [{"package": p.key, "reason": r} for p, r in self.failed],
                 "removed": self.removed, "seconds": round(self.seconds, 2)}
+
+
+# Downloads that fail one after the other before a run stops trying: the
+# rest wait for the next run.
+GIVE_UP_AFTER = 3
 
 
 def ensure(settings, database, packages, offline=False, fetch_limit=0, fetcher=None,
@@ -339,9 +344,16 @@ def ensure(settings, database, packages, offline=False, fetch_limit=0, fetcher=N
         def fetcher(package, destdir):
             return archive.fetch_verified(cache, package, destdir)
 
+    failed_in_a_row = 0
     with tempfile.TemporaryDirectory(prefix="systraq-manifest-") as destdir:
         for package in missing:
             if fetch_limit and result.fetched_bytes >= fetch_limit:
+                result.deferred.append(package)
+                continue
+            if failed_in_a_row >= GIVE_UP_AFTER:
+                # The archive is out of reach (no network, no name
+                # service): each download would wait for its own time-out,
+                # and the daily report waits for this job.
                 result.deferred.append(package)
                 continue
             try:
@@ -351,8 +363,11 @@ def ensure(settings, database, packages, offline=False, fetch_limit=0, fetcher=N
                     if build_from_dpkg(settings, database, package) is not None:
                         result.from_dpkg.append(package)
                         continue
+                else:
+                    failed_in_a_row += 1
                 result.failed.append((package, str(exc)))
                 continue
+            failed_in_a_row = 0
             try:
                 build_from_deb(settings, package, fetched.path, fetched.sha256, fetched.size)
             except archive.Unavailable as exc:

@@ -389,3 +389,20 @@ def test_cli_scheduled_runs_only_when_the_configuration_says_so(root, system, ca
     # Enabled: the check runs, finds the setuid bit, prints nothing (cron).
     assert main(args) == 1
     assert capsys.readouterr() == ("", "")
+
+
+def test_downloads_stop_after_three_failures_in_a_row(root, system):
+    # No network: each download would wait for its own time-out, and the
+    # daily report waits for the job.  The rest is left for the next run.
+    settings = root.settings()
+    database = dpkgdb.load(settings)
+    calls = []
+
+    def unreachable(package, destdir):
+        calls.append(package)
+        raise archive.Unavailable("Temporary failure resolving 'deb.debian.org'")
+
+    packages = database.installed() * 5
+    result = manifest.ensure(settings, database, packages, fetcher=unreachable, prune=False)
+    assert len(calls) == manifest.GIVE_UP_AFTER == 3
+    assert len(result.failed) == 3 and len(result.deferred) == 2
