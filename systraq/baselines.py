@@ -139,10 +139,17 @@ def _load(path):
     except FileNotFoundError:
         return None
     except (OSError, ValueError, UnicodeDecodeError):
-        return {"format": FORMAT, "seq": 0, "left": "unreadable", "links": []}
+        return _new("unreadable")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        return {"format": FORMAT, "seq": 0, "left": "unreadable", "links": []}
+        return _new("unreadable")
     return data
+
+
+def _new(left):
+    """A ledger started now.  Its random id tells a mail that it is not
+    the ledger the previous mail showed, whose link numbers it reuses."""
+    return {"format": FORMAT, "id": os.urandom(4).hex(), "seq": 0, "left": left,
+            "links": []}
 
 
 def load(settings, name):
@@ -187,7 +194,7 @@ def observe(settings, state, group=None, now=None):
     if ledger is None:
         # The first run that keeps a ledger (a new installation, or an
         # upgrade from a version without): the chain starts here.
-        _save(path, {"format": FORMAT, "seq": 0, "left": found, "links": []}, group)
+        _save(path, _new(found), group)
         return found
     if ledger.get("left") == found:
         return found
@@ -204,7 +211,7 @@ def commit(settings, state, against, group=None, now=None):
     """After a run renamed its new ``state`` into place: its link."""
     now = time.time() if now is None else now
     path = ledger_path(settings, name_of(state))
-    ledger = _load(path) or {"format": FORMAT, "seq": 0, "left": against, "links": []}
+    ledger = _load(path) or _new(against)
     _link(ledger, against, digest(state), now, "run")
     _save(path, ledger, group)
 
@@ -218,8 +225,9 @@ NAMES = ("snapshot_pub", "snapshot_root", "contents_pub", "contents_root", "pack
 class Line:
     """One ledger as a mail shows it."""
 
-    def __init__(self, name, against, left, runs, breaks, seq):
+    def __init__(self, name, against, left, runs, breaks, seq, ledger_id):
         self.name = name
+        self.ledger_id = ledger_id
         self.against = against
         self.left = left
         self.runs = runs          # links since the previous mail
@@ -243,7 +251,7 @@ class Line:
 
 def lines(settings, mailed):
     """A Line per ledger there is; ``mailed``: what the previous mail
-    said, {name: {"seq", "left"}} (report.state's "baselines")."""
+    said, {name: {"id", "seq", "left"}} (report.state's "baselines")."""
     result = []
     for name in NAMES:
         ledger = load(settings, name)
@@ -258,11 +266,11 @@ def lines(settings, mailed):
         if after is None:
             # No mail showed this ledger yet: the chain starts at this mail.
             since, against = [], left
-        elif after > seq:
-            # The ledger was started again (removed, or unreadable): what
-            # the first run since the last mail compared against is lost.
-            since, against = [], "?"
         else:
+            if previous.get("id") != ledger.get("id"):
+                # The ledger was started again (removed, or unreadable):
+                # every link it has came after the previous mail.
+                after = 0
             since = [link for link in links if link["seq"] > after]
             if since and since[0]["seq"] != after + 1:
                 # More runs since the last mail than the ledger keeps.
@@ -278,10 +286,12 @@ def lines(settings, mailed):
             # The ledger does not follow from itself: it was rewritten.
             breaks.append((None, expected, left))
         result.append(Line(name, against, left,
-                           sum(1 for link in since if link["kind"] == "run"), breaks, seq))
+                           sum(1 for link in since if link["kind"] == "run"), breaks, seq,
+                           ledger.get("id")))
     return result
 
 
 def marks(result):
-    """What the next mail compares with: {name: {"seq", "left"}}."""
-    return {line.name: {"seq": line.seq, "left": line.left} for line in result}
+    """What the next mail compares with: {name: {"id", "seq", "left"}}."""
+    return {line.name: {"id": line.ledger_id, "seq": line.seq, "left": line.left}
+            for line in result}
