@@ -14,6 +14,7 @@ copy of the state), however big the fixed part is.
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -63,15 +64,17 @@ def trees(tmp_path_factory):
     small = fake_root(top / "small", watched=["/data"])
     build_tree(os.path.join(small, "data"), SMALL)
     big = fake_root(top / "big", watched=["/data"])
+    start = time.monotonic()
     build_tree(os.path.join(big, "data"), FILES)
-    yield small, big
+    # How long the tree took to make, for the results (not a bound).
+    yield small, big, round(time.monotonic() - start, 1)
     # pytest keeps the last three runs' directories: not a million files.
     shutil.rmtree(top)
 
 
 @pytest.mark.parametrize("mode", ["pub", "root"])
 def test_snapshot_of_a_big_tree(trees, mode, record):
-    small, big = trees
+    small, big, build_s = trees
     runs = {}
     for label, args in (("baseline", []), ("full", []), ("quick", ["--quick"])):
         small_run = systraq(small, "snapshot", "--mode", mode, *args)
@@ -89,7 +92,7 @@ def test_snapshot_of_a_big_tree(trees, mode, record):
            baseline_s=runs["baseline"][1].seconds, full_s=runs["full"][1].seconds,
            quick_s=runs["quick"][1].seconds,
            bytes_per_file=max(per_file(s, b, FILES) for s, b in runs.values()),
-           small_tree_mb=runs["full"][0].peak_mb)
+           small_tree_mb=runs["full"][0].peak_mb, build_s=build_s)
 
 
 def test_contents_of_many_configuration_files(tmp_path, record):
