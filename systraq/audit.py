@@ -53,7 +53,7 @@ import struct
 import sys
 import time
 
-from systraq import accounts, scan, shellrc, statefile
+from systraq import accounts, baselines, scan, shellrc, statefile
 from systraq.errors import RunError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
 from systraq.pathcodec import escape
@@ -739,6 +739,7 @@ class _Run:
         findings += _Startup(settings, mounts, names).run()
 
         statefile.recover(self.state, self.spool, STATE_FORMAT)
+        against = baselines.observe(settings, self.state, self.spool_group, self.now)
         # When the previous run ended: the report tells from it which
         # package operation may have made a change.
         since = statefile.last_run(self.state)
@@ -769,11 +770,12 @@ class _Run:
         # STATE.next, the records tagged with its run id, the rename.
         run_id = os.urandom(8).hex()
         header = {"format": STATE_FORMAT, "run": run_id, "time": self.stamp,
-                  "count": len(new), "counts": counts}
+                  "count": len(new), "counts": counts, "against": against}
         atomic_write(self.state + b".next", statefile.encode(header, new), mode=0o600)
         if records:
             self.spool.add("audit", records, now=self.now, run=run_id, group=self.spool_group)
         os.rename(self.state + b".next", self.state)
+        baselines.commit(settings, self.state, against, self.spool_group, self.now)
 
         skipped = inventory.skipped()
         document = {"format": CURRENT_FORMAT, "time": self.now, "findings": findings,

@@ -47,7 +47,7 @@ import stat
 import struct
 import time
 
-from systraq import accounts, listgen, lists, sshkeys, statefile, textdiff
+from systraq import accounts, baselines, listgen, lists, sshkeys, statefile, textdiff
 from systraq.errors import ConfigError, RunError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
 from systraq.pathcodec import escape
@@ -401,6 +401,7 @@ class _Run:
     def load(self):
         statefile.recover(self.state, self.spool, STATE_FORMAT,
                           finish=self._finish, undo=self._undo)
+        self.against = baselines.observe(self.settings, self.state, self.spool_group)
         self.since = statefile.last_run(self.state)
         try:
             header, old = statefile.load(self.state, STATE_FORMAT)
@@ -437,7 +438,8 @@ class _Run:
             return
         run_id = os.urandom(8).hex()
         header = dict(header or {}, format=STATE_FORMAT, mode=self.mode, run=run_id,
-                      time=self.stamp, count=len(new), updates=self.updates)
+                      time=self.stamp, count=len(new), updates=self.updates,
+                      against=self.against)
         atomic_write(self.state + b".next", statefile.encode(header, new), mode=private)
         if self.result.records:
             source = "contents" if self.mode == "pub" else "contents_root"
@@ -446,6 +448,7 @@ class _Run:
         for update in self.updates:
             self.backups.apply(update)
         os.rename(self.state + b".next", self.state)
+        baselines.commit(self.settings, self.state, self.against, self.spool_group)
         if keep_time is not None:
             os.utime(self.state, ns=(keep_time.st_atime_ns, keep_time.st_mtime_ns))
 

@@ -42,7 +42,7 @@ import json
 import os
 import time
 
-from systraq import attribution, dpkgdb, scan, statefile
+from systraq import attribution, baselines, dpkgdb, scan, statefile
 from systraq.errors import RunError, UsageError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock
 from systraq.pathcodec import escape, unescape
@@ -196,6 +196,7 @@ def run(settings, config, names=None, workers=None, now=None, save=True,
 
 def _locked_run(settings, config, names, workers, now, save, spool_group, events, quick):
     statefile.recover(state_path(settings), Spool(settings), STATE_FORMAT)
+    against = baselines.observe(settings, state_path(settings), spool_group)
     database = dpkgdb.load(settings)
     plan = database.plan(names)
     report = Report()
@@ -328,16 +329,16 @@ def _locked_run(settings, config, names, workers, now, save, spool_group, events
     report.unreadable = sorted(unreadable)
 
     if save:
-        _save(settings, report, found, now, today, spool_group)
+        _save(settings, report, found, now, today, spool_group, against)
     return report
 
 
-def _save(settings, report, found, now, today, spool_group):
+def _save(settings, report, found, now, today, spool_group, against=None):
     current = {escape(f.path): {"first_seen": f.first_seen, "package": f.package,
                                 "kind": f.kind, **({"trusted": f.trusted} if f.trusted else {})}
                for f in report.findings if f.path is not None and f.first_seen}
     header = {"format": STATE_FORMAT, "time": now, "count": len(found),
-              "findings": current}
+              "findings": current, "against": against}
     new = [f for f in report.findings
            if f.kind in ("fixed", "explained") or f.first_seen == today]
     stamp = record_stamp(now)
@@ -354,6 +355,7 @@ def _save(settings, report, found, now, today, spool_group):
     if records:
         Spool(settings).add("packages", records, now=now, run=run_id, group=spool_group)
     os.rename(state + b".next", state)
+    baselines.commit(settings, state, against, spool_group)
 
 
 def accept(settings, paths, now=None):

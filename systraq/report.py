@@ -50,8 +50,16 @@ optional ``path``, ``alerted``, ``first_seen``),
 ``package_operations`` (list of ``time``, ``label``, ``packages``,
 ``files``, ``verified`` (true, false or null: not yet checked),
 ``text``), ``notes`` (lines), ``system`` (list of ``title`` and
-``lines``), ``probes`` (the probes' data, see probes.py) and ``pending``
-(``batches`` and ``records`` this report covers).
+``lines``), ``probes`` (the probes' data, see probes.py), ``pending``
+(``batches`` and ``records`` this report covers) and ``baselines``
+(list of ``name``, ``against``, ``left``, ``runs``, ``breaks``: see
+baselines.py).
+
+Baselines: the report and the alert end with one line per collector
+state, "NAME: against X, left Y" (baselines.py): X is the state the
+first run since the previous mail compared against, which must be the Y
+that mail showed.  What the last mail showed is kept in report.state
+("baselines"), saved with the delivery.
 """
 
 import contextlib
@@ -64,7 +72,7 @@ import stat
 import syslog
 import time
 
-from systraq import mail
+from systraq import baselines, mail
 from systraq.errors import RunError
 from systraq.fsutil import atomic_write
 from systraq.pathcodec import escape, unescape
@@ -456,6 +464,7 @@ class Report:
         self.last_mailed = None
         self.probe_state = None
         self.damaged = []         # state files found damaged, moved aside
+        self.baselines = []       # baselines.Line, one per state
 
     @property
     def subject(self):
@@ -473,7 +482,8 @@ class Report:
                 "notes": list(self.notes),
                 "system": [{"title": t, "lines": list(ls)} for t, ls in self.sections],
                 "probes": self.data,
-                "pending": {"batches": len(self.batches), "records": self.records}}
+                "pending": {"batches": len(self.batches), "records": self.records},
+                "baselines": [line.as_dict() for line in self.baselines]}
 
 
 # -- gathering -----------------------------------------------------------
@@ -917,6 +927,20 @@ class _Gatherer:
         item.add([text])
         return item
 
+    def baselines(self, state):
+        """A line per state, and a warning per change of one that no
+        run of systraq made (see baselines.py)."""
+        self.report.baselines = baselines.lines(self.settings, state.get("baselines"))
+        for line in self.report.baselines:
+            for when, expected, found in line.breaks:
+                at = f"found at {_local(when, self.report.now)}" if when else "found now"
+                item = self._check_warning(
+                    "baselines", "state changed outside systraq",
+                    f"systraq's state {line.name} is not the one its last run left "
+                    f"(left {expected}, {at} {found}): a change it hid would not be "
+                    "reported", path=None)
+                item.rank = CRITICAL
+
     def probes(self, result):
         for warning in result.warnings:
             item = self._check_warning("probes", warning.get("change", "?"), warning["text"],
@@ -994,6 +1018,7 @@ def gather(settings, config, now=None, host=None, probe=None, audit_current=None
         probe = probes.collect
     if probe is not False:
         gatherer.probes(probe(settings, config, state.get("probes") or {}, now=now))
+    gatherer.baselines(state)
     report = gatherer.report
     report.warnings = gatherer.warnings()
     report.state = state
@@ -1040,7 +1065,16 @@ def render_text(report):
     for title, body in report.sections:
         lines.append(title)
         lines += ["  " + line if line else "" for line in body]
+    lines += _baseline_lines(report.baselines)
     return "\n".join(lines) + "\n"
+
+
+def _baseline_lines(lines):
+    """The baselines block that ends a report or an alert."""
+    if not lines:
+        return []
+    return (["", "Baselines (each \"against\" must be the \"left\" of the previous mail)"]
+            + ["  " + line.text for line in lines])
 
 
 def render_json(report):
@@ -1153,7 +1187,8 @@ def _keep(directory, name, data):
 
 
 def _next_state(report):
-    state = dict(report.state, last_mailed=report.now)
+    state = dict(report.state, last_mailed=report.now,
+                 baselines=baselines.marks(report.baselines))
     if report.probe_state is not None:
         state["probes"] = report.probe_state
     return state
@@ -1258,6 +1293,9 @@ def alert(settings, config, now=None, host=None, sendmail=mail.SENDMAIL, log=Non
     for item in items:
         lines.append("* " + item.text)
         lines += ["    " + line if line else "" for line in item.detail]
+    state = load_state(settings)
+    shown = baselines.lines(settings, state.get("baselines"))
+    lines += _baseline_lines(shown)
     body = "\n".join(lines) + "\n"
     for item in items:
         log(syslog.LOG_WARNING, f"alert={_kv(item.change)} path={_kv(item.path)} "
@@ -1289,4 +1327,6 @@ def alert(settings, config, now=None, host=None, sendmail=mail.SENDMAIL, log=Non
     else:
         _keep(reports_dir(settings), f"alert-{stamp}.txt", body.encode("utf-8"))
     os.rename(prepared, alerts_path(settings))
+    # The next mail, alert or report, is compared with this one.
+    _save_json(state_path(settings), dict(state, baselines=baselines.marks(shown)))
     return items

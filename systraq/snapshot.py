@@ -30,7 +30,7 @@ import os
 import stat
 import time
 
-from systraq import accounts, lists, oldstat, scan, statefile
+from systraq import accounts, baselines, lists, oldstat, scan, statefile
 from systraq.errors import ConfigError, RunError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
 from systraq.pathcodec import escape
@@ -231,6 +231,7 @@ def run(settings, config, mode, quick=False, spool_group=None, now=None, workers
 
 def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, workers):
     statefile.recover(state, spool, STATE_FORMAT)
+    against = baselines.observe(settings, state, spool_group)
     # When the previous run ended (every run leaves the state's mtime at
     # its time): a change happened after it, which the report needs to
     # tell which package operation could have made it.
@@ -293,11 +294,12 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, w
 
     run_id = os.urandom(8).hex()
     header = {"format": STATE_FORMAT, "mode": mode, "digest": algorithm,
-              "run": run_id, "time": stamp, "count": len(new)}
+              "run": run_id, "time": stamp, "count": len(new), "against": against}
     atomic_write(state + b".next", statefile.encode(header, new), mode=private)
     if records:
         spool.add(f"snapshot_{mode}", records, now=now, run=run_id, group=spool_group)
     os.rename(state + b".next", state)
+    baselines.commit(settings, state, against, spool_group)
     atomic_write(stat_file, _stat_text(new, names), mode=private)
     return Result(records, len(new), scanner.unreadable, old is None and damaged is None, damaged,
                   scanner.hashed, old_stat)
@@ -360,6 +362,7 @@ def _locked_restricted(settings, config, mode, spool, spool_group, state, now, w
     no usable state to compare with: the caller then takes a full run.
     """
     statefile.recover(state, spool, STATE_FORMAT)
+    against = baselines.observe(settings, state, spool_group)
     try:
         header, old = load_records(state)
     except DamagedState:
@@ -394,12 +397,13 @@ def _locked_restricted(settings, config, mode, spool, spool_group, state, now, w
     new = {p: r for p, r in old.items() if p not in old_sub}
     new.update(new_sub)
     run_id = os.urandom(8).hex()
-    header = dict(header, run=run_id, count=len(new))
+    header = dict(header, run=run_id, count=len(new), against=against)
     private = 0o600 if mode == "root" else 0o640
     atomic_write(state + b".next", statefile.encode(header, new), mode=private)
     if records:
         spool.add(f"snapshot_{mode}", records, now=now, run=run_id, group=spool_group)
     os.rename(state + b".next", state)
+    baselines.commit(settings, state, against, spool_group)
     os.utime(state, ns=(previous_time.st_atime_ns, previous_time.st_mtime_ns))
     stat_file = os.path.join(settings.mode_dir(mode), f"snapshot_{mode}.stat".encode())
     atomic_write(stat_file, _stat_text(new, names), mode=private)

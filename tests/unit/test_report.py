@@ -284,8 +284,9 @@ def test_golden_text_and_json(root):
         with open(path, encoding="utf-8") as handle:
             assert text == handle.read(), name
     data = json.loads(report.render_json(built))
-    assert sorted(data) == ["format", "generated", "host", "notes", "package_operations",
-                            "pending", "probes", "since", "subject", "system", "warnings"]
+    assert sorted(data) == ["baselines", "format", "generated", "host", "notes",
+                            "package_operations", "pending", "probes", "since", "subject",
+                            "system", "warnings"]
     assert data["subject"] == f"[systraq] {HOST}: 6 warnings"
 
 
