@@ -199,8 +199,8 @@ def current(settings):
             raise ValueError("no counts")
     except (ValueError, UnicodeDecodeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RunError(f"{name} is damaged ({reason}); the next 'systraq audit' "
-                       "writes it again") from None
+        raise RunError(f"{name} is damaged ({reason}: a failing disk, or tampering); "
+                       "the next 'systraq audit' writes it again") from None
     value.setdefault("skipped", [])
     return value
 

@@ -182,7 +182,10 @@ def describe(record):
         if "mode" in record:
             what += f" {record['mode']}"
         if change == "state damaged":
-            return [f"{what}: state damaged, started again ({record.get('detail', '?')})"]
+            # The issue that asked for this: it may be tampering, and
+            # the admin must be told so, not only that a file was bad.
+            return [f"{what}: state damaged (a failing disk, or tampering), started "
+                    f"again from a fresh baseline ({record.get('detail', '?')})"]
         count = record.get("count", 0)
         if source.startswith("contents"):
             text = f"{what}: first run, {count} files backed up"

@@ -107,7 +107,7 @@ def test_a_damaged_state_is_a_warning_and_a_fresh_start(template, tmp_path, job,
         reports = system.mails("report")
         assert reports, f"{name} {how}: no report mailed"
         text = reports[-1]
-        assert "damaged" in text, \
+        assert "damaged" in text and "tampering" in text, \
             f"{name} {how}: the report does not say the state was damaged:\n{text}"
         # The job started again: the next runs are clean, the state loads.
         for again in dict.fromkeys((writer, job, "report")):
