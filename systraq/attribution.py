@@ -270,6 +270,7 @@ class Attribution:
         self._minutes = {}
         self._cache = None  # (since, events, times, by_name, busy)
         self._busy = []
+        self._starts = set()
         self.malformed_lines = 0
         self.damaged_files = []
         self.files_read = []
@@ -405,6 +406,9 @@ class Attribution:
         # trigproc): when dpkg was at work between two events, and when it
         # finished (the "status installed" after the last postinst).
         busy = []
+        # The stamps of the "startup" lines: a dpkg run begins there, so
+        # the time before one was no run's.
+        starts = []
         configuring = None  # (package, arch, version) of the last "configure"
         for lines in files:
             for line in lines:
@@ -417,6 +421,8 @@ class Attribution:
                     self.malformed_lines += 1
                 elif record is None:
                     busy.append(line[:_STAMP_LEN])
+                    if line[_STAMP_LEN + 1:_STAMP_LEN + 9] == b"startup ":
+                        starts.append(line[:_STAMP_LEN])
                 else:
                     if record[1] == "configure":
                         configuring = (record[2], record[3], record[5])
@@ -428,6 +434,7 @@ class Attribution:
         times = {self._epoch(stamp) for stamp in set(busy)}
         times.update(record[0] for record in records)
         self._busy = sorted(when for when in times if when is not None and when >= since)
+        self._starts = {self._epoch(stamp) for stamp in set(starts)} - {None}
         return records
 
     def _dpkg_line(self, line, configuring):
@@ -622,6 +629,11 @@ class Attribution:
         ones say dpkg was at work in between."""
         busy = self._load(since)[4]
         return busy[bisect.bisect_left(busy, since):]
+
+    def starts(self):
+        """The times of the lines that begin a dpkg run ("startup ..."),
+        of the last ``busy`` or ``events`` read."""
+        return self._starts
 
     def explain(self, package, since):
         """The latest operation on ``package`` at or after ``since``, or None.

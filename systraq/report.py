@@ -501,6 +501,7 @@ class _Explainer:
         self.notes = notes
         self._events = None
         self._busy = []
+        self._starts = set()
         self._database = None
         self._registry = None
         self._obsolete_files = None
@@ -512,6 +513,7 @@ class _Explainer:
             try:
                 self._events = log.events(self.since)
                 self._busy = log.busy(self.since)
+                self._starts = log.starts()
             except attribution.LogUnreadable as exc:
                 self.notes.append(f"package operations unknown: {exc}")
                 self._events = []
@@ -571,7 +573,7 @@ class _Explainer:
             for event in reversed(events):
                 if event.package.partition(":")[0] in shipping:
                     return event
-        return _changed_during(info, events, self.busy())
+        return _changed_during(info, events, self.busy(), self._starts)
 
     def changed_during(self, path, events):
         """The event of ``events`` while whose dpkg run the inode of
@@ -582,7 +584,7 @@ class _Explainer:
             info = os.lstat(self.settings.host(path))
         except OSError:
             return None
-        return _changed_during(info, events, self.busy())
+        return _changed_during(info, events, self.busy(), self._starts)
 
     def _db(self):
         """dpkg's database, loaded at the first need; False when it
@@ -638,7 +640,7 @@ DPKG_STEP = 300
 _ARTEFACT = re.compile(rb"\.(?:dpkg-(?:dist|old|new|bak|tmp|remove|backup)|ucf-(?:dist|old|new))$")
 
 
-def _changed_during(info, events, busy):
+def _changed_during(info, events, busy, starts=frozenset()):
     """The event of ``events`` after which dpkg was still at work when
     the inode ``info`` (a stat result) last changed, or None: its change
     time lies between two lines dpkg logged (``busy``: the times of its
@@ -647,7 +649,11 @@ def _changed_during(info, events, busy):
     time is the kernel's: no program sets it back."""
     ctime = info.st_ctime
     times = sorted(set(busy) | {e.time for e in events})
+    # Between the last line of one dpkg run and the "startup" of the next
+    # (apt runs dpkg several times; an admin runs apt twice) no dpkg was
+    # at work: a pair that ends on a startup line is no run's.
     if not any(before - 1 <= ctime <= after + 1 and after - before <= DPKG_STEP
+               and (after == before or after not in starts)
                for before, after in zip(times, times[1:] + times[-1:])):
         return None
     started = [e for e in events if e.time <= ctime + 1]

@@ -513,3 +513,26 @@ def test_a_critical_file_changed_after_a_dpkg_run_is_alerted(dpkg, tmp_path):
     alerted = report.alert(root.settings(), conf(root), now=made + 90, host=HOST,
                            sendmail=working, log=Log())
     assert [i.path for i in alerted] == ["/etc/passwd"] and len(mails(out)) == 1
+
+
+def test_a_critical_file_changed_between_two_dpkg_runs_is_alerted(dpkg, tmp_path):
+    # An admin adds an account between two apt runs a minute apart: dpkg
+    # was not at work then, whatever the lines on either side.
+    root = dpkg.root
+    root.write("/etc/passwd", "root:x:0:0::/root:/bin/sh\nadmin:x:1000:1000::/home/admin:/bin/sh\n")
+    made = os.lstat(root.host("/etc/passwd")).st_ctime
+
+    def log(when, line):
+        dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when)) + " " + line)
+
+    log(made - 30, "startup archives unpack")
+    log(made - 30, "install systraq:all <none> 20261121")
+    log(made - 20, "status installed systraq:all 20261121")
+    log(made + 30, "startup archives unpack")
+    log(made + 30, "install exim4:all <none> 4.96-15")
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content",
+                                 "since": stamp(made - 600)}, now=made + 60)
+    working, out = sendmail(root, tmp_path)
+    alerted = report.alert(root.settings(), conf(root), now=made + 90, host=HOST,
+                           sendmail=working, log=Log())
+    assert [i.path for i in alerted] == ["/etc/passwd"] and len(mails(out)) == 1
