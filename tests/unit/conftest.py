@@ -8,6 +8,7 @@ Settings object at it; nothing here reads or writes the real /etc or /var.
 import os
 import pickle
 import tempfile
+import time
 
 import pytest
 
@@ -108,3 +109,13 @@ def world_readable_root():
     fake = FakeRoot(os.path.join(top, "root"))
     fake.mkdir("/")
     return fake
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """Local time is UTC for the test (report times, dpkg.log stamps)."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

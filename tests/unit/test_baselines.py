@@ -7,7 +7,6 @@ import email
 import email.policy
 import os
 import re
-import time
 
 import pytest
 
@@ -18,13 +17,8 @@ NOW = 1_795_242_600          # 2026-11-21 06:30 UTC
 LINE = re.compile(r"^  (\w+): against (\S+), left (\S+) \((.*)\)$", re.M)
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+# Times in reports are shown in UTC (the fixture is in conftest.py).
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 @pytest.fixture

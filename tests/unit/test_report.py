@@ -20,13 +20,8 @@ DAY = 86400
 HOST = "host.example.org"
 
 
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+# Times in reports are shown in UTC (the fixture is in conftest.py).
+pytestmark = pytest.mark.usefixtures("utc")
 
 
 class Probe:
