@@ -297,9 +297,10 @@ class Scanner:
                 continue
             parent, _, name = path.rpartition(b"/")
             if name:
-                # The caller's path object is kept as the key: building it
-                # again from parent and name would cost a second copy.
-                groups.setdefault(parent, []).append((name, path))
+                # The caller's path objects only: the worker cuts each name
+                # from its path.  A (name, path) tuple each cost 100 bytes
+                # more a path, 30 MB at 300,000 package files.
+                groups.setdefault(parent, []).append(path)
         tasks = [("walk", path) for path in sorted(walk, reverse=True)]
         # Names in tasks of about CHUNK, small directories together, in
         # order so that a task's directories are neighbours.
@@ -316,20 +317,31 @@ class Scanner:
         if task:
             tasks.append(("names", task))
 
+        del groups
         previous = self.previous
-        # Position of each previous path in the shared map, in the
-        # dict's own order.
-        self._index = dict(zip(previous, range(len(previous))))
-        # Anonymous and shared: forked workers write into this very map.
-        self._seen = mmap.mmap(-1, max(1, len(previous)))
+        if walk:
+            # What a walk finds is known only on the way: the workers tick
+            # each previous path they see unchanged in a shared map, at
+            # its position in the dict's own order.
+            self._index = dict(zip(previous, range(len(previous))))
+            # Anonymous and shared: forked workers write into this very map.
+            self._seen = mmap.mmap(-1, max(1, len(previous)))
+        else:
+            # Only named paths: a previous path is gone when it was not
+            # asked for, or a worker says it is not there (rare), and no
+            # position map is needed.  That map cost 20 MB at 300,000
+            # package files, in the parent and in every worker.
+            self._index = self._seen = None
         changed = {}
+        gone = set()
         counts = [0, 0]
 
         def take(batch):
-            pairs, hashed, unreadable = batch
+            pairs, hashed, unreadable, absent = batch
             counts[0] += hashed
             counts[1] += unreadable
             changed.update(pairs)
+            gone.update(absent)
 
         self._root_fd = os.open(self.settings.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -340,13 +352,19 @@ class Scanner:
                 out.flush()
             seen = self._seen
             removed = []
-            if previous and seen.find(b"\0", 0, len(previous)) >= 0:
+            if seen is None:
+                if previous:
+                    asked = set(paths)
+                    removed = [path for path in previous if path in gone or path not in asked]
+                    del asked
+            elif previous and seen.find(b"\0", 0, len(previous)) >= 0:
                 removed = [path for path, position in self._index.items()
                            if not seen[position]]
         finally:
             os.close(self._root_fd)
             self._root_fd = None
-            self._seen.close()
+            if self._seen is not None:
+                self._seen.close()
             self._seen = self._index = None
         self.hashed, self.unreadable = counts
         self.changed = sorted(changed)
@@ -374,21 +392,26 @@ class Scanner:
         out.flush()
 
     def _names(self, groups, out):
-        """Look at the names of ``groups``: (parent, [(name, path)])."""
+        """Look at the paths of ``groups``: (parent, [path]), each path
+        being parent + b"/" + name."""
         chain = _Chain(self._root_fd)
         try:
-            for parent, names in groups:
+            for parent, paths in groups:
                 try:
                     dir_fd = chain.open(_components(parent))
                 except _Closed:
                     # Whether these exist is hidden from us: counted, not
                     # recorded.
-                    out.unreadable += len(names)
+                    out.unreadable += len(paths)
+                    out.absent(paths)
                     continue
                 except _Gone:
+                    out.absent(paths)
                     continue
-                for name, path in names:
-                    self._one(dir_fd, name, path, None, out)
+                cut = len(parent.rstrip(b"/")) + 1
+                for path in paths:
+                    if not self._one(dir_fd, path[cut:], path, None, out):
+                        out.absent((path,))
         finally:
             chain.close()
 
@@ -509,7 +532,7 @@ class Scanner:
                 if pool.hungry():
                     given = pending[len(pending) - left // 2:]
                     del pending[len(pending) - left // 2:]
-                    pool.submit(("names", [(path, [(name, child) for name, child, _ in given])]))
+                    pool.submit(("names", [(path, [child for _name, child, _ in given])]))
             name, child, info = pending[done]
             self._one(fd, name, child, info, out)
             since_look += info.st_size + _SHARE_COST
@@ -519,7 +542,8 @@ class Scanner:
         return subdirectories
 
     def _one(self, dir_fd, name, path, info, out, unlisted=False):
-        """Record one path; ``info`` is its lstat result when known."""
+        """Record one path; ``info`` is its lstat result when known.
+        True when it was recorded, None when it is gone or hidden."""
         previous = self.previous.get(path)
         for _attempt in range(3):
             if info is None:
@@ -538,28 +562,28 @@ class Scanner:
             if stat.S_ISREG(mode):
                 if self.digest_if is not None and not self.digest_if(info):
                     out.add(path, encode(info, note=_NOT_READABLE))
-                    return
+                    return True
                 if self.quick and previous is not None and previous[_DIGEST_LENGTH_AT] \
                         and previous.startswith(_fixed(info)):
                     out.add(path, previous)   # unchanged: the record stands
-                    return
+                    return True
                 try:
                     digest = self._hash(dir_fd, name, info)
                 except PermissionError:
                     out.add(path, encode(info, note=_NOT_READABLE))
-                    return
+                    return True
                 except _Swapped:
                     info = None
                     continue
                 out.hashed += 1
                 out.add(path, encode(info, digest=digest))
-                return
+                return True
             if stat.S_ISLNK(mode):
                 if self.quick and previous is not None and previous.startswith(_fixed(info)):
                     # Same inode and ctime: a symlink's target cannot have
                     # changed (it is never rewritten in place).
                     out.add(path, previous)
-                    return
+                    return True
                 try:
                     target = os.readlink(name, dir_fd=dir_fd)
                 except OSError as exc:
@@ -568,13 +592,14 @@ class Scanner:
                         continue  # replaced meanwhile: look again
                     raise
                 out.add(path, encode(info, target=target))
-                return
+                return True
             note = _NOT_READABLE if unlisted and stat.S_ISDIR(mode) else b"\x00"
             out.add(path, encode(info, note=note))
-            return
+            return True
         # Changed three times while we looked: record what is there now,
         # without a digest.
         out.add(path, encode(info, note=_CHANGING))
+        return True
 
     def _hash(self, dir_fd, name, info):
         """The raw digest of regular file ``name``, which lstat showed as ``info``."""
@@ -619,7 +644,7 @@ class _Out:
     scanner's shared map of paths seen.
     """
 
-    __slots__ = ("index", "previous", "seen", "pool", "pairs", "hashed", "unreadable")
+    __slots__ = ("index", "previous", "seen", "pool", "pairs", "hashed", "unreadable", "gone")
 
     def __init__(self, scanner, pool):
         self.index = scanner._index
@@ -629,25 +654,39 @@ class _Out:
         self.pairs = []
         self.hashed = 0
         self.unreadable = 0
+        self.gone = []
 
     def add(self, path, record):
         if is_unreadable(record):
             self.unreadable += 1
-        position = self.index.get(path)
-        if position is not None:
-            self.seen[position] = 1
-            if self.previous[path] == record:
+        if self.index is None:
+            if self.previous.get(path) == record:
                 return
+        else:
+            position = self.index.get(path)
+            if position is not None:
+                self.seen[position] = 1
+                if self.previous[path] == record:
+                    return
         self.pairs.append((path, record))
         if len(self.pairs) >= BATCH:
             self.flush()
 
+    def absent(self, paths):
+        """Named ``paths`` that are not there (or hidden): those of the
+        previous run are removed ones.  Only named paths of a run without
+        walks are told this way; a walk ticks what it sees."""
+        if self.index is None:
+            previous = self.previous
+            self.gone.extend(path for path in paths if path in previous)
+
     def flush(self):
-        if self.pairs or self.hashed or self.unreadable:
-            self.pool.emit((self.pairs, self.hashed, self.unreadable))
+        if self.pairs or self.hashed or self.unreadable or self.gone:
+            self.pool.emit((self.pairs, self.hashed, self.unreadable, self.gone))
         self.pairs = []
         self.hashed = 0
         self.unreadable = 0
+        self.gone = []
 
 
 class _Swapped(Exception):

@@ -124,3 +124,30 @@ def test_paths_in_a_directory_that_cannot_be_entered_are_counted_not_fatal():
         shutil.rmtree(os.path.dirname(fake.path))
     assert found == [b"/srv/closed", b"/srv/open"]
     assert unreadable == 2
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_named_paths_removed_since_the_last_run_are_told(root, workers):
+    """Without a walk, no position map: a previous path is removed when it
+    was not asked for this time, or when it is not there any more."""
+    for n in range(30):
+        root.write(f"/srv/n/d{n % 3}/f{n}", f"{n}\n")
+    root.write("/srv/gone-dir/f", "x\n")
+    asked = [f"/srv/n/d{n % 3}/f{n}".encode() for n in range(30)] + [b"/srv/gone-dir/f"]
+    first = Scanner(root.settings(), workers=workers).records(asked)
+    assert sorted(first) == sorted(asked)
+
+    os.unlink(root.host("/srv/n/d1/f4"))
+    shutil.rmtree(root.host("/srv/gone-dir"))
+    root.write("/srv/n/d2/f5", "changed\n")
+    again = asked[1:] + [b"/srv/n/d0/f3"]          # f0 no longer asked; one named twice
+    scanner = Scanner(root.settings(), workers=workers, previous=first)
+    found = scanner.records(again)
+    assert sorted(scanner.removed) == [b"/srv/gone-dir/f", b"/srv/n/d0/f0", b"/srv/n/d1/f4"]
+    assert scanner.changed == [b"/srv/n/d2/f5"]
+    assert sorted(found) == sorted(set(again) - {b"/srv/gone-dir/f", b"/srv/n/d1/f4"})
+    assert found[b"/srv/n/d0/f3"] is first[b"/srv/n/d0/f3"]
+
+    unchanged = Scanner(root.settings(), workers=workers, previous=found)
+    assert unchanged.records(again) is found
+    assert unchanged.removed == [] and unchanged.changed == []
