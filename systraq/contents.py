@@ -47,7 +47,7 @@ import stat
 import struct
 import time
 
-from systraq import accounts, baselines, listgen, lists, sshkeys, statefile, textdiff
+from systraq import accounts, baselines, listgen, lists, pathcodec, sshkeys, statefile, textdiff
 from systraq.errors import ConfigError, RunError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
 from systraq.pathcodec import escape
@@ -76,7 +76,7 @@ STAGED = b".orig.next"
 _DATED = re.compile(rb"^orig\.(\d\d)\.(\d\d)\.(\d\d)__(\d\d)\.(\d\d)(?:\.\d+)?$")
 _TYPES = {stat.S_IFDIR: "directory", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket",
           stat.S_IFCHR: "character device", stat.S_IFBLK: "block device"}
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff]")
+_UNPRINTABLE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff{pathcodec.FORMAT}]")
 
 
 class _Gone(Exception):

@@ -7,11 +7,26 @@ would let a user who names a file forge report lines or send escape
 sequences to the admin's terminal.  ``escape`` writes every byte that is
 not printable UTF-8 as a backslash escape (and a backslash as ``\\\\``),
 so the result is printable, unambiguous and reversible with ``unescape``.
+Invisible format characters (bidirectional controls, zero-width spaces)
+are escaped too, so that a name shows what it is.
 """
 
 import re
 
 _NAMED = {0x5C: "\\\\", 0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r"}
+
+# The Unicode format characters (category Cf, Unicode 14): invisible, and
+# among them the bidirectional controls that make a terminal or a mail
+# reader show text in another order than it is (U+202E turns
+# "evil\u202etxt.sh" into what reads as "evilhs.txt"), and zero-width
+# ones that make two different names look the same.  Escaped like
+# control characters.  tests/unit/test_pathcodec.py checks this class
+# against the running Python's unicodedata.
+FORMAT = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+          "\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+          "\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
+          "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
+_FORMAT = re.compile(f"[{FORMAT}]")
 
 
 def _escape_char(ch):
@@ -26,10 +41,12 @@ def _escape_char(ch):
         return f"\\u{code:04x}"
     if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte (surrogateescape)
         return f"\\x{code - 0xDC00:02x}"
+    if _FORMAT.match(ch):
+        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
     return ch
 
 
-_NEEDS_ESCAPE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff]")
+_NEEDS_ESCAPE = re.compile(f"[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff{FORMAT}]")
 
 
 def escape(name):
@@ -40,7 +57,7 @@ def escape(name):
     return "".join(_escape_char(ch) for ch in text)
 
 
-_ESCAPE = re.compile(r"\\(\\|n|t|r|x[0-9a-f]{2}|u[0-9a-f]{4})")
+_ESCAPE = re.compile(r"\\(\\|n|t|r|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
 
 
 def unescape(text):

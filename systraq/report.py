@@ -446,8 +446,10 @@ class Operation:
 
 
 def _printable(text):
-    """Control characters of a log line escaped, as file names are."""
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+    """Control and invisible characters of a log line escaped, as file
+    names are."""
+    return "".join(ch if ch.isprintable() else escape(ch.encode("utf-8", "surrogateescape"))
+                   for ch in text)
 
 
 class Report:

@@ -4,6 +4,7 @@ picks, and the check that a text an admin reads carries no raw control
 byte (doc/hardening.md, "Hostile input")."""
 
 import re
+import unicodedata
 
 # Bytes a user may put in a file name or a file: every C0 control, DEL,
 # the C1 controls as UTF-8, ESC sequences that clear the screen, set the
@@ -23,6 +24,8 @@ NASTY_NAMES = [
     b"latin1\xe9\xff",
     b"lone\x80cont",
     b"sep\xe2\x80\xa8line",
+    "evil\u202etxt.sh".encode(),             # right-to-left override
+    "zero\u200bwidth\u2066isolate".encode(),  # invisible, bidi isolate
     b"all" + bytes(range(1, 32)).replace(b"/", b""),
     b"-dash first",
     b" leading space",
@@ -36,11 +39,14 @@ NASTY_CONTENT = (b"plain line\n"
                  b"backspace\x08\x08\x08 over text\n"
                  b"c1 csi \xc2\x9b31m red\n"
                  b"not utf-8 \xff\xfe\n"
-                 b"tab\tstays\n")
+                 + "access = deny \u202e\u2066# admins only\u2069\u2066\n".encode()
+                 + b"tab\tstays\n")
 
 # Characters that must never reach a terminal or mail raw: C0 but tab
 # and newline, DEL, C1, the Unicode line and paragraph separators, and
-# lone surrogates (undecodable bytes smuggled through surrogateescape).
+# lone surrogates (undecodable bytes smuggled through surrogateescape);
+# and Unicode's invisible format characters (category Cf: bidirectional
+# controls that reorder what is shown, zero-width spaces).
 _RAW = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
@@ -48,7 +54,7 @@ def raw_controls(text):
     """The raw control characters in ``text`` (str or bytes), as a list."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "surrogateescape")
-    return _RAW.findall(text)
+    return _RAW.findall(text) + [ch for ch in text if unicodedata.category(ch) == "Cf"]
 
 
 def assert_clean(text, what="text"):
