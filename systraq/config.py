@@ -371,7 +371,9 @@ def _key_lines(text):
     """
     lines = {}
     section = None
-    for number, line in enumerate(text.splitlines(), 1):
+    # Lines as configparser reads them (it splits at "\n" only, where
+    # str.splitlines() would split at "\r", "\v" and more as well).
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip() or line.lstrip()[:1] in ("#", ";"):
             continue
         match = _SECTION_RE.match(line)
@@ -394,7 +396,7 @@ def _parse_errors(name, text, exc):
                                   "a [section] header must come before any key")
     if isinstance(exc, configparser.ParsingError):
         # exc.errors holds repr()s of the lines; show the lines themselves.
-        source = text.splitlines()
+        source = text.split("\n")
         return ConfigError([(name, lineno, f"cannot parse {source[lineno - 1].strip()!r}"
                              " (expected 'key = value')")
                             for lineno, _line in exc.errors])

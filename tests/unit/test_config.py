@@ -127,6 +127,18 @@ def test_errors_name_file_and_line(root, text, line, fragment):
     assert fragment in lines[0]
 
 
+@pytest.mark.parametrize("odd", ["\r", "\v", "\f", "\x1c", "\x85", "\u2028"])
+def test_line_numbers_count_newlines_only(root, odd):
+    """configparser splits lines at newlines only; a carriage return or
+    another character str.splitlines() takes for a line end must not
+    shift the line an error names."""
+    text = f"# a comment{odd}with an odd character\n[snapshot]\nexclude = /a\nexlude = /b\n"
+    path, conf = load(root, text)
+    assert conf.warnings == [f"{os.fsdecode(path)}:4: unknown key 'exlude' in [snapshot], ignored"]
+    name, lines = error_lines(root, f"[snapshot]\n# x{odd}y\nnot a key{odd}\n")
+    assert len(lines) == 1 and lines[0].startswith(f"{name}:3: cannot parse"), lines
+
+
 def test_invalid_utf8_names_its_line(root):
     name, lines = error_lines(root, b"[snapshot]\n# caf\xe9\n")
     assert lines == [f"{name}:2: not valid UTF-8"]
