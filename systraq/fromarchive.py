@@ -47,6 +47,7 @@ import time
 
 from systraq import dpkgdb, manifest, scan
 from systraq.fsutil import atomic_write
+from systraq.packages import Finding as PackageFinding
 from systraq.pathcodec import escape
 from systraq.scan import Scanner
 from systraq.spool import Spool, stamp as record_stamp
@@ -67,31 +68,13 @@ def state_path(settings):
     return os.path.join(settings.root_state_dir, b"archive.state")
 
 
-class Finding:
-    """One path (or package) ``--from-archive`` has something to say about."""
+class Finding(PackageFinding):
+    """One path (or package) ``--from-archive`` has something to say about:
+    a ``systraq packages`` finding with this check's warning kinds, shown
+    path first."""
 
-    __slots__ = ("kind", "path", "package", "version", "detail", "first_seen")
-
-    def __init__(self, kind, path, package, version=None, detail=None, first_seen=None):
-        self.kind = kind
-        self.path = path              # bytes, or None for a package finding
-        self.package = package
-        self.version = version
-        self.detail = detail
-        self.first_seen = first_seen
-
-    @property
-    def warning(self):
-        return self.kind in WARNING_KINDS
-
-    def as_dict(self):
-        out = {"kind": self.kind, "package": self.package, "warning": self.warning}
-        if self.path is not None:
-            out["path"] = escape(self.path)
-        for name in ("version", "detail", "first_seen"):
-            if getattr(self, name) is not None:
-                out[name] = getattr(self, name)
-        return out
+    __slots__ = ()
+    warning_kinds = WARNING_KINDS
 
     def text(self):
         where = escape(self.path) if self.path is not None else f"package {self.package}"

@@ -72,6 +72,8 @@ class Finding:
 
     __slots__ = ("kind", "path", "package", "version", "detail", "first_seen", "label",
                  "trusted")
+    # The kinds that are warnings (a subclass has its own).
+    warning_kinds = WARNING_KINDS
 
     def __init__(self, kind, path, package, version=None, detail=None,
                  first_seen=None, label=None, trusted=None):
@@ -89,7 +91,7 @@ class Finding:
 
     @property
     def warning(self):
-        return self.kind in WARNING_KINDS
+        return self.kind in self.warning_kinds
 
     def as_dict(self):
         out = {"kind": self.kind, "package": self.package, "warning": self.warning}
