@@ -76,16 +76,9 @@ class Finding(PackageFinding):
     __slots__ = ()
     warning_kinds = WARNING_KINDS
 
-    def text(self):
+    def head(self):
         where = escape(self.path) if self.path is not None else f"package {self.package}"
-        parts = [f"{where}: {self.kind}"]
-        if self.path is not None:
-            parts.append(f"({self.package})")
-        if self.detail:
-            parts.append(f"- {self.detail}")
-        if self.first_seen:
-            parts.append(f"[since {self.first_seen}]")
-        return " ".join(parts)
+        return f"{where}: {self.kind}"
 
 
 class Result:

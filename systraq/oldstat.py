@@ -446,13 +446,8 @@ def resolve(old, candidates, homes):
                 break
         else:
             found = names.lookup(text)
-            if len(found) == 1:
-                _take(resolved.files, found.pop(), listed, resolved)
-            else:
-                resolved.skipped["name mangled by the old script" if not found
-                                 else "name matches several files"] += 1
-                resolved.maybe.update(found)
-                rest = _merged(text, known) if not found else None
+            if not _take_found(found, resolved.files, listed, resolved) and not found:
+                rest = _merged(text, known)
                 if rest is not None:
                     lines.insert(index, rest)
     _resolve_homes(old, homes, resolved)
@@ -475,14 +470,20 @@ def _resolve_homes(old, homes, resolved):
         if text == b"/":
             continue    # a system account's home; never a watched home now
         text = text.rstrip(b"/")
-        found = names.lookup(_slashes(text))
-        if len(found) == 1:
-            _take(resolved.homes, found.pop(), listed, resolved)
-        else:
-            resolved.skipped["name mangled by the old script" if not found
-                             else "name matches several files"] += 1
-            resolved.maybe.update(found)
+        _take_found(names.lookup(_slashes(text)), resolved.homes, listed, resolved)
     resolved.homes = {p: v for p, v in resolved.homes.items() if v is not None}
+
+
+def _take_found(found, table, listed, resolved):
+    """Take the line ``listed`` for the one path ``found`` names (True);
+    with none or several, count why it was skipped (False)."""
+    if len(found) == 1:
+        _take(table, found.pop(), listed, resolved)
+        return True
+    resolved.skipped["name mangled by the old script" if not found
+                     else "name matches several files"] += 1
+    resolved.maybe.update(found)
+    return False
 
 
 # --- the comparison -----------------------------------------------------------

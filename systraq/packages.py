@@ -103,9 +103,12 @@ class Finding:
                 out[key] = value
         return out
 
+    def head(self):
+        """The start of ``text``: what was found, and where."""
+        return f"{self.kind}: {escape(self.path) if self.path is not None else self.package}"
+
     def text(self):
-        where = escape(self.path) if self.path is not None else self.package
-        parts = [f"{self.kind}: {where}"]
+        parts = [self.head()]
         if self.path is not None:
             parts.append(f"({self.package})")
         if self.detail:
