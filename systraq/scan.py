@@ -41,6 +41,14 @@ from collections import namedtuple
 
 from systraq import parallel
 
+try:
+    # The quick scan's walk in C (systraq/_native.c); without it (a
+    # source tree where it was not built) the same work is done in
+    # Python, slower.
+    from systraq import _native
+except ImportError:
+    _native = None
+
 DIGESTS = ("sha256", "sha512", "blake2b", "md5")
 
 # One scanned path, decoded.  kind: f d l p s c b ?; perm: permission bits
@@ -77,6 +85,11 @@ _SHARE_COST = 16 << 10
 _SHARE_MIN = 16
 # Results a worker collects before handing them to the parent.
 BATCH = 4096
+# Directories a quick walk in C takes between two looks whether another
+# worker is idle.
+_QUICK_STEP = 1024
+# Named paths looked at in this process rather than by forked workers.
+_INLINE = 64
 # Files up to this size are read in one call and hashed from memory.
 SMALL = 64 * 1024
 
@@ -282,7 +295,10 @@ class Scanner:
         Afterwards ``changed`` holds the paths whose record is new or
         differs from ``previous``, and ``removed`` the paths of
         ``previous`` not seen.  When nothing changed, the result is
-        ``previous`` itself.
+        ``previous`` itself.  ``previous`` may be given as a function
+        returning it (or None): a quick scan then starts its walk before
+        calling it, so that loading the last state costs no time of its
+        own.
 
         Workers send back only what differs.  What they saw unchanged
         they tick in a map shared with this process (one byte per path
@@ -291,47 +307,7 @@ class Scanner:
         parent 0.12 s of a 0.45 s quick run.
         """
         walk = set(walk)
-        groups = {}
-        for path in paths:
-            if path in walk:
-                continue
-            parent, _, name = path.rpartition(b"/")
-            if name:
-                # The caller's path objects only: the worker cuts each name
-                # from its path.  A (name, path) tuple each cost 100 bytes
-                # more a path, 30 MB at 300,000 package files.
-                groups.setdefault(parent, []).append(path)
-        tasks = [("walk", path) for path in sorted(walk, reverse=True)]
-        # Names in tasks of about CHUNK, small directories together, in
-        # order so that a task's directories are neighbours.
-        task, size = [], 0
-        for parent in sorted(groups):
-            names = groups[parent]
-            for start in range(0, len(names), CHUNK):
-                part = names[start:start + CHUNK]
-                task.append((parent, part))
-                size += len(part)
-                if size >= CHUNK:
-                    tasks.append(("names", task))
-                    task, size = [], 0
-        if task:
-            tasks.append(("names", task))
-
-        del groups
-        previous = self.previous
-        if walk:
-            # What a walk finds is known only on the way: the workers tick
-            # each previous path they see unchanged in a shared map, at
-            # its position in the dict's own order.
-            self._index = dict(zip(previous, range(len(previous))))
-            # Anonymous and shared: forked workers write into this very map.
-            self._seen = mmap.mmap(-1, max(1, len(previous)))
-        else:
-            # Only named paths: a previous path is gone when it was not
-            # asked for, or a worker says it is not there (rare), and no
-            # position map is needed.  That map cost 20 MB at 300,000
-            # package files, in the parent and in every worker.
-            self._index = self._seen = None
+        named = [path for path in paths if path not in walk]
         changed = {}
         gone = set()
         counts = [0, 0]
@@ -345,14 +321,38 @@ class Scanner:
 
         self._root_fd = os.open(self.settings.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            parallel.run(self._handle, tasks, take, self.workers)
+            table = None
+            if self.quick and walk and _native is not None:
+                # The walks first, in C, without reading any file; then
+                # the files they found changed, with the named paths, as
+                # a run without walks.
+                table, pending = self._quick_walks(walk, changed, counts)
+                workers = self.workers if len(named) + len(pending) > _INLINE else 1
+                tasks = self._name_tasks(named + pending, max(1, min(
+                    CHUNK, (len(named) + len(pending)) // (4 * workers))))
+                del pending
+            else:
+                self._load_previous(bool(walk))
+                workers = self.workers
+                tasks = [("walk", path) for path in sorted(walk, reverse=True)]
+                tasks += self._name_tasks(named, CHUNK)
+            previous = self.previous
+            parallel.run(self._handle, tasks, take, workers)
             if b"/" in paths and b"/" not in walk:
                 out = _Out(self, _Collect(take))
                 out.add(b"/", encode(os.fstat(self._root_fd)))
                 out.flush()
+            del tasks
             seen = self._seen
             removed = []
-            if seen is None:
+            if table is not None:
+                # The walks marked what they saw; the named paths are
+                # seen unless a worker found them gone, and so is a file
+                # the walk saw but that was gone when it was to be read.
+                table.mark((path for path in named if path not in gone), True)
+                table.mark(gone, False)
+                removed = table.unseen()
+            elif seen is None:
                 if previous:
                     asked = set(paths)
                     removed = [path for path in previous if path in gone or path not in asked]
@@ -377,6 +377,88 @@ class Scanner:
         result.update(changed)
         return result
 
+    def _load_previous(self, walking):
+        """Make ``previous`` a dict (calling the function given for it),
+        with what the workers need to tell what they saw."""
+        if callable(self.previous):
+            self.previous = self.previous() or {}
+        previous = self.previous
+        if walking:
+            # What a walk finds is known only on the way: the workers tick
+            # each previous path they see unchanged in a shared map, at
+            # its position in the dict's own order.
+            self._index = dict(zip(previous, range(len(previous))))
+            # Anonymous and shared: forked workers write into this very map.
+            self._seen = mmap.mmap(-1, max(1, len(previous)))
+        else:
+            # Only named paths: a previous path is gone when it was not
+            # asked for, or a worker says it is not there (rare), and no
+            # position map is needed.  That map cost 20 MB at 300,000
+            # package files, in the parent and in every worker.
+            self._index = self._seen = None
+
+    @staticmethod
+    def _name_tasks(paths, chunk):
+        """Tasks for named ``paths``: names in groups of about ``chunk``,
+        small directories together, in order so that a task's directories
+        are neighbours."""
+        groups = {}
+        for path in paths:
+            parent, _, name = path.rpartition(b"/")
+            if name:
+                # The caller's path objects only: the worker cuts each name
+                # from its path.  A (name, path) tuple each cost 100 bytes
+                # more a path, 30 MB at 300,000 package files.
+                groups.setdefault(parent, []).append(path)
+        tasks = []
+        task, size = [], 0
+        for parent in sorted(groups):
+            names = groups[parent]
+            for start in range(0, len(names), chunk):
+                part = names[start:start + chunk]
+                task.append((parent, part))
+                size += len(part)
+                if size >= chunk:
+                    tasks.append(("names", task))
+                    task, size = [], 0
+        if task:
+            tasks.append(("names", task))
+        return tasks
+
+    def _quick_walks(self, walk, changed, counts):
+        """The walks of a quick scan, in C (systraq/_native.c): every
+        path's lstat, no file read.  Adds the records of what is not a
+        regular file or a link to ``changed`` when they differ.  Returns
+        the table of previous paths marked as seen (_native.Seen), and
+        the files and links whose record must be made again: the rest
+        is unchanged.
+
+        The workers need nothing from the last state, so they start
+        before it is loaded, here in the meantime; and they hand back one
+        string per batch of directories, which the comparison reads
+        without making an object of an unchanged path.  Over
+        bench/snapshot's 76,974 paths on two cores (medians of 7), a quick
+        run took 0.297 s with the walk in Python, 0.238 s with only each
+        directory's loop in C, and 0.192 s so (full: 2.29 s).
+        """
+        pending = []
+        tables = []
+
+        def load():
+            self._load_previous(False)
+            tables.append(_native.Seen(self.previous))
+
+        def take(batch):
+            found, unreadable = batch
+            more, files, unreadable_files = tables[0].compare(found)
+            changed.update(more)
+            pending.extend(files)
+            counts[1] += unreadable + unreadable_files
+
+        tasks = [("quick", path) for path in sorted(walk, reverse=True)]
+        parallel.run(self._handle, tasks, take, self.workers, meanwhile=load)
+        return tables[0], pending
+
     def scan(self, paths, walk=()):
         """Like ``records``, decoded: a dict logical path -> Entry."""
         return {path: decode(record) for path, record in self.records(paths, walk).items()}
@@ -384,6 +466,9 @@ class Scanner:
     # --- in a worker -----------------------------------------------------
 
     def _handle(self, task, pool):
+        if task[0] == "quick":
+            self._quick_walk(task[1], pool)
+            return
         out = _Out(self, pool)
         if task[0] == "names":
             self._names(task[1], out)
@@ -425,16 +510,11 @@ class Scanner:
         them) is handed over: giving one directory at a time left the
         other worker idle for half of a full run.
         """
-        parent, _, name = top.rpartition(b"/")
         try:
-            if top == b"/":
-                holder = HeldDirectory(os.dup(self._root_fd), 1)
-                name = b"."
-            else:
-                holder = HeldDirectory(open_directory(self._root_fd, True, _components(parent)), 1)
+            fd, name = self._top(top)
         except _Gone:
             return
-        stack = [(holder, name, top)]
+        stack = [(HeldDirectory(fd, 1), name, top)]
         while stack:
             if len(stack) > 1 and pool.hungry():
                 given = stack[:len(stack) // 2]
@@ -455,6 +535,35 @@ class Scanner:
                 stack.extend((opened, child, child_path) for child, child_path in reversed(children))
             else:
                 os.close(fd)
+
+    def _top(self, top):
+        """The walk of ``top`` starts at entry ``name`` of directory ``fd``
+        (a new descriptor): ``(fd, name)``.  Raises _Gone."""
+        if top == b"/":
+            return os.dup(self._root_fd), b"."
+        parent, _, name = top.rpartition(b"/")
+        return open_directory(self._root_fd, True, _components(parent)), name
+
+    def _quick_walk(self, top, pool):
+        """A quick scan's walk of ``top`` (see ``_quick_walks``), shared
+        with idle workers as in ``_walk``."""
+        try:
+            fd, name = self._top(top)
+        except _Gone:
+            return
+        try:
+            walker = _native.Walker(fd, name, top, sorted(self.prune))
+        finally:
+            os.close(fd)
+        while True:
+            found, unreadable, more = walker.step(_QUICK_STEP)
+            if found or unreadable:
+                pool.emit((found, unreadable))
+            if not more:
+                return
+            if pool.hungry():
+                for path in walker.give():
+                    pool.submit(("quick", path))
 
     def _enter(self, parent_fd, name, path, out):
         """Open directory ``name`` for listing and record it; None when it
@@ -505,6 +614,11 @@ class Scanner:
                     info = entry.stat(follow_symlinks=False)
                 except OSError as exc:
                     if exc.errno in _GONE:
+                        continue
+                    if exc.errno in (errno.EACCES, errno.EPERM):
+                        # A directory we may read but not search: its
+                        # entries are counted, not recorded.
+                        out.unreadable += 1
                         continue
                     raise
                 mode = info.st_mode

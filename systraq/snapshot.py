@@ -236,26 +236,19 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, w
     # its time): a change happened after it, which the report needs to
     # tell which package operation could have made it.
     since = statefile.last_run(state)
-    damaged = None
-    try:
-        header, old = load_records(state)
-    except DamagedState as exc:
-        damaged = str(exc)
-        header, old = None, None
     algorithm = config.get("snapshot", "digest")
-    if header is not None and header.get("digest") != algorithm:
-        # Another algorithm: old digests cannot be compared; the other
-        # attributes still can.
-        old = {p: scan.without_digest(r) for p, r in old.items()}
-
+    last = _Last(state, algorithm)
     if mode == "pub":
         digest_if = lambda info: bool(info.st_mode & stat.S_IROTH)  # noqa: E731
     else:
         digest_if = None
     paths, walk, prune = paths_of(settings, config, mode)
-    scanner = Scanner(settings, algorithm, digest_if=digest_if, previous=old, quick=quick,
+    # The last state is loaded by the scanner when it needs it: a quick
+    # scan loads it while its workers walk.
+    scanner = Scanner(settings, algorithm, digest_if=digest_if, previous=last.load, quick=quick,
                       prune=prune, workers=workers)
     new = scanner.records(paths, walk)
+    old, damaged = last.records, last.damaged
 
     now = time.time() if now is None else now
     stat_file = os.path.join(settings.mode_dir(mode), f"snapshot_{mode}.stat".encode())
@@ -303,6 +296,30 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, w
     atomic_write(stat_file, _stat_text(new, names), mode=private)
     return Result(records, len(new), scanner.unreadable, old is None and damaged is None, damaged,
                   scanner.hashed, old_stat)
+
+
+class _Last:
+    """The records of a mode's last state, loaded by ``load``: None when
+    there is none or it is damaged (then ``damaged`` says how)."""
+
+    def __init__(self, state, algorithm):
+        self.state = state
+        self.algorithm = algorithm
+        self.records = None
+        self.damaged = None
+
+    def load(self):
+        try:
+            header, old = load_records(self.state)
+        except DamagedState as exc:
+            self.damaged = str(exc)
+            return None
+        if header is not None and header.get("digest") != self.algorithm:
+            # Another algorithm: old digests cannot be compared; the other
+            # attributes still can.
+            old = {p: scan.without_digest(r) for p, r in old.items()}
+        self.records = old
+        return old
 
 
 def _since_old_package(settings, mode, stat_file, new, names, algorithm, digest_if, workers):

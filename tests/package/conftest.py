@@ -20,9 +20,9 @@ BUILD = os.environ.get("SYSTRAQ_BUILD",
 
 @pytest.fixture(scope="session")
 def deb():
-    debs = sorted(glob.glob(os.path.join(BUILD, "systraq_*_all.deb")))
+    debs = sorted(glob.glob(os.path.join(BUILD, "systraq_*_*.deb")))
     if not debs:
-        pytest.fail(f"no systraq_*_all.deb in {BUILD}: run 'make deb' first")
+        pytest.fail(f"no systraq_*_*.deb in {BUILD}: run 'make deb' first")
     return debs[-1]
 
 

@@ -2,6 +2,7 @@
 """The scanner's walk: what it lists, what it enters, and that the result
 does not depend on how many workers shared it."""
 
+import hashlib
 import os
 import resource
 import shutil
@@ -71,29 +72,43 @@ def test_a_deep_and_wide_tree_needs_few_open_descriptors(root):
     assert deep.encode() + b"/f" in found
 
 
-def test_a_directory_that_cannot_be_listed_is_recorded_as_not_readable():
+@pytest.mark.parametrize("how", ["full", "quick"])
+def test_a_directory_that_cannot_be_listed_is_recorded_as_not_readable(how):
+    """Closed to us: recorded as "not readable".  Readable but not
+    searchable: its entries cannot be looked at, and are counted."""
     fake = world_readable_root()
     try:
         fake.write("/srv/t/open/f", "x\n")
         fake.write("/srv/t/closed/secret", "s\n", mode=0o600)
+        fake.write("/srv/t/unsearchable/a", "s\n")
+        fake.write("/srv/t/unsearchable/b", "s\n")
         for path in ("/", "/srv", "/srv/t", "/srv/t/open"):
             os.chmod(fake.host(path), 0o755)
-        os.chmod(fake.host("/srv/t/closed"), 0o700 if os.geteuid() == 0 else 0o300)
+        if os.geteuid() == 0:
+            os.chmod(fake.host("/srv/t/closed"), 0o700)
+            os.chmod(fake.host("/srv/t/unsearchable"), 0o744)
+        else:
+            os.chmod(fake.host("/srv/t/closed"), 0o300)
+            os.chmod(fake.host("/srv/t/unsearchable"), 0o644)
         settings = fake.settings()
 
         def run():
-            scanner = Scanner(settings, workers=2)
+            first = Scanner(settings, workers=2).records(walk=[b"/srv/t"])
+            scanner = Scanner(settings, workers=2, quick=how == "quick", previous=first)
             found = scanner.records(walk=[b"/srv/t"])
             return {p: scan.decode(r) for p, r in found.items()}, scanner.unreadable
         found, unreadable = as_nobody(run)
     finally:
         os.chmod(fake.host("/srv/t/closed"), 0o700)
+        os.chmod(fake.host("/srv/t/unsearchable"), 0o755)
         shutil.rmtree(os.path.dirname(fake.path))
     assert found[b"/srv/t/closed"].note == "not readable"
     assert found[b"/srv/t/closed"].kind == "d"
     assert b"/srv/t/closed/secret" not in found
     assert b"/srv/t/open/f" in found
-    assert unreadable == 1
+    assert found[b"/srv/t/unsearchable"].kind == "d"
+    assert b"/srv/t/unsearchable/a" not in found
+    assert unreadable == 3
 
 
 def test_records_round_trip_through_entries(tree):
@@ -151,3 +166,178 @@ def test_named_paths_removed_since_the_last_run_are_told(root, workers):
     unchanged = Scanner(root.settings(), workers=workers, previous=found)
     assert unchanged.records(again) is found
     assert unchanged.removed == [] and unchanged.changed == []
+
+
+def test_the_quick_walk_is_compiled():
+    """make builds systraq._native into the source tree and the package
+    ships it: without it quick scans fall back to the slower Python walk,
+    which the tests below compare it with."""
+    assert scan._native is not None
+
+
+@pytest.fixture(params=["c", "python"])
+def quick_loop(request, monkeypatch):
+    if request.param == "python":
+        monkeypatch.setattr(scan, "_native", None)
+    elif scan._native is None:
+        pytest.skip("systraq._native not built")
+    return request.param
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_quick_walk_finds_every_change_in_c_and_in_python(root, workers, quick_loop):
+    """The quick loop reuses a record only when lstat shows the same file;
+    every kind of change is still found, with the C loop as with Python's."""
+    for n in range(60):
+        root.write(f"/srv/q/d{n % 4}/f{n}", f"{n}\n" * n)
+    root.write("/srv/q/same-size", "aaaa\n")
+    root.write("/srv/q/mode", "m\n")
+    root.write("/srv/q/pruned/inside", "p\n")
+    root.symlink("f1", "/srv/q/d1/link")
+    root.symlink("f2", "/srv/q/d2/link")
+    os.mkfifo(root.host("/srv/q/fifo"))
+    prune = {b"/srv/q/pruned"}
+    first = Scanner(root.settings(), workers=workers, prune=prune).records(walk=[b"/srv/q"])
+
+    root.write("/srv/q/d0/f4", "longer now\n")                  # size
+    os.utime(root.host("/srv/q/d1/f5"), ns=(1, 2_000_000_000))  # mtime only
+    os.chmod(root.host("/srv/q/mode"), 0o4755)                  # setuid gained
+    os.unlink(root.host("/srv/q/d2/link"))
+    os.symlink("f6", root.host("/srv/q/d2/link"))               # retargeted
+    os.unlink(root.host("/srv/q/d3/f7"))                        # removed
+    root.write("/srv/q/d3/new", "new\n")                        # added
+    st = os.stat(root.host("/srv/q/same-size"))
+    with open(root.host("/srv/q/same-size"), "r+b") as handle:  # same size and mtime
+        handle.write(b"bbbb\n")
+    os.utime(root.host("/srv/q/same-size"), ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.unlink(root.host("/srv/q/fifo"))
+    root.write("/srv/q/fifo", "a file now\n")                   # type changed
+
+    scanner = Scanner(root.settings(), workers=workers, previous=first, quick=True, prune=prune)
+    found = scanner.records(walk=[b"/srv/q"])
+    full = Scanner(root.settings(), workers=1, prune=prune).records(walk=[b"/srv/q"])
+    # What the full scan reads, the quick one has too (ctime moved for
+    # the rewritten same-size file, so it was read again).
+    assert {p: scan.decode(r)[:10] for p, r in found.items()} == \
+        {p: scan.decode(r)[:10] for p, r in full.items()}
+    assert found == full
+    assert scanner.removed == [b"/srv/q/d3/f7"]
+    assert {b"/srv/q/d0/f4", b"/srv/q/d1/f5", b"/srv/q/mode", b"/srv/q/d2/link",
+            b"/srv/q/d3/new", b"/srv/q/same-size", b"/srv/q/fifo"} <= set(scanner.changed)
+    assert b"/srv/q/pruned/inside" not in found
+    # Unchanged files were not read again.
+    assert scanner.hashed == 6     # f4, f5, mode, new, same-size, fifo
+
+    again = Scanner(root.settings(), workers=workers, previous=found, quick=True, prune=prune)
+    assert again.records(walk=[b"/srv/q"]) is found
+    assert again.hashed == 0
+
+
+@pytest.mark.skipif(scan._native is None, reason="systraq._native not built")
+def test_a_walk_given_away_in_halves_finds_what_one_walk_finds(tree):
+    """Walker.give hands over the older half of the directories waiting;
+    walking those from their paths and the rest on finds each path once."""
+    def entries(found):
+        paths, at = [], 0
+        while at < len(found):
+            length = int.from_bytes(found[at:at + 4], "little")
+            paths.append(found[at + 4:at + 4 + length])
+            at += 4 + length + 1 + scan._FIXED.size
+        return paths
+
+    def walk(path, step=1000):
+        parent_fd = os.open(tree.host(os.path.dirname(path)), os.O_RDONLY)
+        try:
+            walker = scan._native.Walker(parent_fd, os.path.basename(path), path,
+                                         [b"/srv/t/skip"])
+        finally:
+            os.close(parent_fd)
+        return walker
+
+    whole = []
+    walker = walk(b"/srv/t")
+    more = True
+    while more:
+        found, unreadable, more = walker.step(1000)
+        whole += entries(found)
+    assert unreadable == 0
+    assert len(whole) == len(set(whole))
+    expected = Scanner(tree.settings(), workers=1, prune={b"/srv/t/skip"}).records(
+        walk=[b"/srv/t"])
+    assert set(whole) == set(expected)
+
+    shared, given = [], []
+    walker = walk(b"/srv/t")
+    more = True
+    while more:
+        found, _unreadable, more = walker.step(1)
+        shared += entries(found)
+        if more and len(given) < 6:
+            given += walker.give()
+    assert given
+    for path in given:
+        other = walk(path)
+        more = True
+        while more:
+            found, _unreadable, more = other.step(2)
+            shared += entries(found)
+    assert sorted(shared) == sorted(whole)
+
+
+@pytest.mark.skipif(scan._native is None, reason="systraq._native not built")
+def test_a_walk_of_the_root_directory_names_paths_from_the_root(root):
+    root.write("/etc/f", "x\n")
+    fd = os.open(root.host("/"), os.O_RDONLY)
+    try:
+        walker = scan._native.Walker(fd, b".", b"/", [])
+    finally:
+        os.close(fd)
+    found, _unreadable, _more = walker.step(100)
+    assert b"/etc/f" in found and b"//" not in found
+
+
+@pytest.mark.skipif(scan._native is None, reason="systraq._native not built")
+def test_a_file_gone_between_the_walk_and_its_reading_is_removed(root, monkeypatch):
+    """A quick run reads a changed file after the walk found it: when it
+    is gone by then, it is told removed, not kept from the last run."""
+    for n in range(5):
+        root.write(f"/srv/g/f{n}", f"{n}\n")
+    root.write("/srv/named", "n\n")
+    first = Scanner(root.settings(), workers=1).records([b"/srv/named"], walk=[b"/srv/g"])
+    root.write("/srv/g/f1", "changed, longer\n")
+    root.write("/srv/g/f2", "changed, longer\n")
+    walks = Scanner._quick_walks
+
+    def then_gone(self, *args):
+        table, pending = walks(self, *args)
+        assert sorted(pending) == [b"/srv/g/f1", b"/srv/g/f2"]
+        os.unlink(root.host("/srv/g/f1"))
+        return table, pending
+    monkeypatch.setattr(Scanner, "_quick_walks", then_gone)
+    scanner = Scanner(root.settings(), workers=1, quick=True, previous=lambda: first)
+    found = scanner.records([b"/srv/named", b"/srv/g/f3"], walk=[b"/srv/g"])
+    assert scanner.removed == [b"/srv/g/f1"]
+    assert scanner.changed == [b"/srv/g/f2"]
+    assert b"/srv/g/f1" not in found and b"/srv/named" in found
+    assert scanner.hashed == 1
+
+
+@pytest.mark.parametrize("loop", ["c", "python"])
+def test_a_state_cut_inside_an_entry_is_damaged(tmp_path, monkeypatch, loop):
+    from systraq import statefile
+    if loop == "python":
+        monkeypatch.setattr(statefile, "_native", None)
+    elif statefile._native is None:
+        pytest.skip("systraq._native not built")
+    records = {b"/a": b"1" * 60, b"/b": b"2" * 60}
+    data = b"".join(statefile.encode({"format": "t", "count": 2}, records))
+    whole = tmp_path / "whole"
+    whole.write_bytes(data)
+    assert statefile.load(os.fsencode(whole), "t") == ({"format": "t", "count": 2}, records)
+    body = data[:-32]
+    for cut in (len(body) - 1, len(body) - 61, len(body) - 64):
+        short = body[:cut]
+        damaged = tmp_path / f"cut{cut}"
+        damaged.write_bytes(short + hashlib.sha256(short).digest())
+        with pytest.raises(statefile.DamagedState):
+            statefile.load(os.fsencode(damaged), "t")
