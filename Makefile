@@ -40,9 +40,9 @@ check:
 deps:
 	tools/install-deps
 
-# systraq._native (the quick scan's directory loop, in C) built into the
-# source tree, where the unit, hardening and bench runs import systraq
-# from; the package builds its own.
+# systraq._native (a quick snapshot's walk and the reading of state files,
+# in C) built into the source tree, where the unit, hardening and bench
+# runs import systraq from; the package builds its own.
 ext:
 	$(PYTHON) setup.py -q build_ext --inplace
 
