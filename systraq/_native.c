@@ -29,8 +29,8 @@
  *
  * Walker.step(directories) -> (found, unreadable, more)
  *
- *   Walks on for up to ``directories`` directories.  ``found`` holds one
- *   entry per path seen:
+ *   Walks on for up to ``directories`` directories, fewer once ``found``
+ *   holds a megabyte.  ``found`` holds one entry per path seen:
  *
  *       uint32 length of the path (little-endian), the path,
  *       one byte: 0, or 1 for a directory that could not be opened
@@ -97,6 +97,7 @@
 #define DIGEST_LENGTH_AT (FIXED_SIZE + 1)   /* scan._DIGEST_LENGTH_AT */
 #define NOT_READABLE 1                      /* scan._NOT_READABLE */
 #define OPEN_WALK (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+#define STEP_BYTES (1 << 20)
 
 static char
 kind_of(mode_t mode)
@@ -557,7 +558,10 @@ Walker_step(Walker *self, PyObject *args)
     }
     Buffer found = {0}, scratch = {0};
     long unreadable = 0;
-    for (Py_ssize_t done = 0; done < directories && self->stack_count > 0; done++) {
+    /* A batch ends after ``directories`` directories, or once it holds
+     * STEP_BYTES: a directory of a million files makes one batch. */
+    for (Py_ssize_t done = 0; done < directories && self->stack_count > 0
+         && found.length < STEP_BYTES; done++) {
         Item item = self->stack[--self->stack_count];
         int failed = walk_one(self, &item, &found, &scratch, &unreadable) < 0;
         release(self, item.held);

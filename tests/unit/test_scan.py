@@ -341,3 +341,26 @@ def test_a_state_cut_inside_an_entry_is_damaged(tmp_path, monkeypatch, loop):
         damaged.write_bytes(short + hashlib.sha256(short).digest())
         with pytest.raises(statefile.DamagedState):
             statefile.load(os.fsencode(damaged), "t")
+
+
+@pytest.mark.skipif(scan._native is None, reason="systraq._native not built")
+def test_a_batch_of_the_walk_ends_at_a_megabyte(root):
+    """Batches are counted in directories, but a big directory ends one:
+    a directory of a million files must not make the others wait in the
+    same string."""
+    for d in ("a", "b"):
+        os.makedirs(root.host(f"/srv/big/{d}"))
+        for n in range(4200):
+            open(root.host(f"/srv/big/{d}/{n:0200d}"), "w").close()
+    fd = os.open(root.host("/srv"), os.O_RDONLY)
+    try:
+        walker = scan._native.Walker(fd, b"big", b"/srv/big", [])
+    finally:
+        os.close(fd)
+    sizes = []
+    more = True
+    while more:
+        found, _unreadable, more = walker.step(100)
+        sizes.append(len(found))
+    assert len(sizes) == 2
+    assert 1 << 20 <= sizes[0] < 1.5 * (1 << 20)
