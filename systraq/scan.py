@@ -87,7 +87,7 @@ _SHARE_MIN = 16
 BATCH = 4096
 # Directories a quick walk in C takes between two looks whether another
 # worker is idle.
-_QUICK_STEP = 1024
+_QUICK_STEP = 64
 # Named paths looked at in this process rather than by forked workers.
 _INLINE = 64
 # Files up to this size are read in one call and hashed from memory.
