@@ -205,12 +205,10 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     Held *held;
-    Py_ssize_t held_count, held_size;
-    Py_ssize_t free_held;       /* a free slot of held (fd -1), or -1 */
+    Py_ssize_t held_count, held_size;   /* slots in use or free (fd -1) */
     Item *stack;
     Py_ssize_t stack_count, stack_size;
     char **prune;               /* sorted, NUL-terminated */
-    size_t *prune_lengths;
     Py_ssize_t prune_count;
     int broken;
 } Walker;
@@ -223,35 +221,29 @@ release(Walker *self, Py_ssize_t slot)
         return;
     close(held->fd);
     held->fd = -1;
-    self->free_held = slot;
 }
 
 static Py_ssize_t
 hold(Walker *self, int fd, Py_ssize_t waiting)
 {
-    Py_ssize_t slot = self->free_held;
-    if (slot >= 0 && slot < self->held_count && self->held[slot].fd == -1) {
-        self->free_held = -1;
-    } else {
-        slot = -1;
-        for (Py_ssize_t i = 0; i < self->held_count; i++)
-            if (self->held[i].fd == -1) {
-                slot = i;
-                break;
+    /* The directories held at once are those with entries still waiting:
+     * about one a level of the tree, so a free slot is looked for from
+     * the start. */
+    Py_ssize_t slot = 0;
+    while (slot < self->held_count && self->held[slot].fd != -1)
+        slot++;
+    if (slot == self->held_count) {
+        if (self->held_count == self->held_size) {
+            Py_ssize_t size = self->held_size ? self->held_size * 2 : 64;
+            Held *held = realloc(self->held, size * sizeof *held);
+            if (held == NULL) {
+                PyErr_NoMemory();
+                return -1;
             }
-        if (slot < 0) {
-            if (self->held_count == self->held_size) {
-                Py_ssize_t size = self->held_size ? self->held_size * 2 : 64;
-                Held *held = realloc(self->held, size * sizeof *held);
-                if (held == NULL) {
-                    PyErr_NoMemory();
-                    return -1;
-                }
-                self->held = held;
-                self->held_size = size;
-            }
-            slot = self->held_count++;
+            self->held = held;
+            self->held_size = size;
         }
+        self->held_count++;
     }
     self->held[slot].fd = fd;
     self->held[slot].waiting = waiting;
@@ -313,7 +305,6 @@ clear(Walker *self)
             self->held[i].fd = -1;
         }
     self->held_count = 0;
-    self->free_held = -1;
 }
 
 static void
@@ -325,7 +316,6 @@ Walker_dealloc(Walker *self)
     for (Py_ssize_t i = 0; i < self->prune_count; i++)
         free(self->prune[i]);
     free(self->prune);
-    free(self->prune_lengths);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -354,8 +344,7 @@ Walker_init(Walker *self, PyObject *args, PyObject *kwargs)
         goto done;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(sequence);
     self->prune = calloc(count ? count : 1, sizeof *self->prune);
-    self->prune_lengths = calloc(count ? count : 1, sizeof *self->prune_lengths);
-    if (self->prune == NULL || self->prune_lengths == NULL) {
+    if (self->prune == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -372,7 +361,7 @@ Walker_init(Walker *self, PyObject *args, PyObject *kwargs)
             PyErr_NoMemory();
             goto done;
         }
-        self->prune_lengths[self->prune_count++] = (size_t)length;
+        self->prune_count++;
     }
     qsort(self->prune, self->prune_count, sizeof *self->prune, compare_prune);
 

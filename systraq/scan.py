@@ -327,10 +327,10 @@ class Scanner:
                 # the files they found changed, with the named paths, as
                 # a run without walks.
                 table, pending = self._quick_walks(walk, changed, counts)
-                workers = self.workers if len(named) + len(pending) > _INLINE else 1
-                tasks = self._name_tasks(named + pending, max(1, min(
-                    CHUNK, (len(named) + len(pending)) // (4 * workers))))
-                del pending
+                look = named + pending
+                workers = self.workers if len(look) > _INLINE else 1
+                tasks = self._name_tasks(look, max(1, min(CHUNK, len(look) // (4 * workers))))
+                del pending, look
             else:
                 self._load_previous(bool(walk))
                 workers = self.workers
@@ -442,22 +442,23 @@ class Scanner:
         directory's loop in C, and 0.192 s so (full: 2.29 s).
         """
         pending = []
-        tables = []
+        table = None
 
         def load():
+            nonlocal table
             self._load_previous(False)
-            tables.append(_native.Seen(self.previous))
+            table = _native.Seen(self.previous)
 
         def take(batch):
             found, unreadable = batch
-            more, files, unreadable_files = tables[0].compare(found)
+            more, files, unreadable_files = table.compare(found)
             changed.update(more)
             pending.extend(files)
             counts[1] += unreadable + unreadable_files
 
         tasks = [("quick", path) for path in sorted(walk, reverse=True)]
         parallel.run(self._handle, tasks, take, self.workers, meanwhile=load)
-        return tables[0], pending
+        return table, pending
 
     def scan(self, paths, walk=()):
         """Like ``records``, decoded: a dict logical path -> Entry."""
@@ -552,7 +553,7 @@ class Scanner:
         except _Gone:
             return
         try:
-            walker = _native.Walker(fd, name, top, sorted(self.prune))
+            walker = _native.Walker(fd, name, top, self.prune)   # sorted there
         finally:
             os.close(fd)
         while True:
