@@ -59,6 +59,11 @@ def stamp(epoch):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+def log_at(dpkg, epoch, line):
+    """A dpkg.log line at time ``epoch`` (UTC, as the tests' TZ)."""
+    dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch)) + " " + line)
+
+
 def queue(root, source, *records, now=NOW - 3600, group=None):
     for record in records:
         record.setdefault("source", source.split("_")[0])
@@ -126,8 +131,7 @@ def test_warnings_come_first_most_serious_first_and_one_entry_per_path(root):
 def test_a_change_a_package_operation_made_is_its_not_a_warning(dpkg):
     root = dpkg.root
     op = NOW - 5000
-    dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(op))
-             + " upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3")
+    log_at(dpkg, op, "upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3")
     root.write("/var/log/apt/history.log",
                "\nStart-Date: " + time.strftime("%Y-%m-%d  %H:%M:%S", time.gmtime(op - 5))
                + "\nCommandline: apt-get upgrade\nRequested-By: alice (1000)\n"
@@ -176,8 +180,7 @@ def test_what_dpkg_ucf_and_systraqs_own_upgrade_leave_belongs_to_the_operation(d
 def test_a_default_a_maintainer_script_copied_into_place_is_the_operations(dpkg):
     root = dpkg.root
     dpkg.install("readline-common", "8.2-1.3", {"/usr/share/readline/inputrc": "set bell none\n"})
-    dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(NOW - 5000))
-             + " install readline-common:all <none> 8.2-1.3")
+    log_at(dpkg, NOW - 5000, "install readline-common:all <none> 8.2-1.3")
     # No package ships these; readline-common's postinst copied its default.
     root.write("/etc/inputrc", "set bell none\n")
     root.write("/etc/cron.d/inputrc", "set bell none\n")
@@ -196,23 +199,20 @@ def test_a_file_a_maintainer_script_wrote_while_dpkg_ran_is_the_operations(dpkg)
     made = os.lstat(root.host("/etc/python3/debian_config")).st_ctime
     root.write("/etc/cron.d/python3", "* * * * * root true\n")
 
-    def log(when, line):
-        dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when)) + " " + line)
-
     since = stamp(made - 600)
     queue(root, "contents", *({"path": p, "change": "created", "since": since}
                               for p in ("/etc/python3/debian_config", "/etc/cron.d/python3")),
           now=made + 60)
     # dpkg ran an hour before: the file is not its.
-    log(made - 3600, "configure python3:amd64 3.11.2-1+b1 <none>")
-    log(made - 3590, "configure python3-apt:amd64 2.6.0 <none>")
+    log_at(dpkg, made - 3600, "configure python3:amd64 3.11.2-1+b1 <none>")
+    log_at(dpkg, made - 3590, "configure python3-apt:amd64 2.6.0 <none>")
     built = build(root, now=made + 120,
                   packages_state={"format": 1, "time": made + 100, "findings": {}})
     assert sorted(w.path for w in built.warnings) == [
         "/etc/cron.d/python3", "/etc/python3/debian_config"]
     # python3's postinst ran when the file was written.
-    log(made - 1, "configure python3:amd64 3.11.2-1+b1 <none>")
-    log(made + 2, "configure python3-apt:amd64 2.6.0 <none>")
+    log_at(dpkg, made - 1, "configure python3:amd64 3.11.2-1+b1 <none>")
+    log_at(dpkg, made + 2, "configure python3-apt:amd64 2.6.0 <none>")
     built = build(root, now=made + 120,
                   packages_state={"format": 1, "time": made + 100, "findings": {}})
     assert [w.path for w in built.warnings] == ["/etc/cron.d/python3"]
@@ -220,8 +220,7 @@ def test_a_file_a_maintainer_script_wrote_while_dpkg_ran_is_the_operations(dpkg)
 
 def test_an_operation_not_yet_checked_or_with_findings_says_so(dpkg):
     root = dpkg.root
-    dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(NOW - 5000))
-             + " install openssh-server:amd64 <none> 1:9.2p1-2")
+    log_at(dpkg, NOW - 5000, "install openssh-server:amd64 <none> 1:9.2p1-2")
     built = build(root, packages_state={"format": 1, "time": NOW - 9000, "findings": {}})
     assert built.operations[0].text(NOW).endswith("not yet checked against dpkg's sums")
     state = {"format": 1, "time": NOW - 60, "findings": {
@@ -471,16 +470,13 @@ def test_a_critical_file_changed_while_dpkg_ran_is_listed_not_alerted(dpkg, tmp_
     root.write("/etc/passwd", "root:x:0:0::/root:/bin/sh\nsystemd-network:x:998:998::/:/bin/false\n")
     made = os.lstat(root.host("/etc/passwd")).st_ctime
 
-    def log(when, line):
-        dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when)) + " " + line)
-
-    log(made - 9, "install systemd:amd64 <none> 252.31-1~deb12u1")
-    log(made - 8, "status unpacked systemd:amd64 252.31-1~deb12u1")
-    log(made - 3, "configure systemd:amd64 252.31-1~deb12u1 <none>")
-    log(made - 3, "status half-configured systemd:amd64 252.31-1~deb12u1")
+    log_at(dpkg, made - 9, "install systemd:amd64 <none> 252.31-1~deb12u1")
+    log_at(dpkg, made - 8, "status unpacked systemd:amd64 252.31-1~deb12u1")
+    log_at(dpkg, made - 3, "configure systemd:amd64 252.31-1~deb12u1 <none>")
+    log_at(dpkg, made - 3, "status half-configured systemd:amd64 252.31-1~deb12u1")
     # The postinst ran adduser here, after the last event: the status
     # line dpkg writes when it is done says the run went on until then.
-    log(made + 2, "status installed systemd:amd64 252.31-1~deb12u1")
+    log_at(dpkg, made + 2, "status installed systemd:amd64 252.31-1~deb12u1")
     queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content",
                                  "since": stamp(made - 600)}, now=made + 60)
     settings, config = root.settings(), conf(root)
@@ -498,10 +494,8 @@ def test_a_critical_file_changed_after_a_dpkg_run_is_alerted(dpkg, tmp_path):
     root.write("/etc/passwd", "root:x:0:0::/root:/bin/sh\nmallory:x:0:0::/:/bin/sh\n")
     made = os.lstat(root.host("/etc/passwd")).st_ctime
     # dpkg ran in the same hour, but was done well before the change.
-    dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(made - 1800))
-             + " install systemd:amd64 <none> 252.31-1~deb12u1")
-    dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(made - 1795))
-             + " configure systemd:amd64 252.31-1~deb12u1 <none>")
+    log_at(dpkg, made - 1800, "install systemd:amd64 <none> 252.31-1~deb12u1")
+    log_at(dpkg, made - 1795, "configure systemd:amd64 252.31-1~deb12u1 <none>")
     queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content",
                                  "since": stamp(made - 3600)}, now=made + 60)
     working, out = sendmail(root, tmp_path)
@@ -517,14 +511,11 @@ def test_a_critical_file_changed_between_two_dpkg_runs_is_alerted(dpkg, tmp_path
     root.write("/etc/passwd", "root:x:0:0::/root:/bin/sh\nadmin:x:1000:1000::/home/admin:/bin/sh\n")
     made = os.lstat(root.host("/etc/passwd")).st_ctime
 
-    def log(when, line):
-        dpkg.log(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when)) + " " + line)
-
-    log(made - 30, "startup archives unpack")
-    log(made - 30, "install systraq:all <none> 20261121")
-    log(made - 20, "status installed systraq:all 20261121")
-    log(made + 30, "startup archives unpack")
-    log(made + 30, "install exim4:all <none> 4.96-15")
+    log_at(dpkg, made - 30, "startup archives unpack")
+    log_at(dpkg, made - 30, "install systraq:all <none> 20261121")
+    log_at(dpkg, made - 20, "status installed systraq:all 20261121")
+    log_at(dpkg, made + 30, "startup archives unpack")
+    log_at(dpkg, made + 30, "install exim4:all <none> 4.96-15")
     queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content",
                                  "since": stamp(made - 600)}, now=made + 60)
     working, out = sendmail(root, tmp_path)
