@@ -76,7 +76,6 @@ STAGED = b".orig.next"
 _DATED = re.compile(rb"^orig\.(\d\d)\.(\d\d)\.(\d\d)__(\d\d)\.(\d\d)(?:\.\d+)?$")
 _TYPES = {stat.S_IFDIR: "directory", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket",
           stat.S_IFCHR: "character device", stat.S_IFBLK: "block device"}
-_UNPRINTABLE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff{pathcodec.FORMAT}]")
 
 
 class _Gone(Exception):
@@ -87,11 +86,7 @@ def printable(data):
     """File content (bytes) as text safe for a terminal or a mail: UTF-8
     shown as it is, control characters but tab and newline, and bytes
     that are not UTF-8, as backslash escapes."""
-    text = data.decode("utf-8", "surrogateescape")
-
-    def one(match):
-        return escape(match.group(0).encode("utf-8", "surrogateescape"))
-    return _UNPRINTABLE.sub(one, text)
+    return pathcodec.escape_text(data.decode("utf-8", "surrogateescape"))
 
 
 def _diff_time(seconds, nanoseconds=0):

@@ -12,21 +12,25 @@ are escaped too, so that a name shows what it is.
 """
 
 import re
+import unicodedata
 
 _NAMED = {0x5C: "\\\\", 0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r"}
 
-# The Unicode format characters (category Cf, Unicode 14): invisible, and
-# among them the bidirectional controls that make a terminal or a mail
-# reader show text in another order than it is (U+202E turns
-# "evil\u202etxt.sh" into what reads as "evilhs.txt"), and zero-width
-# ones that make two different names look the same.  Escaped like
-# control characters.  tests/unit/test_pathcodec.py checks this class
-# against the running Python's unicodedata.
-FORMAT = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
-          "\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
-          "\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
-          "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
-_FORMAT = re.compile(f"[{FORMAT}]")
+# Unicode's format characters (category Cf) are invisible, and among them
+# are the bidirectional controls that make a terminal or a mail reader show
+# text in another order than it is (U+202E turns "evil\u202etxt.sh" into
+# what reads as "evilhs.txt"), and zero-width ones that make two different
+# names look the same.  They are escaped like control characters.  Which
+# characters are Cf is asked of the running Python's unicodedata, so a
+# newer Unicode's additions (U+13439-U+1343F in Unicode 15) are escaped
+# too; only text outside ASCII is asked, as ASCII has no Cf character.
+_CONTROLS = "\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff"
+_SUSPECT = re.compile(f"[{_CONTROLS}]|[^\x00-\x7f]")
+
+
+def invisible(ch):
+    """Whether ``ch`` is a format character (Unicode category Cf)."""
+    return unicodedata.category(ch) == "Cf"
 
 
 def _escape_char(ch):
@@ -41,20 +45,34 @@ def _escape_char(ch):
         return f"\\u{code:04x}"
     if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte (surrogateescape)
         return f"\\x{code - 0xDC00:02x}"
-    if _FORMAT.match(ch):
+    if invisible(ch):
         return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
     return ch
 
 
-_NEEDS_ESCAPE = re.compile(f"[\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff{FORMAT}]")
+def _needs_escape(text):
+    for match in _SUSPECT.finditer(text):
+        if _escape_char(match.group(0)) != match.group(0):
+            return True
+    return False
 
 
 def escape(name):
     """Printable, reversible text for a file name given as bytes."""
     text = name.decode("utf-8", "surrogateescape")
-    if not _NEEDS_ESCAPE.search(text):
+    if not _needs_escape(text):
         return text
     return "".join(_escape_char(ch) for ch in text)
+
+
+def escape_text(text, keep="\t\n"):
+    """``text`` with what ``escape`` escapes written as escapes, but the
+    characters in ``keep`` and backslashes left as they are: file content
+    shown in a diff or a notice, readable rather than reversible."""
+    def one(match):
+        ch = match.group(0)
+        return ch if ch in keep or ch == "\\" else _escape_char(ch)
+    return _SUSPECT.sub(one, text)
 
 
 _ESCAPE = re.compile(r"\\(\\|n|t|r|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")

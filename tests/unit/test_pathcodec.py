@@ -27,6 +27,12 @@ CASES = [
     ("/tmp/tag\U000e0041".encode(), "/tmp/tag\\U000e0041"),
 ]
 
+# Format characters that a Unicode newer than 14 added (Egyptian
+# hieroglyph format controls, Unicode 15): escaped wherever this Python
+# knows them as such.
+NEWER = [chr(code) for code in range(0x13439, 0x13440)
+         if unicodedata.category(chr(code)) == "Cf"]
+
 
 @pytest.mark.parametrize("name,shown", CASES)
 def test_escape_shows_control_and_invalid_bytes_as_escapes(name, shown):
@@ -49,8 +55,8 @@ def test_round_trip_of_random_names():
 
 
 def test_every_format_character_is_escaped():
-    """The class of invisible characters in pathcodec is Unicode's Cf as
-    this Python knows it: a newer Unicode with more of them fails here."""
+    """Every character the running Python's unicodedata calls Cf is
+    escaped, whatever Unicode version that Python has."""
     missed = [hex(code) for code in range(sys.maxunicode + 1)
               if not 0xD800 <= code <= 0xDFFF
               and unicodedata.category(chr(code)) == "Cf"
@@ -58,6 +64,17 @@ def test_every_format_character_is_escaped():
     assert missed == []
 
 
+@pytest.mark.skipif(not NEWER, reason=f"Unicode {unicodedata.unidata_version} has no Cf at U+13439-U+1343F")
+@pytest.mark.parametrize("ch", NEWER)
+def test_a_newer_unicodes_format_character_is_escaped(ch):
+    shown = f"a\\U{ord(ch):08x}b"
+    assert escape(f"a{ch}b".encode()) == shown
+    assert unescape(shown) == f"a{ch}b".encode()
+
+
 def test_file_content_escapes_format_characters_too():
     from systraq.contents import printable
     assert printable("x = 1 \u202e# yes\n".encode()) == "x = 1 \\u202e# yes\n"
+    assert printable("tab\there\\ caf\u00e9\r\n".encode()) == "tab\there\\ caf\u00e9\\r\n"
+    for ch in NEWER:
+        assert printable(f"x{ch}\n".encode()) == f"x\\U{ord(ch):08x}\n"
