@@ -13,8 +13,11 @@ Sums are never computed from the installed files: that would declare
 whatever is on the disk now, tampering included, to be right.
 """
 
+import contextlib
 import hashlib
 import os
+import pwd
+import stat
 import tempfile
 
 from systraq.errors import RunError
@@ -41,9 +44,79 @@ def _cache(settings):
     return apt.Cache(rootdir=os.fsdecode(settings.root))
 
 
-def fetch(cache, package, destdir):
-    """Download the .deb of installed ``package`` (a dpkgdb.Package) into ``destdir``."""
-    return _fetch(_version(cache, package), package, destdir)
+class DownloadArea:
+    """Where .debs are downloaded (``incoming``) and kept once taken from
+    there (``top``), for one run.
+
+    As root, apt downloads as its sandbox user (APT::Sandbox::User,
+    ``_apt``), who must be able to write where the file goes; otherwise
+    apt downloads as root and warns "Download is performed unsandboxed as
+    root", which python-apt 3 passes on to stderr, and cron mails it.  The
+    area is what apt keeps for itself in /var/cache/apt/archives: a
+    directory of root's that the sandbox user may only pass through
+    (0711), holding one of the sandbox user's own (0700).  Each .deb is
+    copied out of it into root's directory before anything reads it
+    (``take``), so what the sandbox user could still touch is never what
+    is hashed and parsed.  Not root, or with no sandbox user, apt
+    downloads as the running user into ``incoming`` directly.
+    """
+
+    def __init__(self, top):
+        self.top = top
+        self.incoming = top
+        if os.geteuid() != 0:
+            return
+        import apt_pkg
+        apt_pkg.init_config()
+        name = apt_pkg.config.find("APT::Sandbox::User", "_apt")
+        try:
+            user = pwd.getpwnam(name)
+        except KeyError:
+            return
+        if user.pw_uid == 0:
+            return
+        os.chmod(top, 0o711)
+        self.incoming = os.path.join(top, "incoming")
+        os.mkdir(self.incoming, 0o700)
+        os.chown(self.incoming, user.pw_uid, user.pw_gid)
+
+    def take(self, path):
+        """``path``, downloaded into ``incoming``, copied into root's own
+        directory (not following a link, only a regular file): the path
+        of the copy.  The download is removed."""
+        if self.incoming == self.top:
+            return path
+        target = os.path.join(self.top, os.path.basename(path))
+        try:
+            source = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise Unavailable(f"{os.path.basename(path)}: cannot read the download: "
+                              f"{exc.strerror}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(source).st_mode):
+                raise Unavailable(f"{os.path.basename(path)}: the download is not a file")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            with open(os.open(target, flags, 0o600), "wb") as out:
+                while chunk := os.read(source, 1 << 20):
+                    out.write(chunk)
+        finally:
+            os.close(source)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return target
+
+
+@contextlib.contextmanager
+def download_area(prefix):
+    """A DownloadArea in a new temporary directory, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as top:
+        yield DownloadArea(top)
+
+
+def fetch(cache, package, area):
+    """Download the .deb of installed ``package`` (a dpkgdb.Package) into
+    the DownloadArea ``area``: the path of root's copy."""
+    return area.take(_fetch(_version(cache, package), package, area.incoming))
 
 
 def _version(cache, package):
@@ -96,16 +169,7 @@ def sha256_of(path):
     return digest.hexdigest()
 
 
-def size_of(cache, package):
-    """The size of the .deb of installed ``package`` as the index says,
-    or None when no archive has it."""
-    try:
-        return _version(cache, package).size
-    except Unavailable:
-        return None
-
-
-def fetch_verified(cache, package, destdir):
+def fetch_verified(cache, package, area):
     """The .deb of exactly installed ``package``, checked against apt's
     signed index: a Fetched.
 
@@ -115,8 +179,8 @@ def fetch_verified(cache, package, destdir):
     python-apt's fetch_binary checks before reusing a file.  Otherwise
     the .deb is downloaded into ``destdir`` by fetch_binary, which
     refuses an untrusted origin and checks the index's hashes.  The
-    sha256 is checked here again in both cases: the manifest is keyed by
-    it.
+    sha256 is checked here again in both cases, on root's copy of the
+    download (``area``, a DownloadArea): the manifest is keyed by it.
     """
     import apt_pkg
     version = _version(cache, package)
@@ -136,7 +200,7 @@ def fetch_verified(cache, package, destdir):
             return Fetched(kept, expected, version.size, False)
     except OSError:
         pass
-    path = _fetch(version, package, destdir)
+    path = area.take(_fetch(version, package, area.incoming))
     if sha256_of(path) != expected:     # fetch_binary checked it; never trust twice-removed
         os.unlink(path)
         raise Unavailable(f"{package.key} {package.version}: the downloaded .deb does not "
@@ -188,10 +252,10 @@ def repair_missing(settings, database, packages):
     """
     cache = _cache(settings)
     repaired, failed = [], []
-    with tempfile.TemporaryDirectory(prefix="systraq-repair-") as destdir:
+    with download_area("systraq-repair-") as area:
         for package in packages:
             try:
-                deb = fetch(cache, package, destdir)
+                deb = fetch(cache, package, area)
                 sums = sums_of(deb, set(package.conffiles))
             except Unavailable as exc:
                 failed.append((package, str(exc)))

@@ -315,11 +315,11 @@ def ensure(settings, database, packages, offline=False, fetch_limit=0, fetcher=N
     opened only after a package operation.  ``offline``: build nothing.
     ``fetch_limit``: bytes to download at most in this run (0: no limit);
     the rest waits for the next run.  ``fetcher``: a function
-    (package, destdir) -> archive.Fetched (tests); by default apt's.
+    (package, archive.DownloadArea) -> archive.Fetched (tests); by
+    default apt's.
     ``prune``: remove the manifests of versions not installed.
     Returns a BuildResult.
     """
-    import tempfile
     result = BuildResult()
     start = time.monotonic()
     stored = index(settings)
@@ -341,11 +341,11 @@ def ensure(settings, database, packages, offline=False, fetch_limit=0, fetcher=N
     if fetcher is None:
         cache = archive._cache(settings)
 
-        def fetcher(package, destdir):
-            return archive.fetch_verified(cache, package, destdir)
+        def fetcher(package, area):
+            return archive.fetch_verified(cache, package, area)
 
     failed_in_a_row = 0
-    with tempfile.TemporaryDirectory(prefix="systraq-manifest-") as destdir:
+    with archive.download_area("systraq-manifest-") as area:
         for package in missing:
             if fetch_limit and result.fetched_bytes >= fetch_limit:
                 result.deferred.append(package)
@@ -357,7 +357,7 @@ def ensure(settings, database, packages, offline=False, fetch_limit=0, fetcher=N
                 result.deferred.append(package)
                 continue
             try:
-                fetched = fetcher(package, destdir)
+                fetched = fetcher(package, area)
             except archive.Unavailable as exc:
                 if exc.absent:
                     if build_from_dpkg(settings, database, package) is not None:

@@ -659,7 +659,9 @@ WTMPDB_USER_PROCESS = 3
 FIRST_LOGINS = 10
 MAX_LOGINS = 20
 WTMP_FILES = (b"/var/log/wtmp", b"/var/log/wtmp.1")   # the second: logrotate's monthly copy
-WTMPDB = b"/var/lib/wtmpdb/wtmp.db"
+# wtmpdb's database (trixie and later): Debian keeps it in /var/log and
+# links upstream's place to it; the link dangles until the first login.
+WTMPDB_FILES = (b"/var/log/wtmp.db", b"/var/lib/wtmpdb/wtmp.db")
 
 Login = namedtuple("Login", "time user tty host")
 
@@ -706,12 +708,26 @@ def _logins(ctx):
     logins = []
     errors = []
     sources = []
-    for logical in WTMP_FILES + (WTMPDB,):
-        path = ctx.settings.host(logical)
-        if not os.path.lexists(path):
+    seen = set()
+    wtmpdb_waiting = False
+    for logical in WTMP_FILES + WTMPDB_FILES:
+        if not os.path.lexists(ctx.settings.host(logical)):
             continue
         try:
-            if logical == WTMPDB:
+            real = ctx.settings.follow(logical)
+        except OSError as exc:
+            errors.append(f"cannot read {os.fsdecode(logical)}: {exc.strerror}")
+            continue
+        if real in seen:
+            continue
+        seen.add(real)
+        path = ctx.settings.host(real)
+        if not os.path.exists(path):
+            # wtmpdb makes its database at the first login it records.
+            wtmpdb_waiting = wtmpdb_waiting or logical in WTMPDB_FILES
+            continue
+        try:
+            if logical in WTMPDB_FILES:
                 found = list(_wtmpdb_logins(path, since, FIRST_LOGINS * 2 if since is None else None))
             else:
                 records = (r for r in _wtmp_logins(path) if since is None or r.time > since)
@@ -743,8 +759,9 @@ def _logins(ctx):
                     "host": escape(r.host)} for r in shown]}
     lines = list(errors)
     if not sources and not errors:
-        lines.append("no login records: neither /var/log/wtmp nor "
-                     "/var/lib/wtmpdb/wtmp.db exists")
+        lines.append("no logins recorded yet (wtmpdb makes its database at the first one)"
+                     if wtmpdb_waiting else
+                     "no login records: neither /var/log/wtmp nor wtmpdb's database exists")
         return lines
     if errors and not sources:
         ctx.data["logins"] = None
@@ -1033,7 +1050,10 @@ STOCK_PARTS = {
     b"rr-localdigest": "systraq localsums does its job",
     b"ww-signature": "the report signs itself",
 }
-_STOCK_DIRS = (b"/usr/share/systraq", b"/usr/lib/systraq")
+# Where the old package kept the parts it linked into systraq.d:
+# /usr/libexec/systraq since 20201231-5 (trixie, sid), /usr/share/systraq
+# in 20201231-1 (bookworm), /usr/lib/systraq before 2007.
+_STOCK_DIRS = (b"/usr/libexec/systraq", b"/usr/share/systraq", b"/usr/lib/systraq")
 # The old README.Debian's way to disable a stock part.
 _DISABLED_TARGETS = (b"/bin/true", b"/usr/bin/true")
 MAX_PART_LINES = 200

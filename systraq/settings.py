@@ -12,6 +12,7 @@ really are, with chroot semantics: ``..`` never climbs above the root.
 """
 
 import glob
+import errno
 import os
 import posixpath
 
@@ -103,6 +104,37 @@ class Settings:
         if self.is_host_root:
             return clean
         return self.root + clean if clean != b"/" else self.root
+
+    def follow(self, logical, limit=40):
+        """The logical path that ``logical`` names once every symbolic link
+        along it is followed inside the root, as a chroot's kernel would
+        follow it (an absolute target starts again at the root).  The
+        last part need not exist.  OSError ELOOP after ``limit`` links."""
+        if isinstance(logical, str):
+            logical = os.fsencode(logical)
+        parts = [p for p in logical.split(b"/") if p]
+        done = b"/"
+        links = 0
+        while parts:
+            part = parts.pop(0)
+            if part == b".":
+                continue
+            if part == b"..":
+                done = posixpath.dirname(done)
+                continue
+            candidate = posixpath.join(done, part)
+            try:
+                target = os.readlink(self.host(candidate))
+            except OSError:     # not a link, or not there: taken as it is
+                done = candidate
+                continue
+            links += 1
+            if links > limit:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.fsdecode(logical))
+            if target.startswith(b"/"):
+                done = b"/"
+            parts = [p for p in target.split(b"/") if p] + parts
+        return done
 
     def logical(self, host_path):
         """The logical path of ``host_path``, which must lie below the root."""

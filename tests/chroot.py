@@ -1,33 +1,62 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Throwaway Debian chroots for package tests and the demo.
+"""Throwaway Debian chroots of each supported release, for building and
+testing the package.
 
-A minbase debootstrap of bookworm is made once and kept as a tarball in
-the cache directory (``$SYSTRAQ_TEST_CACHE``, default
-/var/cache/systraq-tests, outside the repository); each chroot is unpacked
-from it in seconds.  Commands run in a private mount namespace
-(``unshare --mount``) where /proc and /dev are mounted and the host's apt
-download cache is shared: the mounts vanish with the command, so nothing
-stays mounted on the host and removing the tree is always safe.
+A minbase debootstrap of each release is made once and kept as a tarball
+in the cache directory (``$SYSTRAQ_TEST_CACHE``, default
+/var/cache/systraq-tests, outside the repository); a *layer* is that base
+with more packages installed (the build essentials, the test tools),
+cached the same way.  Each chroot is unpacked from one of them in
+seconds.  Commands run in a private mount namespace (``unshare --mount``)
+where /proc and /dev are mounted and the host's apt download cache is
+shared: the mounts vanish with the command, so nothing stays mounted on
+the host and removing the tree is always safe.
+
+The release is ``$SYSTRAQ_TEST_SUITE`` (trixie, the stable release, when
+unset).  The mirror is the host's own Debian mirror, as its apt sources
+name it (a local mirror or a caching proxy is then used, as the admin's
+other tools use it), or ``$SYSTRAQ_TEST_MIRROR``.
 
 Needs root (debootstrap, chroot, mount namespaces).
 """
 
 import fcntl
+import hashlib
 import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
-SUITE = os.environ.get("SYSTRAQ_TEST_SUITE", "bookworm")
-MIRROR = os.environ.get("SYSTRAQ_TEST_MIRROR", "http://deb.debian.org/debian")
+# The releases systraq supports, the stable one first, and the systraq
+# each of them ships: the old shell-script package, which an upgrade
+# replaces.
+RELEASES = ("trixie", "sid", "bookworm")
+OLD_SYSTRAQ = {"bookworm": "20201231-1", "trixie": "20201231-5", "sid": "20260328-1"}
+# Where each old version linked its report parts from (its postinst).
+OLD_PARTS_DIR = {"20201231-1": "/usr/share/systraq", "20201231-5": "/usr/libexec/systraq",
+                 "20260328-1": "/usr/libexec/systraq"}
+
+SUITE = os.environ.get("SYSTRAQ_TEST_SUITE", "trixie")
 CACHE = os.environ.get("SYSTRAQ_TEST_CACHE", "/var/cache/systraq-tests")
 # A base older than this is made anew, so that its apt lists and packages
 # do not drift too far from the archive.
 MAX_AGE = 7 * 24 * 3600
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# apt settings of every test chroot.  The mirror may be a dated one (a
+# local mirror synced now and then, snapshot.debian.org) whose Release
+# files carry a Valid-Until that has passed: sid's is a week after its
+# date.  A test wants the packages of that mirror, not a refusal.
+APT_CONF = """\
+// systraq's test chroots (tests/chroot.py)
+Acquire::Check-Valid-Until "false";
+APT::Install-Recommends "false";
+Acquire::Languages "none";
+"""
 
 # Runs inside the new mount namespace: mount what a Debian system expects,
 # then enter the chroot with a clean environment.
@@ -41,25 +70,126 @@ exec chroot "$root" /usr/bin/env -i "$@"
 """
 
 
-def _base_tarball():
-    """The cached base system, made by debootstrap when missing or stale."""
-    os.makedirs(CACHE, exist_ok=True)
-    tarball = os.path.join(CACHE, f"{SUITE}-minbase.tar")
-    with open(os.path.join(CACHE, ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if time.time() - os.stat(tarball).st_mtime < MAX_AGE:
-                return tarball
-        except FileNotFoundError:
-            pass
+class ChrootError(Exception):
+    """A chroot could not be made (no mirror, debootstrap failed)."""
+
+
+def _host_mirror():
+    """The host's Debian mirror: the URI its apt sources fetch Debian's
+    main archive from (Origin and Label "Debian", as in the Release
+    file), read with apt's own parser."""
+    found = subprocess.run(
+        ["apt-get", "indextargets", "--format",
+         "$(REPO_URI) $(ORIGIN) $(LABEL) $(TARGET_OF) $(RELEASE)"],
+        capture_output=True, text=True, check=False).stdout.split("\n")
+    for line in found:
+        fields = line.split()
+        if len(fields) == 5 and fields[1:4] == ["Debian", "Debian", "deb"] \
+                and "-" not in fields[4]:
+            return fields[0].rstrip("/")
+    raise ChrootError("no Debian mirror in the host's apt sources (run 'apt-get update',"
+                      " or set SYSTRAQ_TEST_MIRROR)")
+
+
+def mirror():
+    return os.environ.get("SYSTRAQ_TEST_MIRROR") or _host_mirror()
+
+
+def _host_proxy():
+    """The host's apt proxy for http, if it has one."""
+    out = subprocess.run(["apt-config", "shell", "P", "Acquire::http::Proxy"],
+                         capture_output=True, text=True, check=False).stdout
+    value = shlex.split(out.partition("=")[2]) if out.startswith("P=") else []
+    return value[0] if value and value[0] not in ("", "DIRECT", "false") else None
+
+
+class _Locked:
+    """A lock of the cache, held while one tarball is checked or made."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        os.makedirs(CACHE, exist_ok=True)
+        self.handle = open(os.path.join(CACHE, f".lock-{self.name}"), "w")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
+def _fresh(path, newer_than=None):
+    try:
+        made = os.stat(path).st_mtime
+    except FileNotFoundError:
+        return False
+    if newer_than is not None and made < os.stat(newer_than).st_mtime:
+        return False
+    return time.time() - made < MAX_AGE
+
+
+def _pack(root, tarball):
+    subprocess.run(["tar", "-C", root, "--numeric-owner", "-cf", tarball + ".new", "."],
+                   check=True)
+    os.rename(tarball + ".new", tarball)
+
+
+def base_tarball(release=None):
+    """The cached base system of ``release``, made by debootstrap when
+    missing or stale."""
+    release = release or SUITE
+    tarball = os.path.join(CACHE, f"{release}-minbase.tar")
+    with _Locked(f"{release}-minbase"):
+        if _fresh(tarball):
+            return tarball
         work = tempfile.mkdtemp(prefix="debootstrap-", dir=CACHE)
+        root = os.path.join(work, "root")
+        env = dict(os.environ)
+        proxy = _host_proxy()
+        if proxy:
+            env["http_proxy"] = proxy
         try:
-            subprocess.run(["debootstrap", "--variant=minbase", SUITE,
-                            os.path.join(work, "root"), MIRROR],
-                           check=True, stdout=subprocess.DEVNULL)
-            subprocess.run(["tar", "-C", os.path.join(work, "root"),
-                            "--numeric-owner", "-cf", tarball + ".new", "."], check=True)
-            os.rename(tarball + ".new", tarball)
+            done = subprocess.run(["debootstrap", "--variant=minbase", release, root, mirror()],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True, env=env, check=False)
+            if done.returncode:
+                raise ChrootError(f"debootstrap {release} failed:\n{done.stderr[-3000:]}")
+            conf = os.path.join(root, "etc/apt/apt.conf.d/00systraq-tests")
+            with open(conf, "w") as handle:
+                handle.write(APT_CONF)
+                if proxy:
+                    handle.write(f'Acquire::http::Proxy "{proxy}";\n')
+            # debootstrap leaves its downloads in the base; the chroots
+            # share the host cache instead.
+            subprocess.run(["find", os.path.join(root, "var/cache/apt/archives"),
+                            "-name", "*.deb", "-delete"], check=True)
+            _pack(root, tarball)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return tarball
+
+
+def layer_tarball(release, name, packages):
+    """The base of ``release`` with ``packages`` installed, cached as
+    ``RELEASE-NAME-HASH.tar``: the hash follows the package list, and a
+    new base makes the layer anew."""
+    base = base_tarball(release)
+    key = hashlib.sha256(" ".join(sorted(packages)).encode()).hexdigest()[:12]
+    tarball = os.path.join(CACHE, f"{release}-{name}-{key}.tar")
+    with _Locked(f"{release}-{name}"):
+        if _fresh(tarball, newer_than=base):
+            return tarball
+        for old in os.listdir(CACHE):
+            if old.startswith(f"{release}-{name}-") and old.endswith(".tar"):
+                os.unlink(os.path.join(CACHE, old))
+        work = tempfile.mkdtemp(prefix=f"layer-{name}-", dir=CACHE)
+        try:
+            box = Chroot(work, release=release, tarball=base)
+            box.apt_install(*packages)
+            box.run("apt-get clean")
+            os.unlink(box.host("/usr/sbin/policy-rc.d"))
+            _pack(box.path, tarball)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return tarball
@@ -68,13 +198,14 @@ def _base_tarball():
 class Chroot:
     """A Debian system in a directory, to install and run packages in."""
 
-    def __init__(self, parent):
+    def __init__(self, parent, release=None, tarball=None):
+        self.release = release or SUITE
         self.path = os.path.join(parent, "root")
         self.archives = os.path.join(CACHE, "apt-archives")
         os.makedirs(os.path.join(self.archives, "partial"), exist_ok=True)
         os.makedirs(self.path)
         subprocess.run(["tar", "-C", self.path, "--numeric-owner", "-xf",
-                        _base_tarball()], check=True)
+                        tarball or base_tarball(self.release)], check=True)
         shutil.copy("/etc/resolv.conf", self.host("/etc/resolv.conf"))
         # No daemon a package test installs may start in the chroot.
         self.write("/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", mode=0o755)
@@ -120,7 +251,7 @@ class Chroot:
             input=input, capture_output=True, text=True, errors="backslashreplace")
         if check and result.returncode != 0:
             raise AssertionError(
-                f"in chroot: {command!r}{' as ' + user if user else ''} exited "
+                f"in {self.release} chroot: {command!r}{' as ' + user if user else ''} exited "
                 f"{result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
         return result
 
@@ -141,3 +272,28 @@ class Chroot:
 
     def destroy(self):
         shutil.rmtree(self.path)
+
+
+def _main(argv):
+    """``python3 -m tests.chroot base RELEASE`` or ``layer RELEASE NAME
+    PACKAGE...``: print the cached tarball's path, making it if needed;
+    ``mirror``: print the mirror.  For the shell tools in tools/."""
+    try:
+        if argv[:1] == ["mirror"]:
+            print(mirror())
+        elif argv[:1] == ["base"] and len(argv) == 2:
+            print(base_tarball(argv[1]))
+        elif argv[:1] == ["layer"] and len(argv) >= 4:
+            print(layer_tarball(argv[1], argv[2], argv[3:]))
+        else:
+            print("usage: python3 -m tests.chroot mirror | base RELEASE"
+                  " | layer RELEASE NAME PACKAGE...", file=sys.stderr)
+            return 2
+    except (ChrootError, AssertionError, subprocess.CalledProcessError) as error:
+        print(f"tests.chroot: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

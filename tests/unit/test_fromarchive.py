@@ -104,7 +104,7 @@ class Installed:
 def fetcher_of(debs, calls=None):
     """A fetcher that hands out local .debs by (name, version), as
     archive.fetch_verified hands out verified ones."""
-    def fetch(package, destdir):
+    def fetch(package, area):
         if calls is not None:
             calls.append(package.key)
         deb = debs.get((package.name, package.version))
@@ -114,10 +114,11 @@ def fetcher_of(debs, calls=None):
         if deb == "down":
             raise archive.Unavailable(f"{package.key}: download failed: 503")
         data = open(deb, "rb").read()
-        # Downloaded: a copy the builder removes once read.
-        copy = os.path.join(destdir, os.path.basename(deb))
+        # Downloaded where apt writes, then taken by root: a copy the
+        # builder removes once read.
+        copy = os.path.join(area.incoming, os.path.basename(deb))
         open(copy, "wb").write(data)
-        return archive.Fetched(copy, sha256(data), len(data), True)
+        return archive.Fetched(area.take(copy), sha256(data), len(data), True)
     return fetch
 
 
@@ -401,7 +402,7 @@ def test_downloads_stop_after_three_failures_in_a_row(root, system):
     database = dpkgdb.load(settings)
     calls = []
 
-    def unreachable(package, destdir):
+    def unreachable(package, area):
         calls.append(package)
         raise archive.Unavailable("Temporary failure resolving 'deb.debian.org'")
 
@@ -409,3 +410,28 @@ def test_downloads_stop_after_three_failures_in_a_row(root, system):
     result = manifest.ensure(settings, database, packages, fetcher=unreachable, prune=False)
     assert len(calls) == manifest.GIVE_UP_AFTER == 3
     assert len(result.failed) == 3 and len(result.deferred) == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="apt's sandbox user is dropped to only by root")
+def test_downloads_go_where_apts_sandbox_user_writes_and_root_reads_its_own_copy(tmp_path):
+    import pwd
+    import stat
+    sandbox = pwd.getpwnam("_apt")
+    with archive.download_area("systraq-test-") as area:
+        top, incoming = os.stat(area.top), os.stat(area.incoming)
+        assert (top.st_uid, stat.S_IMODE(top.st_mode)) == (0, 0o711)
+        assert (incoming.st_uid, stat.S_IMODE(incoming.st_mode)) == (sandbox.pw_uid, 0o700)
+        deb = os.path.join(area.incoming, "a_1_all.deb")
+        with open(deb, "wb") as handle:
+            handle.write(b"!<arch>\n")
+        os.chown(deb, sandbox.pw_uid, sandbox.pw_gid)
+        taken = area.take(deb)
+        assert os.path.dirname(taken) == area.top and not os.path.lexists(deb)
+        info = os.stat(taken)
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o600)
+        assert open(taken, "rb").read() == b"!<arch>\n"
+        # What the sandbox user left there is never followed.
+        os.symlink("/etc/shadow", os.path.join(area.incoming, "b_1_all.deb"))
+        with pytest.raises(archive.Unavailable, match="cannot read the download"):
+            area.take(os.path.join(area.incoming, "b_1_all.deb"))
+    assert not os.path.exists(area.top)

@@ -607,8 +607,8 @@ def test_a_busy_day_is_cut_at_twenty_logins(root):
     assert result.data["logins"]["more"] == 7
 
 
-def make_wtmpdb(root, rows):
-    path = root.host("/var/lib/wtmpdb/wtmp.db")
+def make_wtmpdb(root, rows, at="/var/lib/wtmpdb/wtmp.db"):
+    path = root.host(at)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     db = sqlite3.connect(os.fsdecode(path))
     # wtmpdb's own schema (lib/sqlite.c).
@@ -660,9 +660,49 @@ def test_no_login_records_at_all(root):
     fake_system(root)
     result = collect(root, previous={"logins_until": NOW - DAY})
     assert section(result, "Recent logins") == [
-        "no login records: neither /var/log/wtmp nor /var/lib/wtmpdb/wtmp.db exists"]
+        "no login records: neither /var/log/wtmp nor wtmpdb's database exists"]
     assert result.state["logins_until"] == NOW
     assert result.data["logins"]["sources"] == []
+
+
+def trixie_wtmpdb_link(root, target="../../log/wtmp.db"):
+    """wtmpdb's place as trixie's package makes it (tmpfiles.d): upstream's
+    path, a link to Debian's /var/log/wtmp.db."""
+    os.makedirs(root.host("/var/lib/wtmpdb"), exist_ok=True)
+    os.makedirs(root.host("/var/log"), exist_ok=True)
+    os.symlink(target, root.host("/var/lib/wtmpdb/wtmp.db"))
+
+
+def test_wtmpdb_before_the_first_login_has_no_database_and_that_is_no_error(root):
+    fake_system(root)
+    trixie_wtmpdb_link(root)
+    result = collect(root, previous={"logins_until": NOW - DAY})
+    assert section(result, "Recent logins") == [
+        "no logins recorded yet (wtmpdb makes its database at the first one)"]
+    assert result.warnings == [] and result.state["logins_until"] == NOW
+    assert result.data["logins"]["sources"] == []
+    assert not os.path.lexists(root.host("/var/log/wtmp.db"))
+
+
+@pytest.mark.parametrize("target", ["../../log/wtmp.db", "/var/log/wtmp.db"])
+def test_wtmpdb_read_through_its_link_inside_the_root_and_once(root, target):
+    fake_system(root)
+    trixie_wtmpdb_link(root, target)
+    make_wtmpdb(root, [(3, "alice", int((NOW - 600) * 1e6), None, "pts/0", "192.0.2.7",
+                        "sshd")], at="/var/log/wtmp.db")
+    result = collect(root, previous={"logins_until": NOW - DAY})
+    assert section(result, "Recent logins")[1:] == [
+        login_line(NOW - 600, "alice", "pts/0", "192.0.2.7")]
+    assert result.data["logins"]["sources"] == ["/var/log/wtmp.db"]
+
+
+def test_a_login_database_link_in_a_loop_is_an_error_not_a_hang(root):
+    fake_system(root)
+    os.makedirs(root.host("/var/lib/wtmpdb"), exist_ok=True)
+    os.symlink("wtmp.db", root.host("/var/lib/wtmpdb/wtmp.db"))
+    result = collect(root, previous={"logins_until": NOW - DAY})
+    assert section(result, "Recent logins") == [
+        "cannot read /var/lib/wtmpdb/wtmp.db: Too many levels of symbolic links"]
 
 
 def test_an_unreadable_login_database_keeps_the_previous_time(root):
@@ -921,12 +961,16 @@ def test_a_script_the_kernel_cannot_run(root):
 
 
 def test_old_stock_parts_are_left_out_with_one_line_each(root):
-    # What an upgrade from systraq 20201231-1 leaves: the postinst's links
-    # into /usr/share/systraq, whose targets are gone.
+    # What an upgrade from the old systraq leaves, should its links stay:
+    # the postinst's links into /usr/share/systraq (20201231-1), whose
+    # targets are gone.
     for name in ("ae-release", "cc-df", "ee-lastlog", "ww-signature"):
         root.symlink(f"/usr/share/systraq/{name}", f"{PARTS}/{name}")
     # An even older one, into /usr/lib/systraq, relative.
     root.symlink("../../../usr/lib/systraq/dd-last", f"{PARTS}/dd-last")
+    # Those of 20201231-5 (trixie) and 20260328-1 (sid): /usr/libexec.
+    root.symlink("/usr/libexec/systraq/ck-mdstat", f"{PARTS}/ck-mdstat")
+    root.symlink("../../../usr/libexec/systraq/ii-shellrc", f"{PARTS}/ii-shellrc")
     # One whose target is still there: its job is done here now anyway.
     root.write("/usr/share/systraq/gg-ps", "#!/bin/sh\nps auxwww\n", mode=0o755)
     root.symlink("/usr/share/systraq/gg-ps", f"{PARTS}/gg-ps")
@@ -938,10 +982,12 @@ def test_old_stock_parts_are_left_out_with_one_line_each(root):
     assert section(result, "Local parts") == [
         "ae-release: not run, the Release section does its job",
         "cc-df: not run, the Filesystems section does its job",
+        "ck-mdstat: not run, the RAID section does its job",
         "dd-last: not run, the Recent logins section does its job",
         "ee-lastlog: not run, left out on purpose: its \"Never logged in\" lines were "
         "noise; logins are under Recent logins",
         "gg-ps: not run, the Processes section does its job",
+        "ii-shellrc: not run, shell startup files are watched by systraq snapshot and contents",
         "ww-signature: not run, the report signs itself",
     ]
     assert section(result, "Local part bb-free") == ["my own free"]

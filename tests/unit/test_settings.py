@@ -67,3 +67,21 @@ def test_glob_pattern_escapes_the_root_itself(tmp_path):
 def test_config_file_given_on_the_command_line_is_taken_as_is(root):
     settings = root.settings(config_file="/srv/other.conf")
     assert settings.config_file == b"/srv/other.conf"
+
+
+def test_follow_resolves_links_as_a_chroots_kernel_would(root):
+    settings = root.settings()
+    os.makedirs(root.host("/var/lib/wtmpdb"))
+    os.makedirs(root.host("/var/log"))
+    os.symlink("../../log/wtmp.db", root.host("/var/lib/wtmpdb/wtmp.db"))
+    assert settings.follow(b"/var/lib/wtmpdb/wtmp.db") == b"/var/log/wtmp.db"
+    # An absolute target starts again at the root, never at the host's /.
+    os.symlink("/var/log", root.host("/logs"))
+    os.symlink("/../../../etc", root.host("/var/up"))
+    assert settings.follow(b"/logs/x") == b"/var/log/x"
+    assert settings.follow(b"/var/up/passwd") == b"/etc/passwd"
+    assert settings.follow("/var/./log/../log/none") == b"/var/log/none"
+    os.symlink("loop", root.host("/var/loop"))
+    with pytest.raises(OSError) as caught:
+        settings.follow(b"/var/loop")
+    assert caught.value.errno == 40   # ELOOP
