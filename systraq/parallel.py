@@ -122,12 +122,15 @@ def _run_forked(handle, tasks, on_batch, workers, meanwhile=None):
     # Tasks submitted and not yet finished; tasks in the queue; workers
     # waiting for one.
     counters = (ctx.Value("q", len(tasks)), ctx.Value("q", len(tasks)), ctx.Value("i", 0))
-    for task in tasks:
-        task_queue.put(task)
     procs = [ctx.Process(target=_work, args=(handle, task_queue, results, counters, workers),
                          daemon=True) for _ in range(workers)]
+    # Fork before the first put starts the queue's feeder thread: a fork
+    # while another thread runs may leave a lock held in the child
+    # (Python 3.12 and later warn about it).
     for proc in procs:
         proc.start()
+    for task in tasks:
+        task_queue.put(task)
     failure = None
     finished = 0
     try:
@@ -150,13 +153,21 @@ def _run_forked(handle, tasks, on_batch, workers, meanwhile=None):
                 failure = payload
                 break
     finally:
-        if failure is not None or finished < workers:
+        complete = failure is None and finished == workers
+        if not complete:
             for proc in procs:
                 proc.kill()
         for proc in procs:
             proc.join()
         task_queue.close()
         results.close()
+        if complete:
+            # Every task was taken: the feeder thread has nothing left to
+            # write and ends now, before anything else forks.
+            task_queue.join_thread()
+        else:
+            # What is left in it has no reader: never wait for it.
+            task_queue.cancel_join_thread()
     if failure is not None:
         raise WorkerFailed(failure)
 

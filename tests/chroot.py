@@ -255,20 +255,19 @@ class Chroot:
                 f"{result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
         return result
 
-    def apt_install(self, *packages, options=""):
-        """apt-get install, resolving dependencies from the archive.
+    def apt(self, command, check=True):
+        """An apt-get (or apt) command line, run while this host's lock of
+        the shared download cache is held: chroots of every release share
+        it, and apt gives up at once on a held archives lock."""
+        with open(os.path.join(self.archives, ".systraq-lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self.run(command, check=check)
 
-        The download cache is shared with every other chroot of the host:
-        while another one's apt-get holds its lock, wait for it."""
+    def apt_install(self, *packages, options=""):
+        """apt-get install, resolving dependencies from the archive."""
         self.run("apt-get update -qq")
         names = " ".join(shlex.quote(p) for p in packages)
-        command = f"apt-get install -y -q --no-install-recommends {options} {names}"
-        for _ in range(120):
-            result = self.run(command, check=False)
-            if "Could not get lock /var/cache/apt/archives/lock" not in result.stderr:
-                break
-            time.sleep(5)
-        return self.run(command) if result.returncode else result
+        return self.apt(f"apt-get install -y -q --no-install-recommends {options} {names}")
 
     def destroy(self):
         shutil.rmtree(self.path)
