@@ -1,11 +1,19 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-# make check  - the whole test suite: unit tests, package build, lintian,
-#               the package test in a Debian chroot, the autopkgtests
-#               (debian/tests) and piuparts, each in a throwaway bookworm
-#               (needs root)
+# make check  - the whole test suite, on every supported Debian release:
+#               on trixie (the stable release) everything: the source
+#               build with its unit tests, lintian, the unit tests in both
+#               locales, the package tests, the reduced hardening tests,
+#               the autopkgtests (debian/tests) and piuparts; on sid and
+#               bookworm the build with its unit tests, lintian, the
+#               upgrade from that release's old systraq (package test),
+#               the autopkgtests and piuparts.  Each in throwaway chroots
+#               of that release, with that release's Python and tools.
+#               RELEASES="trixie" (or any subset) for local work.
+#               Needs root.
 # make demo   - build the package, install it in a throwaway chroot and show
 #               what an administrator sees
-# Both install what they need with apt-get first (tools/install-deps).
+# Both install what they need on the host with apt-get first
+# (tools/install-deps).
 # make hardening - the hardening tests (tests/hardening: faults, load,
 #               hostile input) in full, e.g. 50 SIGKILLs per job and a tree
 #               of 1,000,000 files, then the results table of
@@ -24,66 +32,98 @@ export LC_ALL := C.UTF-8
 PYTHON := /usr/bin/python3
 BUILD := build
 TIMED := tools/timed
+RELEASE_TOOL := tools/release
+# The supported releases, and the one the whole suite runs on.
+RELEASES ?= trixie sid bookworm
+PRIMARY := trixie
+# What the single-release targets below work on.
+RELEASE ?= $(PRIMARY)
 
-.PHONY: check deps ext unit deb lintian package-test hardening-reduced hardening autopkgtest piuparts demo bench clean
+.PHONY: check deps source deb lintian unit ext package-test upgrade-test hardening-reduced \
+        hardening autopkgtest piuparts demo bench clean
 
-check:
-	@$(TIMED) deps tools/install-deps
-	@$(TIMED) unit $(MAKE) -s unit
-	@$(TIMED) deb $(MAKE) -s deb
-	@$(TIMED) lintian $(MAKE) -s lintian
-	@$(TIMED) package-test $(MAKE) -s package-test
-	@$(TIMED) hardening $(MAKE) -s hardening-reduced
-	@$(TIMED) autopkgtest $(MAKE) -s autopkgtest
-	@$(TIMED) piuparts $(MAKE) -s piuparts
+check: deps
+	@$(TIMED) source $(RELEASE_TOOL) source $(BUILD)
+	@set -e; for r in $(RELEASES); do \
+	    $(TIMED) build-$$r $(RELEASE_TOOL) build $$r $(BUILD); \
+	    $(TIMED) lintian-$$r $(RELEASE_TOOL) lintian $$r $(BUILD); \
+	    if [ $$r = $(PRIMARY) ]; then \
+	        $(TIMED) unit-$$r $(MAKE) -s unit RELEASE=$$r; \
+	        $(TIMED) package-test-$$r $(MAKE) -s package-test RELEASE=$$r; \
+	        $(TIMED) hardening-$$r $(MAKE) -s hardening-reduced RELEASE=$$r; \
+	    else \
+	        $(TIMED) upgrade-test-$$r $(MAKE) -s upgrade-test RELEASE=$$r; \
+	    fi; \
+	    $(TIMED) autopkgtest-$$r tools/autopkgtest $$r $(BUILD); \
+	    $(TIMED) piuparts-$$r $(RELEASE_TOOL) piuparts $$r $(BUILD); \
+	done
 
 deps:
-	tools/install-deps
+	@$(TIMED) deps tools/install-deps
+
+source:
+	$(RELEASE_TOOL) source $(BUILD)
+
+# The source package, then the .deb of each release in $(BUILD)/RELEASE/.
+deb: source
+	@set -e; for r in $(RELEASES); do $(RELEASE_TOOL) build $$r $(BUILD); done
+
+lintian:
+	@set -e; for r in $(RELEASES); do $(RELEASE_TOOL) lintian $$r $(BUILD); done
 
 # systraq._native (a quick snapshot's walk and the reading of state files,
-# in C) built into the source tree, where the unit, hardening and bench
-# runs import systraq from; the package builds its own.
+# in C) built into the source tree, for a bench run on this machine; the
+# unit and hardening runs build their own in the release's chroot.
 ext:
 	$(PYTHON) setup.py -q build_ext --inplace
 
-unit: ext
-	pyflakes3 systraq tests bench
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/unit
-	LC_ALL=C $(PYTHON) -m pytest -q -p no:cacheprovider tests/unit
-
-deb:
-	tools/build-deb $(BUILD)
-
-lintian:
-	lintian --fail-on error,warning --info --display-info $(BUILD)/systraq_*.changes
+# The unit tests on RELEASE's Python, in a chroot of it, in both locales.
+unit:
+	$(RELEASE_TOOL) test $(RELEASE) 'set -e; \
+	    python3 setup.py -q build_ext --inplace >/dev/null; \
+	    pyflakes3 systraq tests bench; \
+	    python3 -m pytest -q -p no:cacheprovider tests/unit; \
+	    LC_ALL=C python3 -m pytest -q -p no:cacheprovider tests/unit'
 
 package-test:
-	SYSTRAQ_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -p no:cacheprovider tests/package
+	SYSTRAQ_TEST_SUITE=$(RELEASE) SYSTRAQ_BUILD=$(abspath $(BUILD))/$(RELEASE) \
+	    $(PYTHON) -m pytest -v -p no:cacheprovider tests/package
 
-# Reduced counts (make check); the full run rewrites doc/hardening.md's table.
-hardening-reduced: ext
-	SYSTRAQ_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -v -p no:cacheprovider tests/hardening
+# The upgrade from RELEASE's own old systraq, the first report after it,
+# debconf, the trigger and the purge (tests/package/test_debian.py).
+upgrade-test:
+	SYSTRAQ_TEST_SUITE=$(RELEASE) SYSTRAQ_BUILD=$(abspath $(BUILD))/$(RELEASE) \
+	    $(PYTHON) -m pytest -v -p no:cacheprovider tests/package/test_debian.py
 
-hardening: ext deb
+# Reduced counts (make check), on RELEASE's Python in a chroot of it; the
+# full run (on the host's) rewrites doc/hardening.md's table.
+hardening-reduced:
+	$(RELEASE_TOOL) test $(RELEASE) 'set -e; \
+	    python3 setup.py -q build_ext --inplace >/dev/null; \
+	    python3 -m pytest -v -p no:cacheprovider tests/hardening'
+
+hardening: ext
+	mkdir -p $(BUILD)
 	rm -f $(BUILD)/hardening-results.jsonl
-	SYSTRAQ_HARDENING=full SYSTRAQ_BUILD=$(abspath $(BUILD)) \
-	    SYSTRAQ_HARDENING_RESULTS=$(abspath $(BUILD))/hardening-results.jsonl \
+	SYSTRAQ_HARDENING=full SYSTRAQ_HARDENING_RESULTS=$(abspath $(BUILD))/hardening-results.jsonl \
 	    $(PYTHON) -m pytest -v -p no:cacheprovider tests/hardening
 	tools/hardening-table $(BUILD)/hardening-results.jsonl doc/hardening.md
 
-# debian/tests against the installed .deb (log: build/autopkgtest.log).
+# debian/tests against the installed .deb of RELEASE (log:
+# build/RELEASE/autopkgtest.log).
 autopkgtest:
-	tools/autopkgtest $(BUILD)
+	tools/autopkgtest $(RELEASE) $(BUILD)
 
-# Install, purge, and upgrade from the archive's old systraq (log:
-# build/piuparts.log).
+# RELEASE's piuparts: install, purge, and upgrade from that release's old
+# systraq (log: build/RELEASE/piuparts.log).
 piuparts:
-	tools/piuparts $(BUILD)
+	$(RELEASE_TOOL) piuparts $(RELEASE) $(BUILD)
 
 demo:
 	@tools/install-deps
-	@tools/build-deb $(BUILD) >/dev/null
-	@$(PYTHON) tools/demo $(BUILD)
+	@$(RELEASE_TOOL) source $(BUILD) >/dev/null
+	@$(RELEASE_TOOL) build $(RELEASE) $(BUILD) >/dev/null
+	@SYSTRAQ_TEST_SUITE=$(RELEASE) $(PYTHON) tools/demo $(BUILD)/$(RELEASE)
 
 bench: ext
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \

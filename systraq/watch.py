@@ -311,15 +311,18 @@ class Watcher:
     # --- setting up --------------------------------------------------------
 
     def start(self):
-        """Watch, then compare everything with the last state and alert."""
+        """Watch, then compare everything with the last state and alert;
+        then say so.  "watching" is logged once the start-up alert is
+        handed over, so that what follows the line is what changes from
+        then on."""
         self.notify = self.notify_factory()
         self.resync()
-        self.log(f"watching {len(self.notify.watched())} paths for "
-                 f"{len(self.targets.patterns)} critical patterns")
         # After the watches are set: a change made during these runs is
         # seen by them or by an event, never by neither.
         self.look(None)
         self.send_alert()
+        self.log(f"watching {len(self.notify.watched())} paths for "
+                 f"{len(self.targets.patterns)} critical patterns")
 
     def once(self):
         """The start-up comparison and its alert, without watching: True

@@ -63,6 +63,25 @@ ready = os.environ.pop("SYSTRAQ_TEST_READY_FD", None)
 if ready:
     os.write(int(ready), b".")
     os.close(int(ready))
+# The job's progress, in audit events (sys.addaudithook: every open,
+# rename, unlink, fork, subprocess, import...) of this process: counted
+# into a file at the end, or SIGKILL to the whole job at the given one.
+count_to = os.environ.pop("SYSTRAQ_TEST_COUNT_EVENTS", None)
+kill_at = int(os.environ.pop("SYSTRAQ_TEST_KILL_AT_EVENT", "0"))
+if count_to or kill_at:
+    import signal
+    me = os.getpid()
+    seen = [0]
+    def progress(event, args):
+        if os.getpid() != me:
+            return
+        seen[0] += 1
+        if seen[0] == kill_at:
+            os.killpg(0, signal.SIGKILL)
+    sys.addaudithook(progress)
+    if count_to:
+        import atexit
+        atexit.register(lambda: open(count_to, "w").write(str(seen[0])))
 sys.exit(main())
 """
 
@@ -210,12 +229,20 @@ class System:
             env["SYSTRAQ_TEST_MAIL_TIMEOUT"] = str(mail_timeout)
         return env
 
-    def start(self, job, mail_timeout=None, ready=False):
+    def start(self, job, mail_timeout=None, ready=False, count_events=None, kill_at_event=None):
         """The job as a process; a new session, so that a kill reaches it
         and what it started (its workers, sendmail).  With ``ready``, this
         returns once the interpreter started and systraq is imported, when
-        the job itself begins: a kill from then on lands inside it."""
+        the job itself begins: a kill from then on lands inside it.
+        ``count_events``: a file where the job writes, at its end, how
+        many audit events it raised since then (its progress);
+        ``kill_at_event``: the job kills itself and what it started with
+        SIGKILL at that event, wherever the machine's speed put it."""
         env = self.env(mail_timeout)
+        if count_events:
+            env["SYSTRAQ_TEST_COUNT_EVENTS"] = count_events
+        if kill_at_event:
+            env["SYSTRAQ_TEST_KILL_AT_EVENT"] = str(kill_at_event)
         fds = ()
         if ready:
             read, write = os.pipe()

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Package tests: the built .deb installed, run and purged in a Debian chroot."""
+"""Package tests: the built .deb installed, run and purged in a chroot of
+the Debian release under test ($SYSTRAQ_TEST_SUITE, trixie by default)."""
 
 import email
 import email.policy
@@ -12,17 +13,18 @@ import time
 
 import pytest
 
-from tests.chroot import Chroot
+from tests.chroot import SUITE, Chroot
 
+# The .deb built for the release under test (tools/release build).
 BUILD = os.environ.get("SYSTRAQ_BUILD",
-                       os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+                       os.path.join(os.path.dirname(__file__), "..", "..", "build", SUITE))
 
 
 @pytest.fixture(scope="session")
 def deb():
     debs = sorted(glob.glob(os.path.join(BUILD, "systraq_*_*.deb")))
     if not debs:
-        pytest.fail(f"no systraq_*_*.deb in {BUILD}: run 'make deb' first")
+        pytest.fail(f"no systraq_*_*.deb in {BUILD}: run 'make deb RELEASES={SUITE}' first")
     return debs[-1]
 
 

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""systraq packages --from-archive and the apt hook in a bookworm chroot.
+"""systraq packages --from-archive and the apt hook in a chroot of the
+release under test.
 
 The tests run in file order on one chroot: each is a step.  The cost
 figures (bytes, seconds) are printed, and written as JSON lines to
@@ -10,13 +11,17 @@ import json
 import os
 import time
 
-# An architecture-independent package whose trixie version installs on
-# bookworm without pulling in anything else (an arch-dependent one pulls
-# in trixie's libc6): the upgrade the hook is tested with, and one of its
-# files.
+import pytest
+
+from tests.chroot import SUITE, mirror
+
+# An architecture-independent package whose version in the next release
+# installs on this one without pulling in anything else (an arch-dependent
+# one pulls in the next release's libc6): the upgrade the hook is tested
+# with, and one of its files.
 LEAF = "tzdata"
 LEAF_FILE = "/usr/share/zoneinfo/Europe/Paris"
-TRIXIE = ("deb http://deb.debian.org/debian trixie main\n")
+NEXT = {"bookworm": "trixie", "trixie": "sid"}
 
 
 def from_archive(chroot, *args):
@@ -122,14 +127,16 @@ def test_stat_overrides_are_honoured(chroot):
     assert code == 0 and warned(data) == {}
 
 
+@pytest.mark.skipif(SUITE not in NEXT, reason=f"{SUITE} has no later release to upgrade to")
 def test_the_hook_records_tampering_before_an_upgrade_erases_it(chroot):
-    chroot.write("/etc/apt/sources.list.d/trixie.list", TRIXIE)
-    chroot.write("/etc/apt/apt.conf.d/99default-release", 'APT::Default-Release "bookworm";\n')
+    chroot.write(f"/etc/apt/sources.list.d/{NEXT[SUITE]}.list",
+                 f"deb {mirror()} {NEXT[SUITE]} main\n")
+    chroot.write("/etc/apt/apt.conf.d/99default-release", f'APT::Default-Release "{SUITE}";\n')
     chroot.run("apt-get update -qq")
     old = chroot.run(f"dpkg-query -W -f '${{Version}}' {LEAF}").stdout
     chroot.run(f"echo tampered >> {LEAF_FILE}")
     started = time.monotonic()
-    upgrade = chroot.run(f"apt-get install -y -q --no-install-recommends -t trixie {LEAF}")
+    upgrade = chroot.apt(f"apt-get install -y -q --no-install-recommends -t {NEXT[SUITE]} {LEAF}")
     elapsed = time.monotonic() - started
     new = chroot.run(f"dpkg-query -W -f '${{Version}}' {LEAF}").stdout
     assert new != old

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The upgrade from bookworm's systraq 20201231-1, debconf and the dpkg
-trigger, in a fresh bookworm chroot.
+"""The upgrade from the release's own old systraq (20201231-1 in bookworm,
+20201231-5 in trixie, 20260328-1 in sid), debconf and the dpkg trigger,
+in a fresh chroot of the release under test.
 
 The tests run in file order on one chroot: an admin who ran the old
 shell-script package as its manual says, upgrades, changes where mail
@@ -13,10 +14,11 @@ import os
 import re
 
 from systraq import __version__
+from tests.chroot import OLD_PARTS_DIR, OLD_SYSTRAQ, SUITE
 from tests.package.conftest import wait_for_mail
 
 USER = "debian-systraq"
-OLD = "20201231-1"
+OLD = OLD_SYSTRAQ[SUITE]
 EXAMPLES = "/usr/share/doc/systraq/examples"
 STOCK_PARTS = ["ae-release", "ah-uname", "ak-uptime", "bb-free", "cc-df", "ck-mdstat",
                "dd-last", "ee-lastlog", "ff-netstat", "gg-ps", "ii-shellrc", "nn-debsums",
@@ -64,7 +66,8 @@ def test_the_old_package_run_as_its_manual_says(chroot):
     chroot.run("cp /etc/default/systraq.d/examples/systraq_is_unconfigured /etc/systraq/")
     assert "RTFM" in chroot.run("st_snapshot.hourly", user=USER).stdout
     for link in STOCK_PARTS:
-        assert os.path.islink(chroot.host(f"/etc/systraq/systraq.d/{link}"))
+        target = os.readlink(chroot.host(f"/etc/systraq/systraq.d/{link}"))
+        assert target == f"{OLD_PARTS_DIR[OLD]}/{link}"
 
 
 def test_the_upgrade_keeps_what_the_admin_had_and_drops_what_is_obsolete(chroot, deb):

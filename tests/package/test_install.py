@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Install, run and purge the built package in a fresh bookworm chroot.
+"""Install, run and purge the built package in a fresh chroot of the release under test.
 
 The tests run in file order on one chroot: each is a step of an admin's
 life with the package.

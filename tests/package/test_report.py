@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The report and the alerts, mailed through Debian's default MTA (exim4)
-in a fresh bookworm chroot, and read back from the recipient's mailbox.
+in a fresh chroot of the release under test, and read back from the recipient's mailbox.
 
 The tests run in file order on one chroot: each is a day of an admin's
 life with the package.  Every systraq command runs in a network

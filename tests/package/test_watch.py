@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The realtime watcher installed in a bookworm chroot, with exim4
+"""The realtime watcher installed in a chroot of the release under test, with exim4
 delivering its alert to a mailbox.
 
 The chroot has no systemd: the watcher is started as its unit starts it
