@@ -758,10 +758,13 @@ def _logins(ctx):
         "logins": [{"time": r.time, "user": escape(r.user), "tty": escape(r.tty),
                     "host": escape(r.host)} for r in shown]}
     lines = list(errors)
+    if wtmpdb_waiting and not logins and not errors:
+        # wtmpdb is where logins go now (an old, empty wtmp may be there
+        # beside it): none was ever recorded.
+        lines.append("no logins recorded yet (wtmpdb makes its database at the first one)")
+        return lines
     if not sources and not errors:
-        lines.append("no logins recorded yet (wtmpdb makes its database at the first one)"
-                     if wtmpdb_waiting else
-                     "no login records: neither /var/log/wtmp nor wtmpdb's database exists")
+        lines.append("no login records: neither /var/log/wtmp nor wtmpdb's database exists")
         return lines
     if errors and not sources:
         ctx.data["logins"] = None

@@ -70,21 +70,42 @@ def mailbox(chroot, user="admin"):
     return found
 
 
+def exim_queue(chroot):
+    """How many messages exim holds, not yet delivered (None: no exim)."""
+    result = chroot.run("exim4 -bpc", check=False)
+    return int(result.stdout) if result.returncode == 0 and result.stdout.strip().isdigit() \
+        else None
+
+
 def wait_for_mail(chroot, count, user="admin", flush=True, timeout=60, diagnose=None):
-    """``user``'s mailbox once it holds ``count`` messages (exim delivers
-    in a process of its own, after sendmail returned).  ``flush``: make
-    exim run its queue each round (outside a booted system no daemon
-    does; under systemd the unit must let the delivery finish by itself).
+    """``user``'s mailbox once it holds ``count`` messages and exim holds
+    none still to deliver (exim delivers in a process of its own, after
+    sendmail returned): a message that should not come would have come by
+    then, whatever the machine's speed.  ``flush``: make exim run its
+    queue each round (outside a booted system no daemon does; under
+    systemd the unit must let the delivery finish by itself).
     ``diagnose``: a callable whose text is shown on failure."""
     deadline = time.monotonic() + timeout
     while True:
         if flush:
             chroot.run("exim4 -qff", check=False)
+        settled = exim_queue(chroot) in (0, None)
         found = mailbox(chroot, user)
-        if len(found) >= count or time.monotonic() > deadline:
-            if len(found) != count:
+        if (settled and len(found) >= count) or time.monotonic() > deadline:
+            if len(found) != count or not settled:
                 raise AssertionError(f"{count} messages expected, found: "
-                                     f"{[m['Subject'] for m in found]}\n"
+                                     f"{[m['Subject'] for m in found]}"
+                                     f"{'' if settled else ' (exim still holds some)'}\n"
                                      + (diagnose() if diagnose else ""))
             return found
         time.sleep(0.5)
+
+
+def after_dpkg(chroot):
+    """Once the clock is past the second of dpkg.log's last line: dpkg.log
+    has whole seconds, and a change in the second of a run's last line is
+    taken for the run's (systraq(8), CAVEATS).  An admin's change made
+    after apt returned lies in a later second."""
+    # In the chroot: its clock, its time zone, as dpkg wrote the line.
+    chroot.run('last=$(date -d "$(tail -n 1 /var/log/dpkg.log | cut -c 1-19)" +%s)'
+               ' && until [ "$(date +%s)" -gt "$last" ]; do sleep 0.05; done')

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from tests.package.conftest import mailbox, set_option, wait_for_mail
+from tests.package.conftest import after_dpkg, mailbox, set_option, wait_for_mail
 
 USER = "debian-systraq"
 ADMIN = "admin"
@@ -96,7 +96,7 @@ def test_installed_with_systemd_and_exim4(chroot, deb):
     # dpkg.log has whole seconds: a change in the second of dpkg's last
     # line is taken for the run's (systraq(8), CAVEATS).  The admin's
     # account is added afterwards, as an admin would, and alerted.
-    time.sleep(2)
+    after_dpkg(chroot)
     chroot.run(f"useradd -m -s /bin/bash {ADMIN}")
     # Mail to an ordinary user (exim delivers nothing to root until an
     # alias says where root's mail goes); the fill level is the host's

@@ -47,11 +47,15 @@ def test_the_watcher_mails_a_new_account_within_10_seconds(chroot):
     # The baselines, as the hourly check makes them.
     chroot.run("systraq check", check=False)
     # Started as the unit does; a user added once it watches; the
-    # watcher stopped with SIGTERM after 20 s, whatever happened.
-    script = ("runuser -u debian-systraq -- timeout -s TERM 20 systraq watch "
-              "2>/tmp/watch.log & "
-              "for i in $(seq 100); do grep -q watching /tmp/watch.log && break; sleep 0.1; done; "
-              "sleep 1; date +%s.%N >/tmp/changed; useradd -s /bin/sh mallory; wait")
+    # watcher stopped with SIGTERM once it sent the alert (runuser and
+    # timeout pass the signal on; the timeout only bounds a hang).
+    script = ("runuser -u debian-systraq -- timeout -s TERM 300 systraq watch "
+              "2>/tmp/watch.log & watcher=$!; "
+              "until grep -q watching /tmp/watch.log; do sleep 0.05; done; "
+              "date +%s.%N >/tmp/changed; useradd -s /bin/sh mallory; "
+              "until grep -q 'alert sent' /tmp/watch.log; do "
+              "  kill -0 $watcher 2>/dev/null || break; sleep 0.05; done; "
+              "kill -TERM $watcher; wait $watcher")
     started = time.monotonic()
     result = chroot.run(script, check=False)
     log = chroot.read("/tmp/watch.log").decode()
@@ -80,11 +84,17 @@ def test_accounts_a_package_adds_are_the_operations_not_an_alert(chroot):
     chroot.apt_install("adduser", "libsmartcols1")
     chroot.run("cd /tmp && apt-get download -q uuid-runtime")
     before = len([m for m in mailbox(chroot) if "alert:" in m["Subject"]])
-    script = ("runuser -u debian-systraq -- timeout -s TERM 30 systraq watch "
-              "2>/tmp/watch-dpkg.log & "
-              "for i in $(seq 100); do grep -q watching /tmp/watch-dpkg.log && break; "
-              "sleep 0.1; done; sleep 1; dpkg -i /tmp/uuid-runtime_*.deb >/dev/null; "
-              "getent passwd uuidd; wait")
+    # Stopped once what dpkg changed is queued: the watcher decides on
+    # the alert in the same turn, which SIGTERM lets it finish.
+    script = ("spooled() { ls /var/lib/systraq/spool | wc -l; }; "
+              "runuser -u debian-systraq -- timeout -s TERM 300 systraq watch "
+              "2>/tmp/watch-dpkg.log & watcher=$!; "
+              "until grep -q watching /tmp/watch-dpkg.log; do sleep 0.05; done; "
+              "before=$(spooled); dpkg -i /tmp/uuid-runtime_*.deb >/dev/null; "
+              "getent passwd uuidd; "
+              "until [ $(spooled) -gt $before ]; do "
+              "  kill -0 $watcher 2>/dev/null || break; sleep 0.05; done; "
+              "kill -TERM $watcher; wait $watcher")
     result = chroot.run(script, check=False)
     log = chroot.read("/tmp/watch-dpkg.log").decode()
     assert result.returncode == 0 and "uuidd" in result.stdout, log + result.stderr

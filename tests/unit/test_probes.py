@@ -673,14 +673,18 @@ def trixie_wtmpdb_link(root, target="../../log/wtmp.db"):
     os.symlink(target, root.host("/var/lib/wtmpdb/wtmp.db"))
 
 
-def test_wtmpdb_before_the_first_login_has_no_database_and_that_is_no_error(root):
+@pytest.mark.parametrize("empty_wtmp", [False, True])
+def test_wtmpdb_before_the_first_login_has_no_database_and_that_is_no_error(root, empty_wtmp):
     fake_system(root)
     trixie_wtmpdb_link(root)
-    result = collect(root, previous={"logins_until": NOW - DAY})
-    assert section(result, "Recent logins") == [
-        "no logins recorded yet (wtmpdb makes its database at the first one)"]
-    assert result.warnings == [] and result.state["logins_until"] == NOW
-    assert result.data["logins"]["sources"] == []
+    if empty_wtmp:      # as trixie's base system has one
+        write_wtmp(root, [])
+    for previous in ({"logins_until": NOW - DAY}, {}):
+        result = collect(root, previous=previous)
+        assert section(result, "Recent logins") == [
+            "no logins recorded yet (wtmpdb makes its database at the first one)"]
+        assert result.warnings == [] and result.state["logins_until"] == NOW
+        assert result.data["logins"]["sources"] == (["/var/log/wtmp"] if empty_wtmp else [])
     assert not os.path.lexists(root.host("/var/log/wtmp.db"))
 
 
