@@ -13,10 +13,19 @@ import time
 
 import pytest
 
-from tests.package.conftest import mailbox, set_option
+from tests.package.conftest import after_dpkg, mailbox, set_option
 from tests.package.test_report import ADMIN, MBOX, body
 
 UNIT = "/lib/systemd/system/systraq-watch.service"
+# The systraq user, as the unit runs the watcher: setpriv changes the ids
+# and execs, so $! is the watcher itself (runuser would stay its parent,
+# and exit 143 on SIGTERM).
+AS_USER = ("setpriv --reuid debian-systraq --regid debian-systraq --init-groups"
+           " env HOME=/var/lib/systraq USER=debian-systraq LOGNAME=debian-systraq")
+# A shell function: wait until the condition holds, for as long as the
+# watcher ($watcher) runs; 300 s at most, only against a hang.
+WAITFOR = ("waitfor() { n=0; until eval \"$1\"; do kill -0 $watcher 2>/dev/null || return 1;"
+           " n=$((n + 1)); [ $n -lt 6000 ] || return 1; sleep 0.05; done; };")
 
 
 def test_the_unit_is_shipped_without_no_new_privileges(chroot, deb):
@@ -46,15 +55,15 @@ def test_the_watcher_mails_a_new_account_within_10_seconds(chroot):
     assert chroot.run("systraq watch --condition", check=False).returncode == 0
     # The baselines, as the hourly check makes them.
     chroot.run("systraq check", check=False)
-    # Started as the unit does; a user added once it watches; the
-    # watcher stopped with SIGTERM once it sent the alert (runuser and
-    # timeout pass the signal on; the timeout only bounds a hang).
-    script = ("runuser -u debian-systraq -- timeout -s TERM 300 systraq watch "
-              "2>/tmp/watch.log & watcher=$!; "
-              "until grep -q watching /tmp/watch.log; do sleep 0.05; done; "
+    # Started as the unit does; a user added once it watches (and in a
+    # later second than apt's run: dpkg.log has whole seconds, and a
+    # change in the second of its last line is taken for the run's); the
+    # watcher stopped with SIGTERM once it sent the alert.
+    after_dpkg(chroot)
+    script = (f"{WAITFOR} {AS_USER} systraq watch 2>/tmp/watch.log & watcher=$!; "
+              "waitfor 'grep -qs watching /tmp/watch.log'; "
               "date +%s.%N >/tmp/changed; useradd -s /bin/sh mallory; "
-              "until grep -q 'alert sent' /tmp/watch.log; do "
-              "  kill -0 $watcher 2>/dev/null || break; sleep 0.05; done; "
+              "waitfor \"grep -qs 'alert sent' /tmp/watch.log\"; "
               "kill -TERM $watcher; wait $watcher")
     started = time.monotonic()
     result = chroot.run(script, check=False)
@@ -87,13 +96,11 @@ def test_accounts_a_package_adds_are_the_operations_not_an_alert(chroot):
     # Stopped once what dpkg changed is queued: the watcher decides on
     # the alert in the same turn, which SIGTERM lets it finish.
     script = ("spooled() { ls /var/lib/systraq/spool | wc -l; }; "
-              "runuser -u debian-systraq -- timeout -s TERM 300 systraq watch "
-              "2>/tmp/watch-dpkg.log & watcher=$!; "
-              "until grep -q watching /tmp/watch-dpkg.log; do sleep 0.05; done; "
+              f"{WAITFOR} {AS_USER} systraq watch 2>/tmp/watch-dpkg.log & watcher=$!; "
+              "waitfor 'grep -qs watching /tmp/watch-dpkg.log'; "
               "before=$(spooled); dpkg -i /tmp/uuid-runtime_*.deb >/dev/null; "
               "getent passwd uuidd; "
-              "until [ $(spooled) -gt $before ]; do "
-              "  kill -0 $watcher 2>/dev/null || break; sleep 0.05; done; "
+              "waitfor '[ $(spooled) -gt $before ]'; "
               "kill -TERM $watcher; wait $watcher")
     result = chroot.run(script, check=False)
     log = chroot.read("/tmp/watch-dpkg.log").decode()
