@@ -39,7 +39,7 @@ PRIMARY := trixie
 # What the single-release targets below work on.
 RELEASE ?= $(PRIMARY)
 
-.PHONY: check deps source deb lintian unit ext package-test upgrade-test hardening-reduced \
+.PHONY: check deps source deb lintian unit package-test upgrade-test hardening-reduced \
         hardening autopkgtest piuparts demo bench clean
 
 check: deps
@@ -71,16 +71,9 @@ deb: source
 lintian:
 	@set -e; for r in $(RELEASES); do $(RELEASE_TOOL) lintian $$r $(BUILD); done
 
-# systraq._native (a quick snapshot's walk and the reading of state files,
-# in C) built into the source tree, for a bench run on this machine; the
-# unit and hardening runs build their own in the release's chroot.
-ext:
-	$(PYTHON) setup.py -q build_ext --inplace
-
 # The unit tests on RELEASE's Python, in a chroot of it, in both locales.
 unit:
 	$(RELEASE_TOOL) test $(RELEASE) 'set -e; \
-	    python3 setup.py -q build_ext --inplace >/dev/null; \
 	    pyflakes3 systraq tests bench; \
 	    python3 -m pytest -q -p no:cacheprovider tests/unit; \
 	    LC_ALL=C python3 -m pytest -q -p no:cacheprovider tests/unit'
@@ -98,11 +91,10 @@ upgrade-test:
 # Reduced counts (make check), on RELEASE's Python in a chroot of it; the
 # full run (on the host's) rewrites doc/hardening.md's table.
 hardening-reduced:
-	$(RELEASE_TOOL) test $(RELEASE) 'set -e; \
-	    python3 setup.py -q build_ext --inplace >/dev/null; \
-	    python3 -m pytest -v -p no:cacheprovider tests/hardening'
+	$(RELEASE_TOOL) test $(RELEASE) \
+	    'python3 -m pytest -v -p no:cacheprovider tests/hardening'
 
-hardening: ext
+hardening:
 	mkdir -p $(BUILD)
 	rm -f $(BUILD)/hardening-results.jsonl
 	SYSTRAQ_HARDENING=full SYSTRAQ_HARDENING_RESULTS=$(abspath $(BUILD))/hardening-results.jsonl \
@@ -125,7 +117,7 @@ demo:
 	@$(RELEASE_TOOL) build $(RELEASE) $(BUILD) >/dev/null
 	@SYSTRAQ_TEST_SUITE=$(RELEASE) $(PYTHON) tools/demo $(BUILD)/$(RELEASE)
 
-bench: ext
+bench:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    aide debsums time >/dev/null
 	$(PYTHON) bench/snapshot
@@ -136,4 +128,4 @@ bench: ext
 	$(PYTHON) bench/watch
 
 clean:
-	rm -rf $(BUILD) systraq/_native.*.so
+	rm -rf $(BUILD)

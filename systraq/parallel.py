@@ -93,29 +93,24 @@ class _Worker:
         return self.idle.value > self.queued.value
 
 
-def run(handle, tasks, on_batch, workers=None, meanwhile=None):
+def run(handle, tasks, on_batch, workers=None):
     """Call ``handle(task, pool)`` for every task, in ``workers`` processes.
 
     ``handle`` may call ``pool.submit(task)``, ``pool.emit(batch)`` (a
     list) and ``pool.hungry()``.  ``on_batch(batch)`` runs in the parent.
-    ``meanwhile()``, when given, runs in the parent once the workers
-    started, before any ``on_batch``: work of the parent's own that the
-    tasks do not need.
     """
     tasks = list(tasks)
     workers = default_workers() if workers is None else workers
     if workers <= 1 or not tasks:
-        if meanwhile is not None:
-            meanwhile()
         inline = _Inline(on_batch)
         inline.tasks = tasks
         while inline.tasks:
             handle(inline.tasks.pop(), inline)
         return
-    _run_forked(handle, tasks, on_batch, workers, meanwhile)
+    _run_forked(handle, tasks, on_batch, workers)
 
 
-def _run_forked(handle, tasks, on_batch, workers, meanwhile=None):
+def _run_forked(handle, tasks, on_batch, workers):
     ctx = multiprocessing.get_context("fork")
     task_queue = ctx.Queue()
     results = ctx.Queue()
@@ -134,8 +129,6 @@ def _run_forked(handle, tasks, on_batch, workers, meanwhile=None):
     failure = None
     finished = 0
     try:
-        if meanwhile is not None:
-            meanwhile()
         while finished < workers:
             try:
                 kind, payload = results.get(timeout=_POLL)

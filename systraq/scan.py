@@ -41,14 +41,6 @@ from collections import namedtuple
 
 from systraq import parallel
 
-try:
-    # The quick scan's walk in C (systraq/_native.c); without it (a
-    # source tree where it was not built) the same work is done in
-    # Python, slower.
-    from systraq import _native
-except ImportError:
-    _native = None
-
 DIGESTS = ("sha256", "sha512", "blake2b", "md5")
 
 # One scanned path, decoded.  kind: f d l p s c b ?; perm: permission bits
@@ -85,9 +77,6 @@ _SHARE_COST = 16 << 10
 _SHARE_MIN = 16
 # Results a worker collects before handing them to the parent.
 BATCH = 4096
-# Directories a quick walk in C takes between two looks whether another
-# worker is idle.
-_QUICK_STEP = 64
 # Named paths looked at in this process rather than by forked workers.
 _INLINE = 64
 # Files up to this size are read in one call and hashed from memory.
@@ -296,9 +285,7 @@ class Scanner:
         differs from ``previous``, and ``removed`` the paths of
         ``previous`` not seen.  When nothing changed, the result is
         ``previous`` itself.  ``previous`` may be given as a function
-        returning it (or None): a quick scan then starts its walk before
-        calling it, so that loading the last state costs no time of its
-        own.
+        returning it (or None), called when the scan starts.
 
         Workers send back only what differs.  What they saw unchanged
         they tick in a map shared with this process (one byte per path
@@ -321,21 +308,10 @@ class Scanner:
 
         self._root_fd = os.open(self.settings.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            table = None
-            if self.quick and walk and _native is not None:
-                # The walks first, in C, without reading any file; then
-                # the files they found changed, with the named paths, as
-                # a run without walks.
-                table, pending = self._quick_walks(walk, changed, counts)
-                look = named + pending
-                workers = self.workers if len(look) > _INLINE else 1
-                tasks = self._name_tasks(look, max(1, min(CHUNK, len(look) // (4 * workers))))
-                del pending, look
-            else:
-                self._load_previous(bool(walk))
-                workers = self.workers
-                tasks = [("walk", path) for path in sorted(walk, reverse=True)]
-                tasks += self._name_tasks(named, CHUNK)
+            self._load_previous(bool(walk))
+            workers = self.workers
+            tasks = [("walk", path) for path in sorted(walk, reverse=True)]
+            tasks += self._name_tasks(named, CHUNK)
             previous = self.previous
             parallel.run(self._handle, tasks, take, workers)
             if b"/" in paths and b"/" not in walk:
@@ -345,14 +321,7 @@ class Scanner:
             del tasks
             seen = self._seen
             removed = []
-            if table is not None:
-                # The walks marked what they saw; the named paths are
-                # seen unless a worker found them gone, and so is a file
-                # the walk saw but that was gone when it was to be read.
-                table.mark((path for path in named if path not in gone), True)
-                table.mark(gone, False)
-                removed = table.unseen()
-            elif seen is None:
+            if seen is None:
                 if previous:
                     asked = set(paths)
                     removed = [path for path in previous if path in gone or path not in asked]
@@ -425,41 +394,6 @@ class Scanner:
             tasks.append(("names", task))
         return tasks
 
-    def _quick_walks(self, walk, changed, counts):
-        """The walks of a quick scan, in C (systraq/_native.c): every
-        path's lstat, no file read.  Adds the records of what is not a
-        regular file or a link to ``changed`` when they differ.  Returns
-        the table of previous paths marked as seen (_native.Seen), and
-        the files and links whose record must be made again: the rest
-        is unchanged.
-
-        The workers need nothing from the last state, so they start
-        before it is loaded, here in the meantime; and they hand back one
-        string per batch of directories, which the comparison reads
-        without making an object of an unchanged path.  Over
-        bench/snapshot's 76,974 paths on two cores (medians of 7), a quick
-        run took 0.297 s with the walk in Python, 0.238 s with only each
-        directory's loop in C, and 0.192 s so (full: 2.29 s).
-        """
-        pending = []
-        table = None
-
-        def load():
-            nonlocal table
-            self._load_previous(False)
-            table = _native.Seen(self.previous)
-
-        def take(batch):
-            found, unreadable = batch
-            more, files, unreadable_files = table.compare(found)
-            changed.update(more)
-            pending.extend(files)
-            counts[1] += unreadable + unreadable_files
-
-        tasks = [("quick", path) for path in sorted(walk, reverse=True)]
-        parallel.run(self._handle, tasks, take, self.workers, meanwhile=load)
-        return table, pending
-
     def scan(self, paths, walk=()):
         """Like ``records``, decoded: a dict logical path -> Entry."""
         return {path: decode(record) for path, record in self.records(paths, walk).items()}
@@ -467,9 +401,6 @@ class Scanner:
     # --- in a worker -----------------------------------------------------
 
     def _handle(self, task, pool):
-        if task[0] == "quick":
-            self._quick_walk(task[1], pool)
-            return
         out = _Out(self, pool)
         if task[0] == "names":
             self._names(task[1], out)
@@ -544,27 +475,6 @@ class Scanner:
             return os.dup(self._root_fd), b"."
         parent, _, name = top.rpartition(b"/")
         return open_directory(self._root_fd, True, _components(parent)), name
-
-    def _quick_walk(self, top, pool):
-        """A quick scan's walk of ``top`` (see ``_quick_walks``), shared
-        with idle workers as in ``_walk``."""
-        try:
-            fd, name = self._top(top)
-        except _Gone:
-            return
-        try:
-            walker = _native.Walker(fd, name, top, self.prune)   # sorted there
-        finally:
-            os.close(fd)
-        while True:
-            found, unreadable, more = walker.step(_QUICK_STEP)
-            if found or unreadable:
-                pool.emit((found, unreadable))
-            if not more:
-                return
-            if pool.hungry():
-                for path in walker.give():
-                    pool.submit(("quick", path))
 
     def _enter(self, parent_fd, name, path, out):
         """Open directory ``name`` for listing and record it; None when it

@@ -22,11 +22,6 @@ import struct
 
 from systraq import spool
 
-try:
-    from systraq import _native     # see scan.py
-except ImportError:
-    _native = None
-
 _LENGTHS = struct.Struct("<HH")
 CHUNK = 4096
 
@@ -76,22 +71,16 @@ def load(path, expected_format):
         header = json.loads(data[:end].decode("ascii"))
         if not isinstance(header, dict) or header.get("format") != expected_format:
             raise ValueError("unknown format")
-        if _native is not None:
-            # The same loop in C: 17 ms instead of 31 ms for the 76,974
-            # entries of bench/snapshot's state.
-            records = _native.records(data, end + 1, size)
-            offset = size
-        else:
-            records = {}
-            unpack = _LENGTHS.unpack_from
-            offset = end + 1
-            while offset < size:
-                path_length, record_length = unpack(data, offset)
-                offset += 4
-                path = data[offset:offset + path_length]
-                offset += path_length
-                records[path] = data[offset:offset + record_length]
-                offset += record_length
+        records = {}
+        unpack = _LENGTHS.unpack_from
+        offset = end + 1
+        while offset < size:
+            path_length, record_length = unpack(data, offset)
+            offset += 4
+            path = data[offset:offset + path_length]
+            offset += path_length
+            records[path] = data[offset:offset + record_length]
+            offset += record_length
         if offset != size or len(records) != header.get("count"):
             raise ValueError("entry count differs from header")
     except (ValueError, IndexError, TypeError, KeyError, AttributeError, struct.error) as exc:

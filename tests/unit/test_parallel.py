@@ -1,5 +1,4 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-import multiprocessing
 import os
 import signal
 
@@ -62,20 +61,3 @@ def test_hungry_says_whether_a_worker_waits_for_work():
     seen = []
     parallel.run(handle, [1], seen.extend, 1)
     assert seen == [False]      # alone: nobody to give work to
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-def test_meanwhile_runs_in_the_parent_before_any_batch_is_taken(workers):
-    events = []
-    parallel.run(_count_down, [3, 2], lambda batch: events.append("batch"), workers,
-                 meanwhile=lambda: events.append(("meanwhile", os.getpid())))
-    assert events[0] == ("meanwhile", os.getpid())
-    assert events[1:] == ["batch"] * 7
-
-
-def test_a_failing_meanwhile_stops_the_workers_and_is_raised():
-    def meanwhile():
-        raise ValueError("the state is damaged")
-    with pytest.raises(ValueError, match="damaged"):
-        parallel.run(_count_down, list(range(50)), lambda batch: None, 2, meanwhile=meanwhile)
-    assert not multiprocessing.active_children()

@@ -168,26 +168,10 @@ def test_named_paths_removed_since_the_last_run_are_told(root, workers):
     assert unchanged.removed == [] and unchanged.changed == []
 
 
-def test_the_quick_walk_is_compiled():
-    """make builds systraq._native into the source tree and the package
-    ships it: without it quick scans fall back to the slower Python walk,
-    which the tests below compare it with."""
-    assert scan._native is not None
-
-
-@pytest.fixture(params=["c", "python"])
-def quick_loop(request, monkeypatch):
-    if request.param == "python":
-        monkeypatch.setattr(scan, "_native", None)
-    elif scan._native is None:
-        pytest.skip("systraq._native not built")
-    return request.param
-
-
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_quick_walk_finds_every_change_in_c_and_in_python(root, workers, quick_loop):
+def test_a_quick_walk_finds_every_change(root, workers):
     """The quick loop reuses a record only when lstat shows the same file;
-    every kind of change is still found, with the C loop as with Python's."""
+    every kind of change is still found."""
     for n in range(60):
         root.write(f"/srv/q/d{n % 4}/f{n}", f"{n}\n" * n)
     root.write("/srv/q/same-size", "aaaa\n")
@@ -233,102 +217,40 @@ def test_a_quick_walk_finds_every_change_in_c_and_in_python(root, workers, quick
     assert again.hashed == 0
 
 
-@pytest.mark.skipif(scan._native is None, reason="systraq._native not built")
-def test_a_walk_given_away_in_halves_finds_what_one_walk_finds(tree):
-    """Walker.give hands over the older half of the directories waiting;
-    walking those from their paths and the rest on finds each path once."""
-    def entries(found):
-        paths, at = [], 0
-        while at < len(found):
-            length = int.from_bytes(found[at:at + 4], "little")
-            paths.append(found[at + 4:at + 4 + length])
-            at += 4 + length + 1 + scan._FIXED.size
-        return paths
-
-    def walk(path, step=1000):
-        parent_fd = os.open(tree.host(os.path.dirname(path)), os.O_RDONLY)
-        try:
-            walker = scan._native.Walker(parent_fd, os.path.basename(path), path,
-                                         [b"/srv/t/skip"])
-        finally:
-            os.close(parent_fd)
-        return walker
-
-    whole = []
-    walker = walk(b"/srv/t")
-    more = True
-    while more:
-        found, unreadable, more = walker.step(1000)
-        whole += entries(found)
-    assert unreadable == 0
-    assert len(whole) == len(set(whole))
-    expected = Scanner(tree.settings(), workers=1, prune={b"/srv/t/skip"}).records(
-        walk=[b"/srv/t"])
-    assert set(whole) == set(expected)
-
-    shared, given = [], []
-    walker = walk(b"/srv/t")
-    more = True
-    while more:
-        found, _unreadable, more = walker.step(1)
-        shared += entries(found)
-        if more and len(given) < 6:
-            given += walker.give()
-    assert given
-    for path in given:
-        other = walk(path)
-        more = True
-        while more:
-            found, _unreadable, more = other.step(2)
-            shared += entries(found)
-    assert sorted(shared) == sorted(whole)
-
-
-@pytest.mark.skipif(scan._native is None, reason="systraq._native not built")
 def test_a_walk_of_the_root_directory_names_paths_from_the_root(root):
     root.write("/etc/f", "x\n")
-    fd = os.open(root.host("/"), os.O_RDONLY)
-    try:
-        walker = scan._native.Walker(fd, b".", b"/", [])
-    finally:
-        os.close(fd)
-    found, _unreadable, _more = walker.step(100)
-    assert b"/etc/f" in found and b"//" not in found
+    found = Scanner(root.settings(), workers=1).records(walk=[b"/"])
+    assert b"/etc/f" in found and b"/etc" in found
+    assert not [path for path in found if path.startswith(b"//")]
 
 
-@pytest.mark.skipif(scan._native is None, reason="systraq._native not built")
-def test_a_file_gone_between_the_walk_and_its_reading_is_removed(root, monkeypatch):
-    """A quick run reads a changed file after the walk found it: when it
-    is gone by then, it is told removed, not kept from the last run."""
+@pytest.mark.parametrize("quick", [False, True])
+def test_a_file_gone_between_the_listing_and_its_reading_is_removed(root, monkeypatch, quick):
+    """A walk lists a directory, then reads its changed files: one gone
+    by then is told removed, not kept from the last run."""
     for n in range(5):
         root.write(f"/srv/g/f{n}", f"{n}\n")
     root.write("/srv/named", "n\n")
     first = Scanner(root.settings(), workers=1).records([b"/srv/named"], walk=[b"/srv/g"])
     root.write("/srv/g/f1", "changed, longer\n")
     root.write("/srv/g/f2", "changed, longer\n")
-    walks = Scanner._quick_walks
+    hash_file = Scanner._hash
 
-    def then_gone(self, *args):
-        table, pending = walks(self, *args)
-        assert sorted(pending) == [b"/srv/g/f1", b"/srv/g/f2"]
-        os.unlink(root.host("/srv/g/f1"))
-        return table, pending
-    monkeypatch.setattr(Scanner, "_quick_walks", then_gone)
-    scanner = Scanner(root.settings(), workers=1, quick=True, previous=lambda: first)
-    found = scanner.records([b"/srv/named", b"/srv/g/f3"], walk=[b"/srv/g"])
+    def then_gone(self, dir_fd, name, info):
+        if name == b"f1":
+            os.unlink(root.host("/srv/g/f1"))
+        return hash_file(self, dir_fd, name, info)
+    monkeypatch.setattr(Scanner, "_hash", then_gone)
+    scanner = Scanner(root.settings(), workers=1, quick=quick, previous=lambda: first)
+    found = scanner.records([b"/srv/named"], walk=[b"/srv/g"])
     assert scanner.removed == [b"/srv/g/f1"]
     assert scanner.changed == [b"/srv/g/f2"]
     assert b"/srv/g/f1" not in found and b"/srv/named" in found
-    assert scanner.hashed == 1
+    assert scanner.hashed == (1 if quick else 5)
 
 
-@pytest.mark.parametrize("loop", ["c", "python"])
-def test_a_state_cut_inside_an_entry_is_damaged(tmp_path, monkeypatch, loop):
+def test_a_state_cut_inside_an_entry_is_damaged(tmp_path):
     from systraq import statefile
-    if loop == "python":
-        monkeypatch.setattr(statefile, "_native", None)
-    elif statefile._native is None:
-        pytest.skip("systraq._native not built")
     records = {b"/a": b"1" * 60, b"/b": b"2" * 60}
     data = b"".join(statefile.encode({"format": "t", "count": 2}, records))
     whole = tmp_path / "whole"
@@ -341,26 +263,3 @@ def test_a_state_cut_inside_an_entry_is_damaged(tmp_path, monkeypatch, loop):
         damaged.write_bytes(short + hashlib.sha256(short).digest())
         with pytest.raises(statefile.DamagedState):
             statefile.load(os.fsencode(damaged), "t")
-
-
-@pytest.mark.skipif(scan._native is None, reason="systraq._native not built")
-def test_a_batch_of_the_walk_ends_at_a_megabyte(root):
-    """Batches are counted in directories, but a big directory ends one:
-    a directory of a million files must not make the others wait in the
-    same string."""
-    for d in ("a", "b"):
-        os.makedirs(root.host(f"/srv/big/{d}"))
-        for n in range(4200):
-            open(root.host(f"/srv/big/{d}/{n:0200d}"), "w").close()
-    fd = os.open(root.host("/srv"), os.O_RDONLY)
-    try:
-        walker = scan._native.Walker(fd, b"big", b"/srv/big", [])
-    finally:
-        os.close(fd)
-    sizes = []
-    more = True
-    while more:
-        found, _unreadable, more = walker.step(100)
-        sizes.append(len(found))
-    assert len(sizes) == 2
-    assert 1 << 20 <= sizes[0] < 1.5 * (1 << 20)
