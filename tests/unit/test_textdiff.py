@@ -261,3 +261,27 @@ def test_cap_counts_only_newlines_as_line_ends():
 def test_cap_refuses_negative_limits():
     with pytest.raises(ValueError):
         cap(b"x\n", -1)
+
+
+def test_a_diff_that_cannot_run_is_one_clear_error(monkeypatch):
+    from systraq import textdiff
+    from systraq.errors import RunError
+    monkeypatch.setattr(textdiff, "DIFF", "/nonexistent/diff")
+    with pytest.raises(RunError, match=r"^cannot run /nonexistent/diff: No such file"):
+        unified(b"a\n", b"b\n", "old", "new")
+
+
+def test_contents_reach_diff_through_memory_not_paths(tmp_path, monkeypatch):
+    """diff is handed the contents, never a file name: what it reads is
+    what systraq read, whatever is on the disk now."""
+    seen = []
+    real = subprocess.run
+
+    def spy(argv, **kwargs):
+        seen.append(argv)
+        return real(argv, **kwargs)
+    monkeypatch.setattr(subprocess, "run", spy)
+    assert unified(b"a\n", b"b\n", "/etc/x", "/etc/x") == (
+        b"--- /etc/x\n+++ /etc/x\n@@ -1 +1 @@\n-a\n+b\n")
+    assert [arg for arg in seen[0] if "/etc/" in arg] == ["/etc/x", "/etc/x"]
+    assert all(arg.startswith("/proc/self/fd/") for arg in seen[0][-2:])
