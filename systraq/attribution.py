@@ -11,8 +11,8 @@ apt caused it.  ``systraq packages``, ``snapshot`` and ``contents`` ask
 event makes a changed package file an *unexplained* change.
 
 Both logs are written by other programs and may end in the middle of a
-line when the machine crashed: a line that cannot be read is skipped and
-counted (``malformed_lines``), never fatal.  A log that exists but cannot
+line when the machine crashed: a line that cannot be read is skipped,
+never fatal.  A log that exists but cannot
 be opened is a ``LogUnreadable`` error: without it systraq could call an
 ordinary upgrade unexplained, or the reverse.
 
@@ -257,8 +257,7 @@ class Attribution:
     when the root is the host's and otherwise lets ``all`` match any
     architecture.
 
-    After a read, ``malformed_lines`` counts skipped lines,
-    ``damaged_files`` lists copies that ended early or were corrupt, and
+    After a read, ``damaged_files`` lists copies that ended early or were corrupt, and
     ``files_read`` lists every copy opened (newest first per log).
     """
 
@@ -271,7 +270,6 @@ class Attribution:
         self._cache = None  # (since, events, times, by_name, busy)
         self._busy = []
         self._starts = set()
-        self.malformed_lines = 0
         self.damaged_files = []
         self.files_read = []
 
@@ -378,8 +376,6 @@ class Attribution:
             lines, partial = _lines(data)
             if partial or damaged:
                 self.damaged_files.append(path)
-            if partial:
-                self.malformed_lines += 1
             found.append(lines)
             first = first_stamp(lines)
             if first is not None and first < key:
@@ -418,8 +414,8 @@ class Attribution:
                     continue
                 record = self._dpkg_line(line, configuring)
                 if record is False:
-                    self.malformed_lines += 1
-                elif record is None:
+                    continue    # malformed: skipped
+                if record is None:
                     busy.append(line[:_STAMP_LEN])
                     if line[_STAMP_LEN + 1:_STAMP_LEN + 9] == b"startup ":
                         starts.append(line[:_STAMP_LEN])
@@ -526,8 +522,7 @@ class Attribution:
         if not lines:
             return
         if not lines[0].startswith(b"Start-Date: "):
-            self.malformed_lines += len(lines)  # a block without its start
-            return
+            return      # a block without its start: skipped
         start_stamp = _apt_stamp(lines[0])
         end_stamp = None
         if lines[-1].startswith(b"End-Date: "):
@@ -537,20 +532,16 @@ class Attribution:
             return
         start = self._epoch(start_stamp) if start_stamp is not None else None
         if start is None:
-            self.malformed_lines += len(lines)
             return
         block = {}
         for line in lines[1:]:
             field, sep, value = line.partition(b": ")
             if not sep or not field or b" " in field:
-                self.malformed_lines += 1
                 continue
             block[_text(field)] = _text(value)
         end = None
         if "End-Date" in block:
             end = self._epoch(end_stamp) if end_stamp is not None else None
-            if end is None:
-                self.malformed_lines += 1
         requested = block.get("Requested-By")
         if requested is not None:
             # "alice (1000)": apt writes the name and the uid.
@@ -574,7 +565,6 @@ class Attribution:
         cached = self._cache
         if cached is not None and cached[0] <= since:
             return cached
-        self.malformed_lines = 0
         self.damaged_files = []
         self.files_read = []
         records = self._dpkg_records(since)

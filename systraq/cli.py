@@ -179,7 +179,7 @@ def _root_group(settings):
 
 
 def _pre_install_hook(settings):
-    # apt's DPkg::Pre-Install-Pkgs (debian/systraq.apt.conf): never a
+    # apt's DPkg::Pre-Install-Pkgs (share/apt/70systraq): never a
     # failure, never a word; what it finds is queued for the report.
     from systraq import fromarchive
     if settings.is_host_root and os.geteuid() != 0:

@@ -1181,6 +1181,11 @@ def deliver(settings, config, report, fmt="text", sendmail=mail.SENDMAIL, log=No
         # Said by this report.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+    days = config.get("contents", "retention_days")
+    if days:
+        # Delivered diffs are kept as long as the backups they were made
+        # from (0: both forever).
+        Spool(settings).prune_delivered(report.now - days * 86400)
     if to:
         for name in os.listdir(directory) if os.path.isdir(directory) else ():
             if name.startswith(b"undelivered-"):

@@ -111,6 +111,25 @@ class Spool:
         with open(batch.path, "rb") as handle:
             return [json.loads(line) for line in handle if line.strip()]
 
+    def prune_delivered(self, before):
+        """Remove the delivered batches written before ``before`` (epoch
+        seconds): they hold diffs of configuration files, which are kept
+        no longer than the backups they were made from.  Returns how
+        many went."""
+        removed = 0
+        for batch in self.delivered():
+            try:
+                created = calendar.timegm(time.strptime(batch.created[:15], "%Y%m%dT%H%M%S"))
+            except ValueError:
+                continue
+            if created < before:
+                try:
+                    os.unlink(batch.path)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
     def mark_delivered(self, batches):
         """Move ``batches`` to delivered/; call only after delivery succeeded."""
         if not batches:

@@ -51,3 +51,15 @@ def test_batches_carry_the_run_that_wrote_them(root):
     assert spool.has_run("0123abcd") and not spool.has_run("ffff")
     spool.mark_delivered(spool.pending())
     assert spool.has_run("0123abcd")
+
+
+def test_delivered_batches_older_than_the_retention_are_pruned(root):
+    spool = Spool(root.settings())
+    old = spool.add("contents", [{"diff": "-a\n+b\n"}], now=1_000_000.0)
+    new = spool.add("contents", [{"diff": "-b\n+c\n"}], now=1_000_000.0 + 61 * 86400)
+    pending = spool.add("contents", [{"diff": "-c\n+d\n"}], now=1_000_000.0)
+    spool.mark_delivered([b for b in spool.pending() if b.name in (old, new)])
+    assert spool.prune_delivered(1_000_000.0 + 60 * 86400) == 1
+    assert [b.name for b in spool.delivered()] == [new]
+    # What was not delivered is never pruned, however old.
+    assert [b.name for b in spool.pending()] == [pending]
