@@ -53,7 +53,7 @@ import struct
 import sys
 import time
 
-from systraq import accounts, baselines, scan, shellrc, statefile
+from systraq import accounts, baselines, records, scan, shellrc, statefile
 from systraq.errors import RunError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
 from systraq.pathcodec import escape
@@ -205,39 +205,10 @@ def current(settings):
     return value
 
 
-def _who(item, suffix=""):
-    return f"{item.get('owner' + suffix, '?')}:{item.get('group' + suffix, '?')}"
-
-
 def describe(item):
-    """One line for a person, of a finding or a spooled audit record."""
-    if "text" in item:
-        return str(item["text"])
-    change = item.get("change", "?")
-    path = item.get("path", "?")
-    kind = item.get("type", "file")
-    what = f"{item.get('mode', '?')} {_who(item)}"
-    if change in ("setuid added", "setgid added"):
-        return f"new {change.split()[0]} file: {path} ({what})"
-    if change in ("setuid removed", "setgid removed"):
-        return (f"no longer a {change.split()[0]} file (removed, or the bit cleared): "
-                f"{path} (was {what})")
-    if change in ("world-writable added", "unowned added"):
-        label = ("writable by everybody" if change.startswith("world")
-                 else "owner or group has no account")
-        below = item.get("below")
-        more = f", and {below} more below it" if below else ""
-        return f"{label}: {kind} {path} ({what}){more}"
-    if change.endswith(" changed"):
-        return (f"{change.split()[0]} {kind} changed: {path}: "
-                f"{item.get('mode_before', '?')} {_who(item, '_before')} -> {what}")
-    if change == "baseline":
-        return (f"audit baseline: {item.get('count', '?')} setuid, setgid, world-writable "
-                "or unowned items recorded; changes are reported from now on")
-    if change == "state damaged":
-        return (f"audit state was damaged ({item.get('detail', '?')}): "
-                f"a new baseline of {item.get('count', '?')} items was recorded")
-    return f"{change}: {path}"
+    """One line for a person, of a finding or a spooled audit record
+    (records.AuditFinding says it)."""
+    return records.load(item, "audit").line()
 
 
 # --- the mount table -------------------------------------------------------------

@@ -16,7 +16,7 @@ import os
 import pwd
 import sys
 
-from systraq import __version__, config, contents, listgen, report, snapshot, status
+from systraq import __version__, config, contents, listgen, records, report, snapshot, status
 from systraq.errors import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_WARNINGS,
                             ConfigError, RunError, SystraqError, UsageError)
 from systraq.fsutil import Busy, exclusive_lock
@@ -82,7 +82,7 @@ def _cmd_snapshot(settings, conf, args):
     elif args.verbose or sys.stdout.isatty():
         # By hand: say what was found.  From cron: silence, the report tells.
         for item in result.records:
-            print(report.describe(item)[0])
+            print(records.describe(item)[0])
         note = f", {result.unreadable} not readable" if result.unreadable else ""
         print(f"snapshot {args.mode}: {result.count} paths{note}, "
               f"{0 if result.baseline else len(result.records)} changes")
@@ -97,7 +97,7 @@ def _cmd_contents(settings, conf, args):
         _print_json(result.records)
     elif args.verbose or sys.stdout.isatty():
         for item in result.records:
-            for line in report.describe(item):
+            for line in records.describe(item):
                 print(line)
         notes = []
         if result.private:
@@ -326,7 +326,7 @@ def _cmd_audit(settings, conf, args):
                      "skipped": [{"path": escape(p), "type": t} for p, t in result.skipped]})
     elif args.verbose or sys.stdout.isatty():
         for item in result.findings + result.records:
-            print(audit.describe(item))
+            print(records.load(item, "audit").line())
         counts = ", ".join(f"{n} {k.replace('_', '-')}" for k, n in sorted(result.counts.items()))
         print(f"audit: {result.walked} entries, {counts}; {len(result.findings)} findings, "
               f"{0 if result.baseline else len(changes)} changes")

@@ -72,7 +72,7 @@ import stat
 import syslog
 import time
 
-from systraq import baselines, mail
+from systraq import baselines, mail, records
 from systraq.errors import RunError
 from systraq.fsutil import atomic_write
 from systraq.pathcodec import escape, unescape
@@ -90,20 +90,11 @@ RUN_GAP = 1800
 # Reports kept in reports/ when mail is off.
 KEEP_REPORTS = 100
 
-# Ranks: 0 is read first.
-CRITICAL, SERIOUS, CHANGE, MINOR = 0, 1, 2, 3
-
-# Package findings that are warnings (packages.WARNING_KINDS), and how
-# serious each is; without sums is an old gap, not an event.
-_PACKAGE_RANKS = {"changed": SERIOUS, "missing": SERIOUS, "unexplained": SERIOUS,
-                  "critical conffile": SERIOUS, "without sums": MINOR}
-_AUDIT_RANKS = {"uid 0": CRITICAL, "empty password": CRITICAL, "setuid added": CRITICAL,
-                "setgid added": CRITICAL, "world-writable added": CHANGE,
-                "unowned added": CHANGE, "shell startup": CHANGE}
+# Ranks (records.py): 0 is read first.
+CRITICAL, SERIOUS, CHANGE, MINOR = (records.CRITICAL, records.SERIOUS, records.CHANGE,
+                                    records.MINOR)
 _PROBE_RANKS = {"raid degraded": SERIOUS, "filesystem full": SERIOUS,
                 "new listening socket": SERIOUS, "part failed": CHANGE}
-# Record kinds that are notes, not warnings.
-_NOTES = {"baseline", "fixed", "explained"}
 
 
 def state_path(settings):
@@ -170,141 +161,10 @@ def _save_json(path, data, mode=0o640):
                  mode=mode)
 
 
-# -- describing one record ------------------------------------------------
-
 def describe(record):
-    """A record as the lines a person reads: a head line, then details
-    (a diff, keys added and removed) that belong under it."""
-    source = record.get("source", "?")
-    change = record.get("change", "?")
-    if change in ("baseline", "state damaged"):
-        what = source.split("_")[0]
-        if "mode" in record:
-            what += f" {record['mode']}"
-        if change == "state damaged":
-            # The issue that asked for this: it may be tampering, and
-            # the admin must be told so, not only that a file was bad.
-            return [f"{what}: state damaged (a failing disk, or tampering), started "
-                    f"again from a fresh baseline ({record.get('detail', '?')})"]
-        count = record.get("count", 0)
-        if source.startswith("contents"):
-            text = f"{what}: first run, {count} files backed up"
-        else:
-            text = f"{what}: first run, {count} paths recorded"
-        if record.get("adopted"):
-            text += f" ({record['adopted']} backups of the old package taken over)"
-        return [text]
-    if source == "packages":
-        return [_describe_package(record)]
-    if source == "snapshot":
-        return [_describe_snapshot(record)]
-    if source.startswith("contents"):
-        return _describe_content(record)
-    if "text" in record:
-        return [record["text"]]
-    if source == "audit":
-        return [_describe_audit(record)]
-    # A record of a newer systraq: shown as its data, never dropped.
-    return [f"{record.get('path', source)}: {change} "
-            + json.dumps({k: v for k, v in record.items()
-                          if k not in ("source", "change", "path")}, sort_keys=True)]
-
-
-_KINDS = {"f": "file", "d": "directory", "l": "symlink", "p": "FIFO", "s": "socket",
-          "c": "character device", "b": "block device"}
-
-
-def _kind(letter):
-    return _KINDS.get(letter, letter or "?")
-
-
-def _describe_snapshot(item):
-    change = item["change"]
-    if change == "added":
-        fact = f"new {_kind(item.get('kind'))}, "
-        if item.get("kind") != "l":
-            fact += f"mode {item.get('mode')}, "
-        fact += f"{item.get('owner')}:{item.get('group')}"
-    elif change == "removed":
-        fact = f"{_kind(item.get('kind'))} removed"
-    elif change == "content":
-        fact = "content changed"
-        if "size_before" in item:
-            fact += f" ({item['size_before']} -> {item['size_after']} bytes)"
-    elif change == "type":
-        fact = f"{_kind(item.get('before'))} replaced by a {_kind(item.get('after'))}, "
-        if item.get("after") != "l":     # a symlink's mode means nothing
-            fact += f"mode {item.get('mode')}, "
-        fact += f"{item.get('owner')}:{item.get('group')}"
-    elif change == "target":
-        fact = f"symlink retargeted {item['before']} -> {item['after']}"
-    elif "before" in item:
-        fact = f"{change} {item['before']} -> {item['after']}"
-    else:
-        fact = change
-    if "target" in item:
-        fact += f", pointing to {item['target']}"
-    if item.get("flags"):
-        fact += " [" + ", ".join(item["flags"]) + "]"
-    return f"{item['path']}: {fact}"
-
-
-_CONTENT_WORDS = {"content": "content changed", "created": "new file", "removed": "removed",
-                  "symlink": "now a symlink", "type": "no longer a regular file",
-                  "keys": "authorized keys changed"}
-
-
-def _describe_content(item):
-    change = item["change"]
-    head = f"{item['path']}: {_CONTENT_WORDS.get(change, change)}"
-    if "target" in item:
-        head += f", pointing to {item['target']}"
-    if "type" in item:
-        head += f" ({item['type']})"
-    if "perm" in item:
-        head += f" (mode {item['perm']})"
-    if item.get("binary"):
-        head += f", binary file: {item['size']} bytes"
-    if "note" in item:
-        head += f" ({item['note']})"
-    lines = [head]
-    lines += ["  " + key for key in item.get("keys", ())]
-    if "diff" in item:
-        lines += item["diff"].rstrip("\n").split("\n")
-        if item.get("cut"):
-            lines.append(f"[{item['cut']} more lines not shown]")
-    return lines
-
-
-_PACKAGE_WORDS = {"changed": "differs from its package's sums",
-                  "missing": "missing, installed by its package",
-                  "unexplained": "changed with no package operation to explain it",
-                  "critical conffile": "critical conffile edited",
-                  "fixed": "matches its package again",
-                  "without sums": "dpkg has no md5sums for it"}
-
-
-def _describe_package(item):
-    change = item["change"]
-    words = _PACKAGE_WORDS.get(change, change)
-    if item.get("path"):
-        text = f"{item['path']}: {words} ({item.get('package', '?')})"
-    else:
-        text = f"package {item.get('package', '?')}: {words}"
-    if item.get("label"):
-        text += f" - {item['label']}"
-    elif item.get("detail") and change not in ("without sums", "fixed", "unexplained",
-                                               "missing"):
-        text += f" - {item['detail']}"
-    # The day it was first seen is the report entry's to show.
-    return text
-
-
-def _describe_audit(item):
-    text = f"{item.get('path', '?')}: {item['change']}"
-    if "mode" in item:
-        text += f" (mode {item['mode']}, {item.get('owner', '?')}:{item.get('group', '?')})"
-    return text
+    """A record (or its spooled object) as the lines a person reads
+    (records.py)."""
+    return records.describe(record)
 
 
 # -- the report's parts ----------------------------------------------------
@@ -678,30 +538,6 @@ def _critical(config, path):
     return any(fnmatch.fnmatchcase(raw, pattern) for pattern in config.get("check", "critical"))
 
 
-def _rank(record):
-    source, change = record.get("source", ""), record.get("change", "")
-    if change == "state damaged":
-        return CRITICAL
-    if source == "packages":
-        return _PACKAGE_RANKS.get(change, SERIOUS)
-    if source == "audit":
-        return _AUDIT_RANKS.get(change, CHANGE)
-    if source == "probes":
-        return _PROBE_RANKS.get(change, CHANGE)
-    if change == "world-readable secret" or any(
-            f.endswith("gained") for f in record.get("flags", ())):
-        return SERIOUS
-    return CHANGE
-
-
-def _is_note(record):
-    change = record.get("change")
-    if change in _NOTES:
-        return True
-    # What went away from the audit's inventory is good news.
-    return record.get("source") == "audit" and change.endswith(" removed")
-
-
 class _Gatherer:
     def __init__(self, settings, config, now, host):
         self.settings = settings
@@ -716,7 +552,8 @@ class _Gatherer:
 
     def item(self, key, record, path=None, labelled=True):
         item = self.items.get(key)
-        rank = _rank(record)
+        rank = _PROBE_RANKS.get(record.change, CHANGE) if record.source == "probes" \
+            else record.rank
         if item is None:
             item = self.items[key] = Item(key, rank, record.get("source", "?"),
                                           record.get("change", "?"), path, labelled)
@@ -752,17 +589,18 @@ class _Gatherer:
 
     def _record(self, batch, index, record, alerted):
         report = self.report
-        change = record.get("change")
-        if _is_note(record):
+        record = records.load(record)
+        change = record.change
+        if record.is_note:
             if change == "explained":
                 self._explained(record)
             else:
-                report.notes.append(describe(record)[0])
+                report.notes.append(record.line())
             return
-        path = record.get("path") if change != "state damaged" else None
+        path = record.path if change != "state damaged" else None
         key = ("path", path) if path is not None else ("record", batch.name, index)
         item = self.item(key, record, path)
-        item.add(describe(record))
+        item.add(record.describe())
         item.refs.append((os.fsdecode(batch.name), index))
         if (record.get("source") in ("snapshot", "contents", "contents_root")
                 and _critical(self.config, path)):
@@ -885,13 +723,12 @@ class _Gatherer:
         report, whether or not a spool record about them is pending."""
         for path, finding in sorted((packages_state or {}).get("findings", {}).items()):
             kind = finding.get("kind", "changed")
-            record = {"source": "packages", "change": kind, "path": path,
-                      "package": finding.get("package", "?"),
-                      "first_seen": finding.get("first_seen")}
+            record = records.make("packages", kind, path, package=finding.get("package", "?"),
+                                  first_seen=finding.get("first_seen"))
             item = self.items.get(("path", path))
             if item is None:
                 item = self.item(("path", path), record, path)
-                item.add([_describe_package(record)])
+                item.add(record.describe())
             item.first_seen = item.first_seen or finding.get("first_seen")
         if audit_current is not None:
             age = self.report.now - audit_current.get("time", 0)
@@ -900,11 +737,11 @@ class _Gatherer:
                                     "the root audit (systraq audit) has not run since "
                                     + _local(audit_current.get("time", 0), self.report.now))
             for finding in audit_current.get("findings", ()):
-                key = ("audit", finding.get("change"), finding.get("path"),
-                       finding.get("account"), finding.get("line"))
-                item = self.item(key, finding, finding.get("path"),
-                                 labelled="text" not in finding)
-                item.add([finding.get("text") or _describe_audit(finding)])
+                finding = records.load(finding, "audit")
+                key = ("audit", finding.change, finding.path, finding.get("account"),
+                       finding.get("line"))
+                item = self.item(key, finding, finding.path, labelled="text" not in finding)
+                item.add(finding.describe())
             skipped = audit_current.get("skipped") or []
             if skipped:
                 self.report.notes.append(
@@ -930,7 +767,7 @@ class _Gatherer:
                                          "systraq.sums")
 
     def _check_warning(self, source, change, text, path=None, rank=None):
-        record = {"source": source, "change": change}
+        record = records.make(source, change)
         key = ("check", source, change, path or text)
         item = self.item(key, record, path, labelled=False)
         if rank is not None:

@@ -24,7 +24,7 @@ import tempfile
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from systraq import attribution, config, dpkgdb, lists, report, sshkeys, textdiff
+from systraq import attribution, config, dpkgdb, lists, records, report, sshkeys, textdiff
 from systraq.contents import printable
 from systraq.errors import SystraqError
 from systraq.pathcodec import escape, unescape
@@ -361,7 +361,7 @@ def _describe_diff(data):
     shown, cut = textdiff.cap(data, 200)
     item = {"source": "contents", "change": "content", "path": escape(b"/etc/x\x1b[2J"),
             "diff": printable(shown), "cut": cut}
-    return report.describe(item)
+    return records.describe(item)
 
 
 TEXT_LINES = st.lists(st.one_of(st.sampled_from([b"a", b"b", b"", b"\r", b"c d",
