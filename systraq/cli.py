@@ -70,7 +70,8 @@ def _take_mode(settings, command, mode):
 
 
 def _print_json(data):
-    json.dump(data, sys.stdout, indent=2, sort_keys=True)
+    # A change record is printed as the spool keeps it (records.py).
+    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=lambda o: o.to_dict())
     sys.stdout.write("\n")
 
 

@@ -30,17 +30,17 @@ Each kind is a class with its fields, and says of itself:
 The spool encoding is a JSON object per record (``to_dict``; ``load``
 reads it back, and keeps the fields of a newer systraq it does not know,
 so that nothing is dropped).  A record is also a read-only mapping of
-that object, so ``record["path"]`` and ``record.get("change")`` read it.
+that object: a record *is* the dict the spool keeps, with the kind's
+behaviour on top, so ``record["path"]`` and ``json.dumps(record)`` work.
 """
 
 import json
-from collections.abc import Mapping
 
 # Ranks: 0 is read first.
 CRITICAL, SERIOUS, CHANGE, MINOR = 0, 1, 2, 3
 
 
-class Record(Mapping):
+class Record(dict):
     """A change record of a kind this module does not know (a newer
     systraq's): shown as its data, never dropped."""
 
@@ -50,40 +50,29 @@ class Record(Mapping):
 
     def __init__(self, source, change, path=None, *, time=None, since=None, mode=None,
                  explained=None, during=None, **fields):
-        self._data = {"source": source, "change": change}
+        super().__init__(source=source, change=change)
         for key, value in (("path", path), ("time", time), ("since", since), ("mode", mode),
                            ("explained", explained), ("during", during)):
             if value is not None:
-                self._data[key] = value
+                self[key] = value
         for key, value in fields.items():
             if value is not None:
-                self._data[key] = value
+                self[key] = value
         self._check()
 
     def _check(self):
         """Refuse a record that would break the kind's rules."""
 
-    # --- the mapping: the spool encoding -----------------------------------
-
-    def __getitem__(self, key):
-        return self._data[key]
-
-    def __iter__(self):
-        return iter(self._data)
-
-    def __len__(self):
-        return len(self._data)
-
     def __repr__(self):
-        return f"{type(self).__name__}({self._data!r})"
+        return f"{type(self).__name__}({dict.__repr__(self)})"
 
     def to_dict(self):
-        """The spool encoding: a JSON-serialisable dict."""
-        return dict(self._data)
+        """The spool encoding: a plain JSON-serialisable dict."""
+        return dict(self)
 
     def with_fields(self, **fields):
         """A copy with ``fields`` set (None removes one)."""
-        data = dict(self._data)
+        data = dict(self)
         for key, value in fields.items():
             if value is None:
                 data.pop(key, None)
@@ -93,17 +82,17 @@ class Record(Mapping):
 
     # --- what every kind says ------------------------------------------------
 
-    source = property(lambda self: self._data.get("source", "?"))
-    change = property(lambda self: self._data.get("change", "?"))
-    path = property(lambda self: self._data.get("path"))
-    time = property(lambda self: self._data.get("time"))
-    since = property(lambda self: self._data.get("since"))
-    explained = property(lambda self: self._data.get("explained"))
-    during = property(lambda self: self._data.get("during"))
+    source = property(lambda self: self.get("source", "?"))
+    change = property(lambda self: self.get("change", "?"))
+    path = property(lambda self: self.get("path"))
+    time = property(lambda self: self.get("time"))
+    since = property(lambda self: self.get("since"))
+    explained = property(lambda self: self.get("explained"))
+    during = property(lambda self: self.get("during"))
 
     @property
     def secret(self):
-        return self._data.get("mode") == "root" or self.source.endswith("_root")
+        return self.get("mode") == "root" or self.source.endswith("_root")
 
     @property
     def rank(self):
@@ -115,7 +104,7 @@ class Record(Mapping):
 
     def describe(self):
         return [f"{self.path or self.source}: {self.change} "
-                + json.dumps({k: v for k, v in self._data.items()
+                + json.dumps({k: v for k, v in self.items()
                               if k not in ("source", "change", "path")}, sort_keys=True)]
 
     def line(self):
@@ -138,7 +127,7 @@ class Baseline(Record):
 
     def _what(self):
         what = self.source.split("_")[0]
-        mode = self._data.get("mode")
+        mode = self.get("mode")
         return f"{what} {mode}" if mode else what
 
     def line(self):
@@ -263,7 +252,7 @@ class ContentChange(Record):
               "size_before", "note")
 
     def _check(self):
-        if self.secret and "diff" in self._data:
+        if self.secret and "diff" in self:
             raise ValueError(f"a record of the root job holds a diff: {self.path}")
 
     @property
@@ -457,10 +446,10 @@ def load(data, source=None):
     path = fields.pop("path", None)
     cls = kind_of(source, change)
     record = cls.__new__(cls)
-    record._data = {"source": source, "change": change}
+    dict.__init__(record, source=source, change=change)
     if path is not None:
-        record._data["path"] = path
-    record._data.update(fields)
+        record["path"] = path
+    record.update(fields)
     return record
 
 

@@ -14,10 +14,9 @@ every difference into a change record.  Records say *what* changed (added,
 removed, content, type, symlink target, mode, owner, group); they never
 hold content or a digest.
 
-Crash safety: the new state is first written as ``STATE.next``, then the
-records go to the spool tagged with the run's id, then ``STATE.next`` is
-renamed over ``STATE`` (see ``statefile.recover``): a change is spooled
-once, never lost, never twice.
+Crash safety: the run transaction (runner.py) writes the state and
+spools the records as one: a change is spooled once, never lost, never
+twice.
 
 Upgrade: when the first run of a mode finds the old package's
 ``snapshot_{mode}.stat`` in the mode's directory, it also records what
@@ -30,12 +29,12 @@ import os
 import stat
 import time
 
-from systraq import accounts, baselines, lists, oldstat, scan, statefile
-from systraq.errors import ConfigError, RunError
-from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
+from systraq import accounts, lists, oldstat, runner, scan, statefile
+from systraq import records as records_
+from systraq.errors import ConfigError
+from systraq.fsutil import atomic_write, mode_directory
 from systraq.pathcodec import escape
 from systraq.scan import Scanner
-from systraq.spool import Spool, stamp as record_stamp
 from systraq.statefile import DamagedState
 
 MODES = ("pub", "root")
@@ -121,8 +120,10 @@ def compare(old, new, mode, names, differ):
     records = []
 
     def record(path, change, **fields):
-        records.append({"source": "snapshot", "mode": mode, "path": escape(path),
-                        "change": change, **fields})
+        # An added path's (or its replacement's) "mode" is its permission
+        # bits, as the spool has always kept it (records.FileChange).
+        fields.setdefault("mode", mode)
+        records.append(records_.make("snapshot", change, escape(path), **fields))
 
     for path in sorted(differ):
         before, after = old.get(path), new.get(path)
@@ -207,35 +208,24 @@ def run(settings, config, mode, quick=False, spool_group=None, now=None, workers
     """Take a snapshot of ``mode``, spool its change records, return a Result.
 
     ``only``: logical paths to look at again, each with everything below
-    it (the realtime watcher's "look again"); see ``_locked_restricted``.
+    it (the realtime watcher's "look again"); see ``_restricted``.
     """
     if mode not in MODES:
         raise ConfigError.single("--mode", None, f"unknown mode {mode!r}")
     directory = mode_directory(settings, mode)
-    state = state_path(settings, mode)
-    spool = Spool(settings)
-    try:
-        lock = exclusive_lock(os.path.join(directory, f"snapshot_{mode}.lock".encode()), LOCK_WAIT)
-        with lock:
-            if only is not None:
-                result = _locked_restricted(settings, config, mode, spool, spool_group, state,
-                                            now, workers, only)
-                if result is not None:
-                    return result
-            return _locked_run(settings, config, mode, quick, spool, spool_group, state, now,
-                               workers)
-    except Busy:
-        raise RunError(f"another 'systraq snapshot --mode {mode}' is running "
-                       f"(lock {os.fsdecode(lock.path)}); gave up after {LOCK_WAIT:g} s") from None
+    with runner.Run(settings, state_path(settings, mode), STATE_FORMAT,
+                    command=f"systraq snapshot --mode {mode}", lock_wait=LOCK_WAIT,
+                    lock=os.path.join(directory, f"snapshot_{mode}.lock".encode()),
+                    spool_group=spool_group, now=now) as run:
+        if only is not None:
+            result = _restricted(settings, config, mode, run, workers, only)
+            if result is not None:
+                return result
+        return _full(settings, config, mode, quick, run, workers)
 
 
-def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, workers):
-    statefile.recover(state, spool, STATE_FORMAT)
-    against = baselines.observe(settings, state, spool_group)
-    # When the previous run ended (every run leaves the state's mtime at
-    # its time): a change happened after it, which the report needs to
-    # tell which package operation could have made it.
-    since = statefile.last_run(state)
+def _full(settings, config, mode, quick, run, workers):
+    state = run.state
     algorithm = config.get("snapshot", "digest")
     last = _Last(state, algorithm)
     if mode == "pub":
@@ -243,29 +233,27 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, w
     else:
         digest_if = None
     paths, walk, prune = paths_of(settings, config, mode)
-    # The last state is loaded by the scanner when it needs it: a quick
-    # scan loads it while its workers walk.
+    # The last state is loaded by the scanner when it needs it.
     scanner = Scanner(settings, algorithm, digest_if=digest_if, previous=last.load, quick=quick,
                       prune=prune, workers=workers)
     new = scanner.records(paths, walk)
     old, damaged = last.records, last.damaged
 
-    now = time.time() if now is None else now
     stat_file = os.path.join(settings.mode_dir(mode), f"snapshot_{mode}.stat".encode())
     private = 0o600 if mode == "root" else 0o640
     names = accounts.Names(settings)
-    stamp = record_stamp(now)
     old_stat = None
     if damaged is not None:
-        records = [{"source": "snapshot", "mode": mode, "change": "state damaged",
-                    "path": escape(state), "detail": damaged, "count": len(new)}]
+        records = [records_.make("snapshot", "state damaged", escape(state), mode=mode,
+                                 detail=damaged, count=len(new))]
     elif old is None:
-        records = [{"source": "snapshot", "mode": mode, "change": "baseline",
-                    "path": escape(state), "count": len(new)}]
+        records = [records_.make("snapshot", "baseline", escape(state), mode=mode,
+                                 count=len(new))]
         found = _since_old_package(settings, mode, stat_file, new, names, algorithm,
                                    digest_if, workers)
         if found is not None:
-            records[0]["old_stat"] = old_stat = found.summary
+            records[0] = records[0].with_fields(old_stat=found.summary)
+            old_stat = found.summary
             records += found.records
     else:
         differ = scanner.changed + scanner.removed
@@ -278,21 +266,11 @@ def _locked_run(settings, config, mode, quick, spool, spool_group, state, now, w
             # files on disk are kept and only their time is brought
             # forward, to show when the last run was.  At 76,270 paths
             # this saves writing 26 MB (state and .stat) each hour.
-            os.utime(state, (now, now))
+            run.touch()
             return Result([], len(new), scanner.unreadable, False, None, scanner.hashed)
-    for item in records:
-        item["time"] = stamp
-        if since is not None:
-            item["since"] = since
-
-    run_id = os.urandom(8).hex()
-    header = {"format": STATE_FORMAT, "mode": mode, "digest": algorithm,
-              "run": run_id, "time": stamp, "count": len(new), "against": against}
-    atomic_write(state + b".next", statefile.encode(header, new), mode=private)
-    if records:
-        spool.add(f"snapshot_{mode}", records, now=now, run=run_id, group=spool_group)
-    os.rename(state + b".next", state)
-    baselines.commit(settings, state, against, spool_group)
+    records = run.stamped(records)
+    header = {"mode": mode, "digest": algorithm, "time": run.stamp}
+    run.commit(header, new, records, source=f"snapshot_{mode}", mode=private)
     atomic_write(stat_file, _stat_text(new, names), mode=private)
     return Result(records, len(new), scanner.unreadable, old is None and damaged is None, damaged,
                   scanner.hashed, old_stat)
@@ -367,7 +345,7 @@ def _is_directory(host):
         return False
 
 
-def _locked_restricted(settings, config, mode, spool, spool_group, state, now, workers, only):
+def _restricted(settings, config, mode, run, workers, only):
     """Look again at the paths ``only`` (logical, each with everything
     below it) as a full run would, and update only their part of the state.
 
@@ -378,8 +356,7 @@ def _locked_restricted(settings, config, mode, spool, spool_group, state, now, w
     last looked at, which attribution needs.  Returns None when there is
     no usable state to compare with: the caller then takes a full run.
     """
-    statefile.recover(state, spool, STATE_FORMAT)
-    against = baselines.observe(settings, state, spool_group)
+    state = run.state
     try:
         header, old = load_records(state)
     except DamagedState:
@@ -388,7 +365,6 @@ def _locked_restricted(settings, config, mode, spool, spool_group, state, now, w
     if old is None or header.get("digest") != algorithm:
         return None
     previous_time = os.stat(state)
-    since = statefile.last_run(state)
     tops = sorted(set(only))
     paths, walk, prune = paths_of(settings, config, mode)
     sub_paths, sub_walk = _restrict(paths, walk, prune, tops)
@@ -404,24 +380,12 @@ def _locked_restricted(settings, config, mode, spool, spool_group, state, now, w
     if not differ:
         return result
     names = accounts.Names(settings)
-    records = compare(old_sub, new_sub, mode, names, differ)
-    now = time.time() if now is None else now
-    stamp = record_stamp(now)
-    for item in records:
-        item["time"] = stamp
-        if since is not None:
-            item["since"] = since
+    records = run.stamped(compare(old_sub, new_sub, mode, names, differ))
     new = {p: r for p, r in old.items() if p not in old_sub}
     new.update(new_sub)
-    run_id = os.urandom(8).hex()
-    header = dict(header, run=run_id, count=len(new), against=against)
     private = 0o600 if mode == "root" else 0o640
-    atomic_write(state + b".next", statefile.encode(header, new), mode=private)
-    if records:
-        spool.add(f"snapshot_{mode}", records, now=now, run=run_id, group=spool_group)
-    os.rename(state + b".next", state)
-    baselines.commit(settings, state, against, spool_group)
-    os.utime(state, ns=(previous_time.st_atime_ns, previous_time.st_mtime_ns))
+    run.commit(header, new, records, source=f"snapshot_{mode}", mode=private,
+               keep_time=previous_time)
     stat_file = os.path.join(settings.mode_dir(mode), f"snapshot_{mode}.stat".encode())
     atomic_write(stat_file, _stat_text(new, names), mode=private)
     result.records = records

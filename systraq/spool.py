@@ -48,6 +48,11 @@ def epoch(text):
         return None
 
 
+def _encoded(record):
+    """A record's spool encoding (records.Record.to_dict), or the dict."""
+    return record.to_dict() if hasattr(record, "to_dict") else record
+
+
 class Spool:
     """The spool directory of one settings object."""
 
@@ -75,7 +80,7 @@ class Spool:
         micro = int((now % 1) * 1_000_000)
         name = f"{stamp}.{micro:06d}Z-{source}-{run}.jsonl".encode()
         os.makedirs(self.directory, mode=0o750, exist_ok=True)
-        data = b"".join(json.dumps(record, sort_keys=True).encode("ascii") + b"\n"
+        data = b"".join(json.dumps(_encoded(record), sort_keys=True).encode("ascii") + b"\n"
                         for record in records)
         atomic_write(os.path.join(self.directory, name), data, group=group)
         return name

@@ -351,7 +351,7 @@ def test_a_run_killed_before_the_state_was_in_place_finds_the_same_records(root,
 
     # Killed before the records were spooled: nothing spooled, the old
     # file stays, the next run finds them.
-    monkeypatch.setattr(snapshot.Spool, "add", boom)
+    monkeypatch.setattr(Spool, "add", boom)
     with pytest.raises(KeyboardInterrupt):
         take(root)
     monkeypatch.undo()
