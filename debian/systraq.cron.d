@@ -17,6 +17,7 @@
 5 * * * *	root	[ -d /run/systemd/system ] || [ ! -x /usr/sbin/systraq ] || /usr/sbin/systraq check
 
 # The daily report, after the root checks, the packages check (which
-# runs as debian-systraq) and, when [packages] from_archive = yes, the
-# check against the archive; a failure of one does not stop the report.
-35 6 * * *	root	[ -d /run/systemd/system ] || [ ! -x /usr/sbin/systraq ] || { /usr/sbin/systraq audit; /usr/sbin/systraq packages; /usr/sbin/systraq packages --from-archive --scheduled; /usr/sbin/systraq report; }
+# runs as debian-systraq), when [packages] from_archive = yes the check
+# against the archive, and the local digests; a failure of one does not
+# stop the report.
+35 6 * * *	root	[ -d /run/systemd/system ] || [ ! -x /usr/sbin/systraq ] || { /usr/sbin/systraq audit; /usr/sbin/systraq packages; /usr/sbin/systraq packages --from-archive --scheduled; /usr/sbin/systraq localsums; /usr/sbin/systraq report; }

@@ -45,23 +45,20 @@ line numbers; never a password hash, never a line of a startup file.
 """
 
 import errno
-import json
 import os
 import re
 import stat
 import struct
 import sys
-import time
 
-from systraq import accounts, baselines, records, scan, shellrc, statefile
+from systraq import accounts, records, runner, scan, shellrc, standing
 from systraq.errors import RunError
-from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
+from systraq.fsutil import mode_directory
 from systraq.pathcodec import escape
 from systraq.settings import NEVER_WALK
-from systraq.spool import Spool, stamp as record_stamp
-from systraq.statefile import DamagedState
 
-CURRENT_FORMAT = 1
+# The report warns when the daily audit has not run for this long.
+LATE = 2 * 86400
 STATE_FORMAT = 1
 # A daily job: a second one started while the first still walks has
 # nothing to add, and says so at once rather than waiting.
@@ -153,7 +150,7 @@ def state_path(settings):
 
 
 def current_path(settings):
-    return os.path.join(settings.state_dir, b"audit.current")
+    return standing.path_of(settings, "audit")
 
 
 def run(settings, config, now=None, spool_group=None):
@@ -164,45 +161,43 @@ def run(settings, config, now=None, spool_group=None):
     it is created.
     """
     directory = mode_directory(settings, "root")
-    lock = exclusive_lock(os.path.join(directory, b"audit.lock"), LOCK_WAIT)
-    try:
-        with lock:
-            return _Run(settings, config, now, spool_group).run()
-    except Busy:
-        raise RunError(f"another 'systraq audit' is running "
-                       f"(lock {os.fsdecode(lock.path)})") from None
+    with runner.Run(settings, state_path(settings), STATE_FORMAT, command="systraq audit",
+                    lock=os.path.join(directory, b"audit.lock"), lock_wait=LOCK_WAIT,
+                    spool_group=spool_group, now=now) as transaction:
+        return _Run(settings, config, transaction, spool_group).run()
 
 
 def current(settings):
     """The findings of the last audit, for the report (run as the systraq
     user): None when no audit ran yet, else a dict with "time" (epoch),
-    "findings", "counts", and "skipped", "walked", "unreadable"."""
-    path = current_path(settings)
-    name = os.fsdecode(path)
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
+    "findings", "counts", and "skipped", "walked", "unreadable".  RunError,
+    naming the file, when it is damaged."""
+    found = standing.load(settings, "audit")
+    if found is None:
         return None
-    except OSError as exc:
-        raise RunError(f"cannot read {name}: {exc.strerror}") from None
-    try:
-        value = json.loads(data.decode("utf-8"))
-        if not isinstance(value, dict) or value.get("format") != CURRENT_FORMAT:
-            raise ValueError("unknown format")
-        if not isinstance(value.get("time"), (int, float)):
-            raise ValueError("no time")
-        if (not isinstance(value.get("findings"), list)
-                or not all(isinstance(f, dict) for f in value["findings"])):
-            raise ValueError("no list of findings")
-        if not isinstance(value.get("counts"), dict):
-            raise ValueError("no counts")
-    except (ValueError, UnicodeDecodeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RunError(f"{name} is damaged ({reason}: a failing disk, or tampering); "
-                       "the next 'systraq audit' writes it again") from None
+    value = dict(found.data)
+    value.setdefault("counts", {})
     value.setdefault("skipped", [])
     return value
+
+
+def save_current(settings, when, findings, counts, walked=0, unreadable=0, skipped=(),
+                 group=None):
+    """The audit's standing findings for the report (standing.py): its
+    findings, what it counted and did not walk as notes, and a warning
+    when it stops running."""
+    notes = []
+    if skipped:
+        notes.append("root audit did not walk: " + ", ".join(
+            f"{item.get('path')} ({item.get('type')})" for item in skipped))
+    if counts:
+        notes.append("root audit {time}: " + ", ".join(
+            f"{n} {k.replace('_', '-')}" for k, n in sorted(counts.items())))
+    standing.save(settings, "audit", findings, time=when, notes=notes,
+                  late={"after": LATE,
+                        "text": "the root audit (systraq audit) has not run since {time}"},
+                  group=group, counts=counts, walked=walked, unreadable=unreadable,
+                  skipped=list(skipped))
 
 
 def describe(item):
@@ -693,14 +688,12 @@ class _Startup:
 # --- a run ---------------------------------------------------------------------------
 
 class _Run:
-    def __init__(self, settings, config, now, spool_group):
+    def __init__(self, settings, config, transaction, spool_group):
         self.settings = settings
         self.config = config
-        self.now = time.time() if now is None else now
+        self.transaction = transaction
+        self.now = transaction.now
         self.spool_group = spool_group
-        self.spool = Spool(settings)
-        self.state = state_path(settings)
-        self.stamp = record_stamp(self.now)
 
     def run(self):
         settings = self.settings
@@ -709,53 +702,29 @@ class _Run:
         findings = account_findings(settings)
         findings += _Startup(settings, mounts, names).run()
 
-        statefile.recover(self.state, self.spool, STATE_FORMAT)
-        against = baselines.observe(settings, self.state, self.spool_group, self.now)
-        # When the previous run ended: the report tells from it which
-        # package operation may have made a change.
-        since = statefile.last_run(self.state)
-        damaged = None
-        try:
-            _header, old = statefile.load(self.state, STATE_FORMAT)
-        except DamagedState as exc:
-            damaged = str(exc)
-            old = None
+        _header, old = self.transaction.load()
+        damaged = self.transaction.damaged
         inventory = _Inventory(settings, self.config, mounts, names)
         new = inventory.run()
         counts = counts_of(new)
 
         if damaged is not None:
-            records = [{"change": "state damaged", "detail": damaged, "count": len(new),
+            changes = [{"change": "state damaged", "detail": damaged, "count": len(new),
                         "counts": counts}]
         elif old is None:
-            records = [{"change": "baseline", "count": len(new), "counts": counts}]
+            changes = [{"change": "baseline", "count": len(new), "counts": counts}]
         else:
-            records = compare(old, new, names)
-        for record in records:
-            record["source"] = "audit"
-            record["time"] = self.stamp
-            if since is not None and old is not None:
-                record["since"] = since
-
-        # The state and the records go out together (statefile.recover):
-        # STATE.next, the records tagged with its run id, the rename.
-        run_id = os.urandom(8).hex()
-        header = {"format": STATE_FORMAT, "run": run_id, "time": self.stamp,
-                  "count": len(new), "counts": counts, "against": against}
-        atomic_write(self.state + b".next", statefile.encode(header, new), mode=0o600)
-        if records:
-            self.spool.add("audit", records, now=self.now, run=run_id, group=self.spool_group)
-        os.rename(self.state + b".next", self.state)
-        baselines.commit(settings, self.state, against, self.spool_group, self.now)
+            changes = compare(old, new, names)
+        # The "since" of a run that compared with a state: the report
+        # tells from it which package operation may have made a change.
+        spooled = self.transaction.stamped(
+            [records.load(change, "audit") for change in changes], since=old is not None)
+        self.transaction.commit({"time": self.transaction.stamp, "counts": counts}, new,
+                                spooled, source="audit", mode=0o600)
 
         skipped = inventory.skipped()
-        document = {"format": CURRENT_FORMAT, "time": self.now, "findings": findings,
-                    "counts": counts, "walked": inventory.walked,
-                    "unreadable": inventory.unreadable,
-                    "skipped": [{"path": escape(point), "type": fstype}
-                                for point, fstype in skipped]}
-        atomic_write(current_path(settings),
-                     json.dumps(document, sort_keys=True, indent=1).encode("ascii") + b"\n",
-                     mode=0o640, group=self.spool_group)
-        return Result(findings, records, counts, old is None and damaged is None, damaged,
+        save_current(settings, self.now, findings, counts, inventory.walked,
+                     inventory.unreadable, [{"path": escape(point), "type": fstype}
+                                            for point, fstype in skipped], self.spool_group)
+        return Result(findings, spooled, counts, old is None and damaged is None, damaged,
                       inventory.walked, inventory.unreadable, skipped)

@@ -189,7 +189,7 @@ def _pre_install_hook(settings):
 
 
 def _from_archive(settings, conf, args, names):
-    from systraq import dpkgdb, fromarchive, manifest
+    from systraq import fromarchive
     if args.repair_missing:
         raise UsageError("--repair-missing and --from-archive are separate runs")
     if settings.is_host_root and os.geteuid() != 0:
@@ -197,21 +197,9 @@ def _from_archive(settings, conf, args, names):
                          "package file, and keeps its manifests where only root can)")
     limit = conf.get("packages", "archive_fetch_limit") if args.fetch_limit is None \
         else args.fetch_limit
-    lock_file = os.path.join(settings.root_state_dir, b"archive.lock")
-    os.makedirs(settings.root_state_dir, mode=0o700, exist_ok=True)
-    try:
-        with exclusive_lock(lock_file, 10.0):
-            database = dpkgdb.load(settings)
-            packages = database.find(names) if names else database.installed()
-            build = manifest.ensure(settings, database, packages, offline=args.offline,
-                                    fetch_limit=limit, prune=not names)
-            result = fromarchive.check(settings, database, packages)
-            result.build = build
-            if not names:
-                fromarchive.save(settings, result, spool_group=_root_group(settings))
-    except Busy:
-        raise RunError("another 'systraq packages --from-archive' is running (lock "
-                       f"{os.fsdecode(lock_file)})") from None
+    result = fromarchive.run(settings, names, offline=args.offline, fetch_limit=limit,
+                             spool_group=_root_group(settings))
+    build = result.build
     if args.json:
         _print_json(result.as_dict())
     elif not args.scheduled and (args.verbose or sys.stdout.isatty() or names):
@@ -283,7 +271,7 @@ def _cmd_localsums(settings, conf, args):
         return EXIT_OK
     if settings.is_host_root and os.geteuid() == 0:
         _become_system_user()
-    result = localsums.verify(settings)
+    result = localsums.run(settings)
     if args.json:
         _print_json({"source": os.fsdecode(result.source) if result.source else None,
                      "legacy": result.legacy, "ok": len(result.ok),

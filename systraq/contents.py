@@ -30,11 +30,12 @@ Backups keep the old layout, so those the old package left keep working:
 was replaced.  Dated copies older than ``retention_days`` are removed.
 
 Crash safety: a run writes the new backups beside the old ones
-(``.orig.next``), then its state as ``STATE.next`` naming those updates,
-spools its records tagged with the run id, applies the updates and
-renames the state.  A run killed at any point is finished or undone by
-the next one (``statefile.recover``): a change is reported once, and the backup
-that the next diff starts from is always the content last reported.
+(``.orig.next``); its state, naming those updates, and its records go
+out through the run transaction (runner.py), which applies the updates
+between spooling the records and renaming the state.  A run killed at
+any point is finished or undone by the next one: a change is reported
+once, and the backup that the next diff starts from is always the
+content last reported.
 """
 
 import datetime
@@ -47,12 +48,10 @@ import stat
 import struct
 import time
 
-from systraq import accounts, baselines, listgen, lists, pathcodec, sshkeys, statefile, textdiff
+from systraq import accounts, listgen, lists, pathcodec, records, runner, spool, sshkeys, textdiff
 from systraq.errors import ConfigError, RunError
-from systraq.fsutil import Busy, atomic_write, exclusive_lock, mode_directory
+from systraq.fsutil import atomic_write, mode_directory
 from systraq.pathcodec import escape
-from systraq.spool import Spool, stamp as record_stamp
-from systraq.statefile import DamagedState
 
 MODES = ("pub", "root")
 STATE_FORMAT = 1
@@ -350,34 +349,43 @@ def run(settings, config, mode="pub", spool_group=None, now=None, only=None):
     if mode not in MODES:
         raise ConfigError.single("--mode", None, f"unknown mode {mode!r}")
     directory = mode_directory(settings, mode)
-    state = os.path.join(directory, f"contents_{mode}.state".encode())
-    lock = exclusive_lock(os.path.join(directory, f"contents_{mode}.lock".encode()), LOCK_WAIT)
-    try:
-        with lock:
-            now = time.time() if now is None else now
-            if mode == "pub":
-                if only is not None:
-                    result = _Pub(settings, config, state, spool_group, now).run_restricted(only)
-                    if result is not None:
-                        return result
-                return _Pub(settings, config, state, spool_group, now).run()
-            return _Root(settings, config, state, spool_group, now).run()
-    except Busy:
-        raise RunError(f"another 'systraq contents --mode {mode}' is running "
-                       f"(lock {os.fsdecode(lock.path)}); gave up after {LOCK_WAIT:g} s") from None
+    now = time.time() if now is None else now
+    backups = Backups(settings)
+
+    def finish(header):
+        """A killed run's records were spooled: carry out its backups."""
+        for update in header.get("updates", ()):
+            backups.apply(update)
+
+    def undo(header):
+        """A killed run's records never went out: drop what it staged."""
+        for update in header.get("updates", ()):
+            backups.discard(update)
+
+    with runner.Run(settings, os.path.join(directory, f"contents_{mode}.state".encode()),
+                    STATE_FORMAT, command=f"systraq contents --mode {mode}",
+                    lock=os.path.join(directory, f"contents_{mode}.lock".encode()),
+                    lock_wait=LOCK_WAIT, spool_group=spool_group, now=now,
+                    finish=finish, undo=undo) as transaction:
+        if mode == "pub":
+            if only is not None:
+                result = _Pub(settings, config, transaction).run_restricted(only)
+                if result is not None:
+                    return result
+            return _Pub(settings, config, transaction).run()
+        return _Root(settings, config, transaction).run()
 
 
 class _Run:
-    """What both modes share: state, recovery, the commit."""
+    """What both modes share: the records, the state, the commit."""
 
-    def __init__(self, settings, config, state, spool_group, now, mode):
+    def __init__(self, settings, config, transaction, mode):
         self.settings = settings
         self.config = config
-        self.state = state
-        self.spool = Spool(settings)
-        self.spool_group = spool_group
-        self.now = now
-        self.stamp = record_stamp(now)
+        self.transaction = transaction
+        self.state = transaction.state
+        self.now = transaction.now
+        self.stamp = transaction.stamp
         self.since = None
         self.result = Result(mode)
         self.mode = mode
@@ -385,35 +393,17 @@ class _Run:
         self.backups = Backups(settings)
 
     def record(self, path, change, **fields):
-        item = {"source": "contents", "mode": self.mode, "path": escape(path),
-                "change": change, "time": self.stamp, **fields}
-        if self.since is not None:
+        self.result.records.append(records.make(
+            "contents", change, escape(path), mode=self.mode, time=self.stamp,
             # When the previous run ended: the report looks for the
             # package operation that made a change between the two.
-            item["since"] = self.since
-        self.result.records.append(item)
+            since=self.since, **fields))
 
     def load(self):
-        statefile.recover(self.state, self.spool, STATE_FORMAT,
-                          finish=self._finish, undo=self._undo)
-        self.against = baselines.observe(self.settings, self.state, self.spool_group)
-        self.since = statefile.last_run(self.state)
-        try:
-            header, old = statefile.load(self.state, STATE_FORMAT)
-        except DamagedState as exc:
-            self.result.damaged = str(exc)
-            header, old = None, None
+        header, old = self.transaction.load()
+        self.result.damaged = self.transaction.damaged
+        self.since = self.transaction.since
         return header, old
-
-    def _finish(self, header):
-        """A killed run's records were spooled: carry out its backups."""
-        for update in header.get("updates", ()):
-            self.backups.apply(update)
-
-    def _undo(self, header):
-        """A killed run's records never went out: drop what it staged."""
-        for update in header.get("updates", ()):
-            self.backups.discard(update)
 
     def commit(self, header, unchanged, new, private, keep_time=None):
         """Write the state and spool the records; nothing at all when the
@@ -423,34 +413,22 @@ class _Run:
         whose time the state keeps (it says when the last full run ended).
         """
         if unchanged and not self.result.records and not self.updates:
-            if keep_time is not None:
-                return
-            # The state's mtime says when the last run ended.
-            try:
-                os.utime(self.state, (self.now, self.now))
-            except FileNotFoundError:
-                pass
+            if keep_time is None:
+                self.transaction.touch()
             return
-        run_id = os.urandom(8).hex()
-        header = dict(header or {}, format=STATE_FORMAT, mode=self.mode, run=run_id,
-                      time=self.stamp, count=len(new), updates=self.updates,
-                      against=self.against)
-        atomic_write(self.state + b".next", statefile.encode(header, new), mode=private)
-        if self.result.records:
-            source = "contents" if self.mode == "pub" else "contents_root"
-            self.spool.add(source, self.result.records, now=self.now, run=run_id,
-                           group=self.spool_group)
-        for update in self.updates:
-            self.backups.apply(update)
-        os.rename(self.state + b".next", self.state)
-        baselines.commit(self.settings, self.state, self.against, self.spool_group)
-        if keep_time is not None:
-            os.utime(self.state, ns=(keep_time.st_atime_ns, keep_time.st_mtime_ns))
+
+        def backups():
+            for update in self.updates:
+                self.backups.apply(update)
+        header = dict(header or {}, mode=self.mode, time=self.stamp, updates=self.updates)
+        self.transaction.commit(header, new, self.result.records,
+                                source="contents" if self.mode == "pub" else "contents_root",
+                                mode=private, before_rename=backups, keep_time=keep_time)
 
 
 class _Pub(_Run):
-    def __init__(self, settings, config, state, spool_group, now):
-        super().__init__(settings, config, state, spool_group, now, "pub")
+    def __init__(self, settings, config, transaction):
+        super().__init__(settings, config, transaction, "pub")
         self.max_size = config.get("contents", "max_size")
         self.max_lines = config.get("contents", "max_diff_lines")
         self.secret = config.get("contents", "secret")
@@ -507,7 +485,7 @@ class _Pub(_Run):
                 # last written: the report looks for the package
                 # operations from then on (the old package's filetraq
                 # kept no time of its last run; a later run wrote nothing).
-                self.since = record_stamp(self.backups.last_written)
+                self.since = spool.stamp(self.backups.last_written)
             quiet = not old
             self.result.baseline = quiet
         new = {}
@@ -810,8 +788,8 @@ def _read_keys(settings, home, name):
 
 
 class _Root(_Run):
-    def __init__(self, settings, config, state, spool_group, now):
-        super().__init__(settings, config, state, spool_group, now, "root")
+    def __init__(self, settings, config, transaction):
+        super().__init__(settings, config, transaction, "root")
         self.reach = _Reach(settings)
         self.names = accounts.Names(settings)
 

@@ -40,19 +40,19 @@ the manifests already built, and queues every mismatch: an upgrade
 overwrites the evidence, the queued record keeps it for the next report.
 """
 
-import json
 import os
 import sys
 import time
 
-from systraq import dpkgdb, manifest, scan
-from systraq.fsutil import atomic_write
+from systraq import dpkgdb, manifest, records, runner, scan
 from systraq.packages import Finding as PackageFinding
 from systraq.pathcodec import escape
 from systraq.scan import Scanner
 from systraq.spool import Spool, stamp as record_stamp
 
-STATE_FORMAT = 1
+# The state file (statefile.py): the findings and their first day in the
+# header (format 1 was a JSON file of the same).
+STATE_FORMAT = 2
 # The change word of a record: what the report shows after the path.
 MISMATCH = "differs from its package in the archive"
 BEFORE_UPGRADE = "differed from its package in the archive before an upgrade"
@@ -274,25 +274,47 @@ def _compare(member, entry, override, accounts):
 
 # --- the daily run's state and records ------------------------------------------------
 
-def _load_state(settings):
-    try:
-        with open(state_path(settings), "rb") as handle:
-            return json.loads(handle.read().decode("utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, UnicodeDecodeError):
-        # Damaged: start again; the findings are found again at once.
-        return {}
+def run(settings, names=(), offline=False, fetch_limit=0, spool_group=None, now=None):
+    """``systraq packages --from-archive``: the manifests the packages
+    need (built from the archive's .debs), the check, and, over every
+    installed package, the findings kept and queued; one run at a time.
+    Returns the Result (its ``build``: the manifest.BuildResult)."""
+    os.makedirs(settings.root_state_dir, mode=0o700, exist_ok=True)
+    with _transaction(settings, spool_group, now) as transaction:
+        database = dpkgdb.load(settings)
+        packages = database.find(names) if names else database.installed()
+        build = manifest.ensure(settings, database, packages, offline=offline,
+                                fetch_limit=fetch_limit, prune=not names)
+        result = check(settings, database, packages)
+        result.build = build
+        if not names:
+            _save(result, transaction)
+    return result
+
+
+def _transaction(settings, spool_group=None, now=None):
+    return runner.Run(settings, state_path(settings), STATE_FORMAT,
+                      command="systraq packages --from-archive",
+                      lock=os.path.join(settings.root_state_dir, b"archive.lock"),
+                      spool_group=spool_group, now=now)
 
 
 def save(settings, result, now=None, spool_group=None):
-    """Keep each finding's first day; queue new and fixed findings."""
-    now = time.time() if now is None else now
+    """Keep each finding's first day; queue new and fixed findings.
+    Returns the records queued."""
+    os.makedirs(settings.root_state_dir, mode=0o700, exist_ok=True)
+    with _transaction(settings, spool_group, now) as transaction:
+        return _save(result, transaction)
+
+
+def _save(result, transaction):
+    now = transaction.now
     today = time.strftime("%Y-%m-%d", time.localtime(now))
-    earlier = _load_state(settings).get("findings", {})
+    header, _entries = transaction.load()
+    earlier = (header or {}).get("findings", {})
     current = {}
-    records = []
-    when = record_stamp(now)
+    queued = []
+    when = transaction.stamp
     for finding in result.findings:
         if not finding.warning:
             continue
@@ -302,21 +324,18 @@ def save(settings, result, now=None, spool_group=None):
         current[name] = {"first_seen": finding.first_seen, "package": finding.package,
                          "detail": finding.detail}
         if before is None or before.get("detail") != finding.detail:
-            records.append(dict(finding.as_dict(), source="packages", change=finding.kind,
-                                time=when))
+            queued.append(records.load(dict(finding.as_dict(), source="packages",
+                                            change=finding.kind, time=when)))
     for name, before in sorted(earlier.items()):
         if name not in current:
-            records.append({"source": "packages", "change": FIXED, "path": name,
-                            "package": before.get("package", "?"), "time": when,
-                            "detail": "matches its package in the archive again"})
-    state = {"format": STATE_FORMAT, "time": now, "findings": current}
-    # The state first: a record queued twice is worse than one lost to a
-    # crash between the two writes, which the next run finds again.
-    atomic_write(state_path(settings), json.dumps(state, sort_keys=True).encode() + b"\n",
-                 mode=0o600)
-    if records:
-        Spool(settings).add("archive", records, now=now, group=spool_group)
-    return records
+            queued.append(records.make("packages", FIXED, name,
+                                       package=before.get("package", "?"), time=when,
+                                       detail="matches its package in the archive again"))
+    # The findings go into the state and the queue together: a crash
+    # between the two neither loses one nor queues it twice.
+    transaction.commit({"time": now, "findings": current}, {}, queued, source="archive",
+                       mode=0o600)
+    return queued
 
 
 # --- the apt hook ---------------------------------------------------------------------

@@ -31,9 +31,10 @@ import stat
 from collections import namedtuple
 from dataclasses import dataclass, field
 
+from systraq import records, runner, standing
 from systraq.errors import ConfigError, RunError, UsageError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock
-from systraq.pathcodec import escape
+from systraq.pathcodec import escape, unescape as pathcodec_unescape
 from systraq.scan import Scanner
 
 SUMS_NAME = b"systraq.sums"
@@ -348,6 +349,51 @@ def verify(settings, workers=None):
         getattr(result, verdict).append(path)
         if reason:
             result.reasons[path] = reason
+    return result
+
+
+# --- the daily check ------------------------------------------------------------
+
+STATE_FORMAT = 1
+# A path's verdict in the state: what it was at the last run.
+_VERDICTS = (b"changed", b"missing")
+
+
+def state_path(settings):
+    return os.path.join(settings.state_dir, b"localsums.state")
+
+
+def run(settings, spool_group=None, now=None, workers=None):
+    """The daily check: ``verify``, then queue what is new since the last
+    run (a file changed or missing, or fixed) and leave the standing
+    findings for the report.  Returns the verify Result."""
+    with runner.Run(settings, state_path(settings), STATE_FORMAT, command="systraq localsums",
+                    lock_wait=LOCK_WAIT, spool_group=spool_group, now=now) as transaction:
+        result = verify(settings, workers)
+        _header, old = transaction.load()
+        old = old or {}
+        current = {path: b"changed" for path in result.changed}
+        current.update({path: b"missing" for path in result.missing})
+        found = [records.make("localsums", current[path].decode(), escape(path),
+                              reason=result.reasons.get(path))
+                 for path in sorted(current)]
+        queued = [finding for finding in found
+                  if old.get(pathcodec_unescape(finding.path)) != current[
+                      pathcodec_unescape(finding.path)]]
+        queued += [records.make("localsums", "fixed", escape(path))
+                   for path in sorted(old) if path not in current]
+        if transaction.damaged is not None:
+            queued.insert(0, records.make("localsums", "state damaged",
+                                          detail=transaction.damaged, count=len(current)))
+        if queued or current != old:
+            transaction.commit({"time": transaction.stamp}, current,
+                               transaction.stamped(queued), source="localsums", mode=0o640)
+        else:
+            transaction.touch()
+        notes = ([f"local sums: {len(result.ok)} files match systraq.sums"]
+                 if result.source is not None else [])
+        standing.save(settings, "localsums", found, time=transaction.now, notes=notes,
+                      group=spool_group)
     return result
 
 

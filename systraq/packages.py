@@ -42,12 +42,11 @@ import json
 import os
 import time
 
-from systraq import attribution, baselines, dpkgdb, scan, statefile
+from systraq import attribution, dpkgdb, records, runner, scan, standing, statefile
 from systraq.errors import RunError, UsageError
-from systraq.fsutil import Busy, atomic_write, exclusive_lock
+from systraq.fsutil import atomic_write
 from systraq.pathcodec import escape, unescape
 from systraq.scan import Scanner
-from systraq.spool import Spool, stamp as record_stamp
 
 STATE_FORMAT = 1
 LOCK_WAIT = 10.0
@@ -188,32 +187,23 @@ def run(settings, config, names=None, workers=None, now=None, save=True,
     """
     save = save and not names
     now = time.time() if now is None else now
-    lock_file = os.path.join(settings.state_dir, b"packages.lock")
-    try:
-        lock = exclusive_lock(lock_file, LOCK_WAIT)
-        with lock:
-            return _locked_run(settings, config, names, workers, now, save,
-                               spool_group, events, quick)
-    except Busy:
-        raise RunError(f"another 'systraq packages' is running (lock "
-                       f"{os.fsdecode(lock_file)}); gave up after {LOCK_WAIT:g} s") from None
+    with runner.Run(settings, state_path(settings), STATE_FORMAT, command="systraq packages",
+                    lock_wait=LOCK_WAIT, spool_group=spool_group, now=now) as transaction:
+        return _locked_run(settings, config, names, workers, now, save, transaction, events,
+                           quick)
 
 
-def _locked_run(settings, config, names, workers, now, save, spool_group, events, quick):
-    statefile.recover(state_path(settings), Spool(settings), STATE_FORMAT)
-    against = baselines.observe(settings, state_path(settings), spool_group)
+def _locked_run(settings, config, names, workers, now, save, transaction, events, quick):
     report = Report()
     # The state before dpkg's database: loading it holds the whole file
     # in memory for a moment, and the plan is not there yet (at 300,600
     # files the other order raised the peak by 27 MB).
-    try:
-        header, before = statefile.load(state_path(settings), STATE_FORMAT)
-        damaged = []
-    except statefile.DamagedState as exc:
+    header, before = transaction.load()
+    damaged = []
+    if transaction.damaged is not None:
         damaged = [(os.fsdecode(state_path(settings)), None,
-                    f"damaged ({exc}); starting again")]
-        report.damaged = str(exc)
-        header, before = None, None
+                    f"damaged ({transaction.damaged}); starting again")]
+        report.damaged = transaction.damaged
     before = before or {}
     database = dpkgdb.load(settings)
     plan = database.plan(names)
@@ -338,33 +328,37 @@ def _locked_run(settings, config, names, workers, now, save, spool_group, events
     report.unreadable = sorted(unreadable)
 
     if save:
-        _save(settings, report, found, now, today, spool_group, against)
+        _save(report, found, today, transaction)
     return report
 
 
-def _save(settings, report, found, now, today, spool_group, against=None):
+def _save(report, found, today, transaction):
     current = {escape(f.path): {"first_seen": f.first_seen, "package": f.package,
                                 "kind": f.kind, **({"trusted": f.trusted} if f.trusted else {})}
                for f in report.findings if f.path is not None and f.first_seen}
-    header = {"format": STATE_FORMAT, "time": now, "count": len(found),
-              "findings": current, "against": against}
+    header = {"time": transaction.now, "findings": current}
     new = [f for f in report.findings
            if f.kind in ("fixed", "explained") or f.first_seen == today]
-    stamp = record_stamp(now)
-    records = [dict(f.as_dict(), source="packages", change=f.kind, time=stamp) for f in new]
+    stamp = transaction.stamp
+    spooled = [records.load(dict(f.as_dict(), source="packages", change=f.kind, time=stamp))
+               for f in new]
     if report.damaged is not None:
         # In the report, not only on stderr: a damaged state may be tampering.
-        records.insert(0, {"source": "packages", "change": "state damaged",
-                           "detail": report.damaged, "count": len(found), "time": stamp})
-    private = 0o640
-    run_id = os.urandom(8).hex()
-    header["run"] = run_id
-    state = state_path(settings)
-    atomic_write(state + b".next", statefile.encode(header, found), mode=private)
-    if records:
-        Spool(settings).add("packages", records, now=now, run=run_id, group=spool_group)
-    os.rename(state + b".next", state)
-    baselines.commit(settings, state, against, spool_group)
+        spooled.insert(0, records.make("packages", "state damaged", detail=report.damaged,
+                                       count=len(found), time=stamp))
+    transaction.commit(header, found, spooled, source="packages", mode=0o640)
+    save_current(transaction.settings, transaction.now, current, transaction.spool_group)
+
+
+def save_current(settings, when, current, group=None):
+    """The check's standing findings for the report (standing.py): every
+    current warning, with the day it was first seen; ``current`` is the
+    state header's ``findings`` ({escaped path: {kind, package,
+    first_seen}})."""
+    standing.save(settings, "packages", [
+        records.make("packages", finding.get("kind", "changed"), path,
+                     package=finding.get("package", "?"), first_seen=finding.get("first_seen"))
+        for path, finding in sorted(current.items())], time=when, group=group)
 
 
 def accept(settings, paths, now=None):
@@ -373,7 +367,7 @@ def accept(settings, paths, now=None):
     Each must be a current finding of the last full run; its digest then
     (or "missing") is what is accepted.  Returns the accepted paths.
     """
-    header, records = statefile.load(state_path(settings), STATE_FORMAT)
+    header, entries = statefile.load(state_path(settings), STATE_FORMAT)
     if header is None:
         raise UsageError("no package check has run yet; run 'systraq packages' first")
     current = {unescape(p) for p in header.get("findings", {})}
@@ -383,7 +377,7 @@ def accept(settings, paths, now=None):
                          + ", ".join(escape(p) for p in unknown))
     accepted = _load_accepted(settings)
     for path in paths:
-        accepted[path] = _token(records.get(path))
+        accepted[path] = _token(entries.get(path))
     data = json.dumps({escape(p): d for p, d in sorted(accepted.items())}, indent=1,
                       sort_keys=True).encode("utf-8") + b"\n"
     atomic_write(accepted_path(settings), data, mode=0o640)

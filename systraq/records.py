@@ -103,6 +103,8 @@ class Record(dict):
         return self.explained is not None
 
     def describe(self):
+        if "text" in self:      # a kind that words itself
+            return [str(self["text"])]
         return [f"{self.path or self.source}: {self.change} "
                 + json.dumps({k: v for k, v in self.items()
                               if k not in ("source", "change", "path")}, sort_keys=True)]
@@ -110,6 +112,12 @@ class Record(dict):
     def line(self):
         """One line: the head of ``describe``."""
         return self.describe()[0]
+
+    @property
+    def standing_key(self):
+        """What makes a standing finding (standing.py) one entry of the
+        report: its source, change, path and, for an account, its line."""
+        return (self.source, self.change, self.path, self.get("account"), self.get("line"))
 
 
 class Baseline(Record):
@@ -304,6 +312,11 @@ class PackageFinding(Record):
     @property
     def rank(self):
         return _PACKAGE_RANKS.get(self.change, SERIOUS)
+
+    @property
+    def standing_key(self):
+        # One entry per path with the spool's records of that path.
+        return ("path", self.path) if self.path else ("package", self.get("package"))
 
     @property
     def is_note(self):

@@ -72,7 +72,7 @@ import stat
 import syslog
 import time
 
-from systraq import baselines, mail, records
+from systraq import baselines, mail, records, standing
 from systraq.errors import RunError
 from systraq.fsutil import atomic_write
 from systraq.pathcodec import escape, unescape
@@ -673,7 +673,7 @@ class _Gatherer:
             else:
                 self.operations.append(Operation(event))
 
-    def finish(self, packages_state=None):
+    def finish(self, packages=None):
         report = self.report
         self.build_operations()
         for key, item in list(self.items.items()):
@@ -695,7 +695,7 @@ class _Gatherer:
                 if any(e.package.partition(":")[0] == name for e in operation.events):
                     operation.files += count
                     break
-        self._verify(packages_state)
+        self._verify(packages)
         report.operations = self.operations
 
     def warnings(self):
@@ -703,68 +703,47 @@ class _Gatherer:
         return sorted(self.items.values(),
                       key=lambda i: (i.rank, not i.critical, i.path or "", i.text))
 
-    def _verify(self, packages_state):
+    def _verify(self, packages):
         """Whether the package check since each operation found its files
-        matching their packages."""
-        if not packages_state:
+        matching their packages (``packages``: its standing findings)."""
+        if not packages:
             return
-        checked = packages_state.get("time")    # epoch seconds (packages._save)
-        wrong = {f.get("package", "").partition(":")[0]
-                 for f in packages_state.get("findings", {}).values()
-                 if f.get("kind") != "without sums"}
+        checked = packages.time
+        wrong = {f.get("package", "").partition(":")[0] for f in packages.findings
+                 if f.change != "without sums"}
         for operation in self.operations:
             if checked is None or checked < operation.end:
                 continue
             names = {p.partition(":")[0] for p in operation.packages}
             operation.verified = not (names & wrong)
 
-    def persistent(self, packages_state, audit_current, localsums_result):
-        """Findings that stand until fixed: they are warnings in every
-        report, whether or not a spool record about them is pending."""
-        for path, finding in sorted((packages_state or {}).get("findings", {}).items()):
-            kind = finding.get("kind", "changed")
-            record = records.make("packages", kind, path, package=finding.get("package", "?"),
-                                  first_seen=finding.get("first_seen"))
-            item = self.items.get(("path", path))
-            if item is None:
-                item = self.item(("path", path), record, path)
-                item.add(record.describe())
-            item.first_seen = item.first_seen or finding.get("first_seen")
-        if audit_current is not None:
-            age = self.report.now - audit_current.get("time", 0)
-            if age > 2 * 86400:
-                self._check_warning("audit", "audit late",
-                                    "the root audit (systraq audit) has not run since "
-                                    + _local(audit_current.get("time", 0), self.report.now))
-            for finding in audit_current.get("findings", ()):
-                finding = records.load(finding, "audit")
-                key = ("audit", finding.change, finding.path, finding.get("account"),
-                       finding.get("line"))
-                item = self.item(key, finding, finding.path, labelled="text" not in finding)
-                item.add(finding.describe())
-            skipped = audit_current.get("skipped") or []
-            if skipped:
-                self.report.notes.append(
-                    "root audit did not walk: " + ", ".join(
-                        f"{item.get('path')} ({item.get('type')})" for item in skipped))
-            counts = audit_current.get("counts")
-            if counts:
-                self.report.notes.append(
-                    "root audit " + _local(audit_current.get("time", 0), self.report.now) + ": "
-                    + ", ".join(f"{n} {k.replace('_', '-')}" for k, n in sorted(counts.items())))
-        if localsums_result is not None:
-            for path in localsums_result.changed:
-                self._check_warning("localsums", "changed", f"{_esc(path)}: differs from "
-                                    "its digest in systraq.sums"
-                                    + (f" ({localsums_result.reasons[path]})"
-                                       if localsums_result.reasons.get(path) else ""),
-                                    path=_esc(path), rank=SERIOUS)
-            for path in localsums_result.missing:
-                self._check_warning("localsums", "missing", f"{_esc(path)}: listed in "
-                                    "systraq.sums, missing", path=_esc(path), rank=SERIOUS)
-            if localsums_result.source is not None:
-                self.report.notes.append(f"local sums: {len(localsums_result.ok)} files match "
-                                         "systraq.sums")
+    def standing(self):
+        """Findings that stand until fixed (standing.py): warnings in every
+        report, whether or not a spool record about them is pending, with
+        their collector's notes, and a warning when a collector stopped
+        running."""
+        now = self.report.now
+        found = {}
+        for source in standing.sources(self.settings):
+            try:
+                current = standing.load(self.settings, source)
+            except RunError as exc:
+                self._check_warning(source, f"{source} unreadable", str(exc))
+                continue
+            found[source] = current
+            when = _local(current.time, now)
+            if current.late_after and now - current.time > current.late_after:
+                self._check_warning(source, f"{source} late",
+                                    (current.late_text or f"{source} has not run since {{time}}")
+                                    .replace("{time}", when))
+            for finding in current.findings:
+                item = self.item(finding.standing_key, finding, finding.path,
+                                 labelled="text" not in finding)
+                if not item.lines:
+                    item.add(finding.describe())
+                item.first_seen = item.first_seen or finding.get("first_seen")
+            self.report.notes += [note.replace("{time}", when) for note in current.notes]
+        return found
 
     def _check_warning(self, source, change, text, path=None, rank=None):
         record = records.make(source, change)
@@ -799,61 +778,24 @@ class _Gatherer:
         self.report.probe_state = result.state
 
 
-def _esc(path):
-    return escape(path)
-
-
 def _load_alerts(settings):
     data = _load_json(alerts_path(settings), "the alert ledger") or {}
     return data.get("batches", {})
 
 
-def _packages_header(settings):
-    """The header of packages.state (time of the last full check and its
-    current findings), read without loading every file's record."""
-    from systraq import packages, statefile
-    try:
-        return statefile.load_header(packages.state_path(settings), packages.STATE_FORMAT)
-    except statefile.DamagedState:
-        # The package check says so itself when it next runs.
-        return None
-    except OSError as exc:
-        raise RunError(f"{os.fsdecode(packages.state_path(settings))}: cannot read: "
-                       f"{exc.strerror}") from None
-
-
-def gather(settings, config, now=None, host=None, probe=None, audit_current=None,
-           localsums=None, packages_state=None, explain=True):
+def gather(settings, config, now=None, host=None, probe=None, explain=True):
     """Build the Report.
 
-    ``probe``: probes.collect or a stand-in (None: the real probes).
-    ``audit_current``, ``localsums`` (a localsums Result),
-    ``packages_state`` (packages.state's header): given by tests; None
-    reads them from the system (False: leave that source out).
+    ``probe``: probes.collect or a stand-in (None: the real probes;
+    False: none).
     """
     now = time.time() if now is None else now
     host = host or mail.host_name()
     _finish_journal(settings)
     gatherer = _Gatherer(settings, config, now, host)
     gatherer.spool(explain=explain)
-    if packages_state is None:
-        packages_state = _packages_header(settings)
-    if audit_current is None:
-        from systraq import audit
-        try:
-            audit_current = audit.current(settings)
-        except RunError as exc:
-            gatherer._check_warning("audit", "audit unreadable", str(exc))
-            audit_current = None
-    if localsums is None:
-        from systraq import localsums as sums
-        try:
-            localsums = sums.verify(settings)
-        except (RunError, OSError) as exc:
-            gatherer._check_warning("localsums", "unreadable", f"systraq.sums: {exc}")
-            localsums = None
-    gatherer.persistent(packages_state or None, audit_current or None, localsums or None)
-    gatherer.finish(packages_state or None)
+    current = gatherer.standing()
+    gatherer.finish(current.get("packages"))
     state = load_state(settings)
     damaged = _damaged(settings)
     for path in damaged:

@@ -182,8 +182,7 @@ def test_hostile_names_from_disk_to_mail(hostile_root, capsys, tmp_path, record)
 
     # The report: text, JSON, the printed one, and the mail.
     conf = load_config(settings.config_file)
-    built = report.gather(settings, conf, now=time.time(), host=HOST, probe=Probe(),
-                          audit_current={}, localsums=False, packages_state=False)
+    built = report.gather(settings, conf, now=time.time(), host=HOST, probe=Probe())
     text = report.render_text(built)
     assert_clean(text, "report text")
     assert escape(b"/etc/hostile/" + names[5]) in text

@@ -148,11 +148,11 @@ def test_cron_file_gives_each_job_its_user_and_its_own_minute(chroot):
     # No two jobs start at the same minute.
     minutes = [int(m) for j in jobs for m in j[0].split(",")]
     assert len(minutes) == len(set(minutes)), minutes
-    # The daily report follows the audit and the packages check, each run
-    # whatever the one before it did.
+    # The daily report follows the audit, the packages check and the
+    # local sums, each run whatever the one before it did.
     command = daily[3]
     assert (command.index("systraq audit;") < command.index("systraq packages;")
-            < command.index("systraq report"))
+            < command.index("systraq localsums;") < command.index("systraq report"))
 
 
 @pytest.mark.parametrize("absent", ["systemd running", "systraq removed"])

@@ -54,8 +54,7 @@ def mail_lines(root, now, tmp_path, alert=False):
     if alert:
         report.alert(settings, conf, now=now, host=HOST, sendmail=working, log=Log())
     else:
-        built = report.gather(settings, conf, now=now, host=HOST, probe=Probe(),
-                              audit_current={}, localsums=False, packages_state=False)
+        built = report.gather(settings, conf, now=now, host=HOST, probe=Probe())
         report.deliver(settings, conf, built, sendmail=working, log=Log())
     new = mails(out)[before:]
     assert len(new) == 1
@@ -174,8 +173,7 @@ def test_a_state_rewritten_between_runs_is_a_jump_and_a_warning(watched, tmp_pat
     take(watched, now=NOW + 3600)      # it sees only an "added" file
     # Off the host: the next mail's "against" is not the last "left".
     settings, conf = settings_config(watched)
-    built = report.gather(settings, conf, now=NOW + 86400, host=HOST, probe=Probe(),
-                          audit_current={}, localsums=False, packages_state=False)
+    built = report.gather(settings, conf, now=NOW + 86400, host=HOST, probe=Probe())
     text = report.render_text(built)
     (against,) = re.findall(r"snapshot_pub: against (\S+),", text)
     assert against != one["snapshot_pub"][1]
@@ -200,8 +198,7 @@ def test_a_run_killed_before_its_link_is_not_a_break(watched, tmp_path, monkeypa
     monkeypatch.undo()
     take(watched, now=NOW + 7200)
     settings, conf = settings_config(watched)
-    built = report.gather(settings, conf, now=NOW + 86400, host=HOST, probe=Probe(),
-                          audit_current={}, localsums=False, packages_state=False)
+    built = report.gather(settings, conf, now=NOW + 86400, host=HOST, probe=Probe())
     assert not [w for w in built.warnings if w.source == "baselines"]
     line = [b for b in built.baselines if b.name == "snapshot_pub"][0]
     assert line.against == one["snapshot_pub"][1] and line.breaks == []
@@ -217,8 +214,7 @@ def test_a_rewritten_ledger_shows_too(watched, tmp_path):
     os.unlink(state(watched))
     take(watched, now=NOW + 3600)
     settings, conf = settings_config(watched)
-    built = report.gather(settings, conf, now=NOW + 86400, host=HOST, probe=Probe(),
-                          audit_current={}, localsums=False, packages_state=False)
+    built = report.gather(settings, conf, now=NOW + 86400, host=HOST, probe=Probe())
     assert [w.source for w in built.warnings if w.source == "baselines"] == ["baselines"]
     text = report.render_text(built)
     assert "snapshot_pub: against none," in text and "1 change outside systraq" in text

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from systraq import report, statefile
+from systraq import report
 from systraq.config import load as load_config
 from systraq.mail import DeliveryError
 from systraq.spool import Spool
@@ -72,9 +72,19 @@ def queue(root, source, *records, now=NOW - 3600, group=None):
 
 
 def build(root, text="", probe=None, audit=False, packages_state=False, now=NOW, **kwargs):
-    return report.gather(root.settings(), conf(root, text), now=now, host=HOST,
-                         probe=probe or Probe(), audit_current=audit or {},
-                         localsums=False, packages_state=packages_state, **kwargs)
+    """The report, with the standing findings the audit and the package
+    check would have left: ``audit`` as audit.current gives them,
+    ``packages_state`` as packages.state's header holds them."""
+    settings = root.settings()
+    if audit:
+        from systraq import audit as auditing
+        auditing.save_current(settings, audit["time"], audit.get("findings", []),
+                              audit.get("counts", {}), skipped=audit.get("skipped", ()))
+    if packages_state:
+        from systraq import packages
+        packages.save_current(settings, packages_state["time"], packages_state["findings"])
+    return report.gather(settings, conf(root, text), now=now, host=HOST,
+                         probe=probe or Probe(), **kwargs)
 
 
 def sendmail(root, tmp_path, status=0):
@@ -439,13 +449,25 @@ def test_a_failed_alert_is_kept_and_tried_again(root, tmp_path):
     assert len(mails(out)) == 1
 
 
-def test_the_package_state_header_is_read_without_the_records(root):
-    path = os.path.join(root.settings().state_dir, b"packages.state")
-    data = b"".join(statefile.encode({"format": 1, "time": NOW, "count": 1,
-                                      "findings": {}}, {b"/usr/bin/ls": b"x"}))
-    with open(path, "wb") as handle:
-        handle.write(data)
-    assert report._packages_header(root.settings())["time"] == NOW
+def test_standing_findings_of_any_collector_are_read_the_same_way(root):
+    """The report knows no collector: a source it has never heard of
+    shows its standing findings and notes, and a damaged file is said."""
+    from systraq import standing
+    settings = root.settings()
+    standing.save(settings, "future", [{"source": "future", "change": "odd", "path": "/etc/x",
+                                        "text": "/etc/x is odd"}], time=NOW - 600,
+                  notes=["future check {time}: all else fine"],
+                  late={"after": 300, "text": "the future check has not run since {time}"})
+    built = build(root)
+    texts = [w.text for w in built.warnings]
+    assert "/etc/x is odd" in texts
+    assert "the future check has not run since 06:20" in texts
+    assert "future check 06:20: all else fine" in built.notes
+    with open(standing.path_of(settings, "future"), "wb") as handle:
+        handle.write(b"{cut short")
+    texts = [w.text for w in build(root).warnings]
+    assert any(t.startswith(os.fsdecode(standing.path_of(settings, "future")) + " is damaged")
+               for t in texts), texts
 
 
 def test_content_changes_of_one_file_are_one_fact(root):
