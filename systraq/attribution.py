@@ -141,6 +141,119 @@ class AptRun:
         return {name: section for section, name, _arch, _versions, _auto in self.changes}
 
 
+@dataclasses.dataclass(frozen=True)
+class DpkgRun:
+    """One run of dpkg, as its log shows it: from its "startup" line
+    (``start``) to its last line (``end``), epoch seconds of whole
+    seconds; ``bound``, the first instant after it (see
+    ``Attribution.dpkg_runs``); the names of the packages its lines name;
+    its events; and the apt run that made it (``tool``, ``commandline``,
+    ``requested_by``), when one did."""
+
+    start: float
+    end: float
+    bound: float
+    packages: frozenset
+    events: tuple
+    tool: str = "dpkg"
+    commandline: str | None = None
+    requested_by: str | None = None
+    exact: bool = False     # ``bound`` is dpkg.log's last write, not a whole second
+
+    def holds(self, when):
+        """Whether dpkg was at work in this run at ``when`` (epoch
+        seconds, as precise as a ctime).  A bound of a whole second is
+        the first instant after the run; one taken from dpkg.log's
+        modification time is its last write: a change stamped with that
+        very time (the kernel stamps files from a clock that moves in
+        ticks of a few milliseconds) cannot be told from it, and is the
+        run's."""
+        if self.exact:
+            return self.start <= when <= self.bound
+        return self.start <= when < self.bound
+
+    def touches(self, package):
+        """Whether this run names ``package`` (NAME or NAME:ARCH)."""
+        return package.partition(":")[0] in self.packages
+
+    def event_of(self, package):
+        """The event of this run that changed ``package``'s files (an
+        install, upgrade or removal before a configure), or None."""
+        name = package.partition(":")[0]
+        found = [e for e in self.events if e.package == name]
+        for event in reversed(found):
+            if event.action in FILE_CHANGING:
+                return event
+        return found[-1] if found else None
+
+    def as_dict(self, package=None, label=None):
+        """What a change record keeps of the run that made it."""
+        out = {"start": self.start, "end": self.end, "tool": self.tool}
+        if label:
+            out["label"] = label
+        if self.commandline:
+            out["commandline"] = self.commandline
+        if self.requested_by:
+            out["requested_by"] = self.requested_by
+        if package:
+            out["package"] = package
+        return out
+
+
+def _line_package(line):
+    """The package name (without architecture) a dpkg.log line names, or
+    None: "status STATE PKG VERSION", "ACTION PKG ..." (install, upgrade,
+    remove, purge, configure, trigproc, disappear)."""
+    fields = line[_STAMP_LEN + 1:].split(b" ")
+    if len(fields) >= 4 and fields[0] == b"status":
+        name = fields[2]
+    elif len(fields) >= 2 and fields[0] in _DPKG_ACTIONS:
+        name = fields[1]
+    else:
+        return None
+    return _text(name.partition(b":")[0]) or None
+
+
+def _log_written(path):
+    """When ``path`` was last written (epoch seconds, to the nanosecond),
+    or None."""
+    try:
+        return os.stat(path).st_mtime_ns / 1e9
+    except OSError:
+        return None
+
+
+def dpkg_running(settings):
+    """Whether dpkg or apt holds dpkg's lock now.
+
+    The lock files are root's and mode 0640: the systraq user cannot open
+    them to ask fcntl, but /proc/locks names every lock by device and
+    inode, for everybody.
+    """
+    inodes = set()
+    for name in (b"lock-frontend", b"lock"):
+        try:
+            info = os.stat(os.path.join(settings.dpkg_admindir, name))
+        except OSError:
+            continue
+        inodes.add(f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}")
+    if not inodes:
+        return False
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                # "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; a
+                # waiting lock has "->" before its type.
+                if "->" in fields:
+                    continue
+                if len(fields) > 5 and fields[5] in inodes:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
 def _tool(commandline):
     """The program an apt history block names ("apt-get"), or "apt"."""
     words = (commandline or "").split(None, 1)
@@ -267,9 +380,10 @@ class Attribution:
         self._native_arch = native_arch
         self._native_known = native_arch is not None
         self._minutes = {}
-        self._cache = None  # (since, events, times, by_name, busy)
+        self._cache = None  # (since, events, times, by_name, busy, runs)
         self._busy = []
         self._starts = set()
+        self._runs = []
         self.damaged_files = []
         self.files_read = []
 
@@ -406,6 +520,10 @@ class Attribution:
         # the time before one was no run's.
         starts = []
         configuring = None  # (package, arch, version) of the last "configure"
+        # Each dpkg run: [first stamp, last stamp, names of the packages
+        # its lines name], from a "startup" line to the line before the
+        # next one.
+        runs = []
         for lines in files:
             for line in lines:
                 # Most lines are older than the cut; compare the timestamp
@@ -415,15 +533,24 @@ class Attribution:
                 record = self._dpkg_line(line, configuring)
                 if record is False:
                     continue    # malformed: skipped
+                stamp = line[:_STAMP_LEN]
                 if record is None:
-                    busy.append(line[:_STAMP_LEN])
+                    busy.append(stamp)
                     if line[_STAMP_LEN + 1:_STAMP_LEN + 9] == b"startup ":
-                        starts.append(line[:_STAMP_LEN])
+                        starts.append(stamp)
+                        runs.append([stamp, stamp, set()])
                 else:
                     if record[1] == "configure":
                         configuring = (record[2], record[3], record[5])
                     if record[0] >= since:
                         records.append(record)
+                if not runs:
+                    runs.append([stamp, stamp, set()])   # the log starts inside a run
+                run = runs[-1]
+                run[1] = stamp
+                name = _line_package(line)
+                if name:
+                    run[2].add(name)
         # Copies were read oldest first, but a dpkg run that went on while
         # logrotate renamed the file wrote its tail to the older copy.
         records.sort(key=lambda record: record[0])
@@ -431,6 +558,13 @@ class Attribution:
         times.update(record[0] for record in records)
         self._busy = sorted(when for when in times if when is not None and when >= since)
         self._starts = {self._epoch(stamp) for stamp in set(starts)} - {None}
+        self._runs = []
+        for first, last, names in runs:
+            start, end = self._epoch(first), self._epoch(last)
+            # A run whose last second reaches ``since`` may have gone on after it.
+            if start is not None and end is not None and end + 1 > since:
+                self._runs.append((start, end, frozenset(names)))
+        self._runs.sort()
         return records
 
     def _dpkg_line(self, line, configuring):
@@ -584,7 +718,8 @@ class Attribution:
         by_name = {}
         for event in events:
             by_name.setdefault(event.package, []).append(event)
-        self._cache = (since, events, [e.time for e in events], by_name, self._busy)
+        self._cache = (since, events, [e.time for e in events], by_name, self._busy,
+                       self._runs)
         return self._cache
 
     @staticmethod
@@ -609,7 +744,7 @@ class Attribution:
 
     def events(self, since):
         """Every event at or after ``since`` (epoch seconds), oldest first."""
-        _, events, times, _, _ = self._load(since)
+        _, events, times, _, _, _ = self._load(since)
         return events[bisect.bisect_left(times, since):]
 
     def busy(self, since):
@@ -625,6 +760,41 @@ class Attribution:
         of the last ``busy`` or ``events`` read."""
         return self._starts
 
+    def dpkg_runs(self, since):
+        """Every dpkg run that went on after ``since``, oldest first:
+        DpkgRun, with the events that fall in it and the apt run that
+        made it, if any."""
+        # Log lines have whole seconds: those of since's own second count.
+        _, events, times, _, _, runs = self._load(float(int(since)))
+        latest = _log_written(self.settings.dpkg_log)
+        found = []
+        for number, (start, end, names) in enumerate(runs):
+            # The first instant after the run.  dpkg.log has whole
+            # seconds: the last second of a run holds both what dpkg did
+            # last and, after it, what anybody did next.  The tie goes to
+            # the run (a postinst's last write and dpkg's last line often
+            # share a second, and a warning for every install would teach
+            # admins to ignore them), except where the log itself says
+            # when it was last written: for the run whose line is the
+            # log's last, its modification time ends the run to the
+            # nanosecond.  A run still going on (dpkg holds its lock) has
+            # no end yet.
+            bound, exact = end + 1, False
+            if number == len(runs) - 1:
+                if dpkg_running(self.settings):
+                    bound = float("inf")
+                elif latest is not None and end <= latest < end + 1:
+                    bound, exact = latest, True
+            if bound <= since:
+                continue
+            held = events[bisect.bisect_left(times, start):bisect.bisect_left(times, end + 1)]
+            first = held[0] if held else None
+            found.append(DpkgRun(start, end, bound, names, tuple(held),
+                                 first.tool if first else "dpkg",
+                                 first.commandline if first else None,
+                                 first.requested_by if first else None, exact))
+        return found
+
     def explain(self, package, since):
         """The latest operation on ``package`` at or after ``since``, or None.
 
@@ -635,7 +805,7 @@ class Attribution:
         this package: a differing file of it is unexplained.
         """
         name, _, arch = package.partition(":")
-        _, _, _, by_name, _ = self._load(since)
+        _, _, _, by_name, _, _ = self._load(since)
         found = [e for e in by_name.get(name, ())
                  if e.time >= since and self._same_arch(arch or None, e.arch)]
         for event in reversed(found):
@@ -744,3 +914,149 @@ def _safe(text):
     if text is None:
         return ""
     return escape(text.encode("utf-8", "surrogateescape"))
+
+
+# --- which operation made a change -------------------------------------------------
+
+# What dpkg (conffile handling, dpkg-maintscript-helper) and ucf leave
+# beside a configuration file: the path without it is the packaged file.
+_ARTEFACT = re.compile(rb"\.(?:dpkg-(?:dist|old|new|bak|tmp|remove|backup)|ucf-(?:dist|old|new))$")
+
+
+def _lines_of(path):
+    """The lines of a small system file; none when it is absent or unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().splitlines()
+    except OSError:
+        return []
+
+
+class Judge:
+    """Which package operation made a change a collector has just seen.
+
+    A collector asks when it records a change, and the answer travels
+    with the record (records.py ``explained`` and ``during``): the report
+    never judges a file as it is later.  A dpkg run explains a change
+    only when the evidence ties them:
+
+    - the changed inode's change time (ctime: the kernel's, which no
+      program sets back; a removed path's parent directory's) lies
+      inside the run, from its first line in dpkg.log to the first
+      instant after its last (see ``Attribution.dpkg_runs`` for how the
+      log's one-second resolution is decided), and the run ended after
+      the collector's previous run: no slack on either side;
+    - and a package the run's lines name owns the path (dpkg's file
+      lists; for ``.dpkg-dist`` and ``.ucf-dist`` copies, the packaged
+      file's owner; ucf's registry; the old systraq's files its upgrade
+      removes), or no package owns it (a maintainer script wrote it).
+
+    A path that matches ``critical`` and that no package the run touched
+    owns is never explained: made while dpkg ran, it gets ``during`` (a
+    warning in the report, with the operation named, but no alert), as a
+    maintainer script's adduser writes /etc/passwd.  Everything else is
+    the collector's warning.
+
+    ``since``: when the collector's previous run ended (epoch seconds);
+    None for a first run, which explains nothing.
+    """
+
+    def __init__(self, settings, since, critical=()):
+        self.settings = settings
+        self.since = since
+        self.critical = tuple(os.fsencode(p) for p in critical)
+        self.notes = []
+        self._runs = None
+        self._log = None
+        self._database = None
+        self._registry = None
+        self._obsolete = None
+
+    def runs(self):
+        if self._runs is None:
+            self._runs = []
+            if self.since is not None:
+                self._log = Attribution(self.settings)
+                try:
+                    self._runs = self._log.dpkg_runs(self.since)
+                except LogUnreadable as exc:
+                    self.notes.append(f"package operations unknown: {exc}")
+        return self._runs
+
+    def judge(self, record, package=None):
+        """``record`` (records.Record) with ``explained`` or ``during``
+        set when a dpkg run made its change, else as it is.
+        ``package``: the package that owns the path, when the collector
+        knows it (the package check)."""
+        if record.path is None or record.change in ("baseline", "state damaged"):
+            return record
+        if not self.runs():
+            return record
+        from systraq.pathcodec import unescape
+        raw = unescape(record.path)
+        when = self._ctime(raw, gone=record.change in ("removed", "missing"))
+        if when is None:
+            return record
+        run = next((r for r in reversed(self._runs) if r.holds(when) and r.bound > self.since),
+                   None)
+        if run is None:
+            return record
+        owners = [package] if package else self.owners(raw)
+        for owner in owners:
+            if run.touches(owner):
+                event = run.event_of(owner)
+                label = self._log.describe(event, ascii=True) if event is not None else None
+                return record.with_fields(explained=run.as_dict(owner, label))
+        if self._is_critical(raw):
+            return record.with_fields(during=run.as_dict())
+        if owners:
+            return record    # its package was not in this run
+        return record.with_fields(explained=run.as_dict())
+
+    def _ctime(self, path, gone):
+        """The ctime of ``path`` (of its directory when it is gone), by
+        lstat, which opens nothing; None when it cannot be seen."""
+        target = (path.rpartition(b"/")[0] or b"/") if gone else path
+        try:
+            return os.lstat(self.settings.host(target)).st_ctime_ns / 1e9
+        except OSError:
+            return None
+
+    def _is_critical(self, path):
+        import fnmatch
+        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.critical)
+
+    def owners(self, path):
+        """The packages a change of ``path`` (bytes) may come from."""
+        base = _ARTEFACT.sub(b"", path)
+        owners = self._dpkg_owners(path) or self._dpkg_owners(base)
+        owners += [package for package in self._ucf().get(base, ()) if package not in owners]
+        if base in self._obsolete_files() and "systraq" not in owners:
+            owners.append("systraq")
+        return owners
+
+    def _dpkg_owners(self, path):
+        if self._database is None:
+            from systraq import dpkgdb
+            try:
+                self._database = dpkgdb.load(self.settings)
+            except RunError as exc:
+                self.notes.append(f"package owners unknown: {exc}")
+                self._database = False
+        return [p.key for p in self._database.owners(path)] if self._database else []
+
+    def _ucf(self):
+        if self._registry is None:
+            self._registry = {}
+            for line in _lines_of(self.settings.ucf_registry):
+                package, _, path = line.partition(b" ")
+                if path:
+                    self._registry.setdefault(path.strip(), []).append(
+                        package.decode("ascii", "replace"))
+        return self._registry
+
+    def _obsolete_files(self):
+        if self._obsolete is None:
+            self._obsolete = {line.strip() for line in _lines_of(self.settings.obsolete_files)
+                              if line.startswith(b"/")}
+        return self._obsolete

@@ -717,8 +717,9 @@ class _Run:
             changes = compare(old, new, names)
         # The "since" of a run that compared with a state: the report
         # tells from it which package operation may have made a change.
-        spooled = self.transaction.stamped(
-            [records.load(change, "audit") for change in changes], since=old is not None)
+        judge = self.transaction.judge(self.config.get("check", "critical"))
+        spooled = [judge.judge(record) for record in self.transaction.stamped(
+            [records.load(change, "audit") for change in changes], since=old is not None)]
         self.transaction.commit({"time": self.transaction.stamp, "counts": counts}, new,
                                 spooled, source="audit", mode=0o600)
 

@@ -420,6 +420,8 @@ class _Run:
         def backups():
             for update in self.updates:
                 self.backups.apply(update)
+        judge = self.transaction.judge(self.config.get("check", "critical"))
+        self.result.records = [judge.judge(record) for record in self.result.records]
         header = dict(header or {}, mode=self.mode, time=self.stamp, updates=self.updates)
         self.transaction.commit(header, new, self.result.records,
                                 source="contents" if self.mode == "pub" else "contents_root",

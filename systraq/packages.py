@@ -14,14 +14,15 @@ conffile         a conffile that differs from what its package shipped:
 without sums     a package dpkg has no md5sums file for: a warning
                  (``--repair-missing`` fetches them from the archive).
 unexplained      a package file whose content changed between two runs
-                 while dpkg logged no operation on its package: a
-                 warning even when the file matches dpkg's sums, because
-                 that is what changing a file and its sums line together
-                 looks like.  It stays until the file has its earlier
-                 content again, or is accepted.
+                 when no dpkg run naming its package was at work (its
+                 inode's change time lies outside every such run, see
+                 attribution.Judge): a warning even when the file matches
+                 dpkg's sums, because that is what changing a file and
+                 its sums line together looks like.  It stays until the
+                 file has its earlier content again, or is accepted.
 explained        a change since the last run made by an install, upgrade
-                 or removal, labelled with it ("upgraded 10:32 by apt:
-                 ..."): information, not a warning.
+                 or removal while it ran, labelled with it ("upgraded
+                 10:32 by apt: ..."): information, not a warning.
 fixed            a mismatch of an earlier run that is gone.
 not verifiable   files this user cannot read, counted and named once.
 
@@ -42,7 +43,7 @@ import json
 import os
 import time
 
-from systraq import attribution, dpkgdb, records, runner, scan, standing, statefile
+from systraq import dpkgdb, records, runner, scan, standing, statefile
 from systraq.errors import RunError, UsageError
 from systraq.fsutil import atomic_write
 from systraq.pathcodec import escape, unescape
@@ -50,10 +51,6 @@ from systraq.scan import Scanner
 
 STATE_FORMAT = 1
 LOCK_WAIT = 10.0
-# dpkg.log lines are written while a run of ours may be going on: look a
-# little before the last run's start, so that no operation falls between
-# two runs.
-OVERLAP = 300
 
 WARNING_KINDS = ("changed", "missing", "unexplained", "without sums", "critical conffile")
 
@@ -174,7 +171,7 @@ def _critical(config, path):
 
 
 def run(settings, config, names=None, workers=None, now=None, save=True,
-        spool_group=None, events=None, quick=False):
+        spool_group=None, quick=False):
     """Check the packages ``names`` (all when None); return a Report.
 
     ``quick``: a file whose device, inode, size, mtime, ctime, mode and
@@ -183,17 +180,15 @@ def run(settings, config, names=None, workers=None, now=None, save=True,
 
     With ``save``, the state is updated and new findings are spooled;
     checking named packages only never saves (it would forget the rest).
-    ``events``: an attribution.Attribution to use (tests).
     """
     save = save and not names
     now = time.time() if now is None else now
     with runner.Run(settings, state_path(settings), STATE_FORMAT, command="systraq packages",
                     lock_wait=LOCK_WAIT, spool_group=spool_group, now=now) as transaction:
-        return _locked_run(settings, config, names, workers, now, save, transaction, events,
-                           quick)
+        return _locked_run(settings, config, names, workers, now, save, transaction, quick)
 
 
-def _locked_run(settings, config, names, workers, now, save, transaction, events, quick):
+def _locked_run(settings, config, names, workers, now, save, transaction, quick):
     report = Report()
     # The state before dpkg's database: loading it holds the whole file
     # in memory for a moment, and the plan is not there yet (at 300,600
@@ -210,7 +205,7 @@ def _locked_run(settings, config, names, workers, now, save, transaction, events
     report.packages = len(plan.packages)
     report.problems = list(plan.problems) + damaged
     earlier = {unescape(p): v for p, v in (header or {}).get("findings", {}).items()}
-    since = header["time"] - OVERLAP if header else None
+    since = transaction.since_epoch if header else None
     accepted = _load_accepted(settings)
     today = time.strftime("%Y-%m-%d", time.localtime(now))
 
@@ -225,16 +220,17 @@ def _locked_run(settings, config, names, workers, now, save, transaction, events
     found = scanner.records(paths)
     report.files = len(plan.items)
     report.read = scanner.hashed
-    if events is None and since is not None:
-        events = attribution.Attribution(settings)
+    # Which dpkg run made a change: one whose lines name the package, and
+    # while which the file's inode changed (attribution.Judge).
+    judge = transaction.judge(config.get("check", "critical")) if since is not None else None
 
-    def explain(package):
-        if since is None:
+    def explain(package, path, change):
+        if judge is None:
             return None
-        event = events.explain(package.key, since)
-        if event is None:
-            return None
-        return attribution.describe(event, now=now, ascii=True, native_arch=events.native_arch)
+        found = judge.judge(records.make("packages", change, escape(path), package=package.key),
+                            package=package.key)
+        return (found.explained or {}).get("label") or (
+            "changed while dpkg ran" if found.explained else None)
 
     findings = {}
     quiet = set()          # accepted findings
@@ -291,7 +287,7 @@ def _locked_run(settings, config, names, workers, now, save, transaction, events
                 if good is None and old is not None and since is not None:
                     good = scan.decode(old).digest
                 if good is not None and good != entry.digest:
-                    label = explain(package)
+                    label = explain(package, item.path, "unexplained")
                     if label is not None:
                         count = explained.get(package.key, (package, label, 0))[2]
                         explained[package.key] = (package, label, count + 1)
@@ -307,7 +303,7 @@ def _locked_run(settings, config, names, workers, now, save, transaction, events
         if kind in ("changed", "missing", "critical conffile") and is_accepted(item.path, record):
             continue
         findings[item.path] = Finding(kind, item.path, package.key, package.version, detail,
-                                      label=explain(package))
+                                      label=explain(package, item.path, kind))
 
     for path, finding in findings.items():
         if finding.warning:

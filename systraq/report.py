@@ -64,15 +64,13 @@ that mail showed.  What the last mail showed is kept in report.state
 
 import contextlib
 import fnmatch
-import hashlib
 import json
 import os
 import re
-import stat
 import syslog
 import time
 
-from systraq import baselines, mail, records, standing
+from systraq import attribution, baselines, mail, records, standing
 from systraq.errors import RunError
 from systraq.fsutil import atomic_write
 from systraq.pathcodec import escape, unescape
@@ -80,10 +78,6 @@ from systraq.settings import SYSTEM_USER
 from systraq.spool import Spool, epoch as epoch_of, stamp as iso
 
 FORMAT = 1
-# dpkg and apt write their logs while a systraq run may be going on, and
-# a run's "since" is when it ended, not when it looked at the file: widen
-# each window by this much on both sides.
-OVERLAP = 300
 # Events of one apt (or dpkg) run further apart than this are two runs.
 RUN_GAP = 1800
 
@@ -188,12 +182,12 @@ class Item:
         self.unalerted = False     # a record of it was in no alert yet
         self.first_seen = None
         self.refs = []           # (batch name, index) of the spool records
-        self.explained_by = None  # the dpkg event that made the change
+        self.explained_by = None  # the dpkg run that made the change (a record's "explained")
         # A critical path no package ships, changed while dpkg ran (its
         # maintainer scripts add accounts to /etc/passwd): the operation's
         # label.  It stays a warning in the report but is no alert.
         self.during = None
-        self.during_event = None
+        self.during_run = None
 
     def add(self, lines):
         head, *detail = lines
@@ -353,185 +347,8 @@ class Report:
 
 # -- gathering -----------------------------------------------------------
 
-class _Explainer:
-    """Which package operation made a change: dpkg's log, apt's history
-    and dpkg's file lists, loaded only when a change needs them."""
-
-    def __init__(self, settings, since, notes):
-        self.settings = settings
-        self.since = since
-        self.notes = notes
-        self._events = None
-        self._busy = []
-        self._starts = set()
-        self._database = None
-        self._registry = None
-        self._obsolete_files = None
-
-    def events(self):
-        if self._events is None:
-            from systraq import attribution
-            log = attribution.Attribution(self.settings)
-            try:
-                self._events = log.events(self.since)
-                self._busy = log.busy(self.since)
-                self._starts = log.starts()
-            except attribution.LogUnreadable as exc:
-                self.notes.append(f"package operations unknown: {exc}")
-                self._events = []
-        return self._events
-
-    def busy(self):
-        """When dpkg logged anything since the last report (epoch seconds)."""
-        self.events()
-        return self._busy
-
-    def owners(self, path):
-        """The packages a change of ``path`` (bytes) may come from: those
-        whose file list names it; for the copies dpkg and ucf leave beside
-        a configuration file they did not overwrite (``.dpkg-dist``,
-        ``.ucf-dist``...), the packages of that file; the package that
-        registered it with ucf; and systraq itself for the files its
-        upgrade from the old package removes."""
-        base = _ARTEFACT.sub(b"", path)
-        owners = self._dpkg_owners(path) or self._dpkg_owners(base)
-        owners += [package for package in self._ucf().get(base, ()) if package not in owners]
-        if base in self._obsolete() and "systraq" not in owners:
-            owners.append("systraq")
-        return owners
-
-    def made_by_scripts(self, path, events):
-        """The event of ``events`` whose maintainer script most likely
-        made the unowned file ``path`` (bytes), or None.
-
-        Two signs, either enough: the file holds what a file of the
-        operated package holds (md5 against its md5sums: a default the
-        script copied into place, as readline-common's postinst copies
-        /usr/share/readline/inputrc to /etc/inputrc); or the file's inode
-        changed while dpkg was at work, between two of its logged steps
-        at most a few minutes apart (python3's postinst writes
-        /etc/python3/debian_config from a here-document).  The change
-        time is the kernel's: no program sets it back."""
-        try:
-            fd = os.open(self.settings.host(path), os.O_RDONLY | os.O_NOFOLLOW
-                         | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            return None  # gone, or not readable by the report: unexplained
-        try:
-            info = os.fstat(fd)
-            data = (os.read(fd, COPY_LIMIT + 1) if stat.S_ISREG(info.st_mode)
-                    and info.st_size <= COPY_LIMIT else None)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        database = self._db()
-        if data is not None and database:
-            digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
-            operated = {event.package.partition(":")[0] for event in events}
-            shipping = {package.name for package in database.installed()
-                        if package.name in operated
-                        and digest in (database.sums(package) or {}).values()}
-            for event in reversed(events):
-                if event.package.partition(":")[0] in shipping:
-                    return event
-        return _changed_during(info, events, self.busy(), self._starts)
-
-    def changed_during(self, path, events):
-        """The event of ``events`` while whose dpkg run the inode of
-        ``path`` (bytes) last changed, or None.  Only its change time is
-        looked at (lstat: /etc/shadow's is visible to the systraq user,
-        its content is not)."""
-        try:
-            info = os.lstat(self.settings.host(path))
-        except OSError:
-            return None
-        return _changed_during(info, events, self.busy(), self._starts)
-
-    def _db(self):
-        """dpkg's database, loaded at the first need; False when it
-        cannot be read (a note says so)."""
-        if self._database is None:
-            from systraq import dpkgdb
-            try:
-                self._database = dpkgdb.load(self.settings)
-            except RunError as exc:
-                self.notes.append(f"package owners unknown: {exc}")
-                self._database = False
-        return self._database
-
-    def _dpkg_owners(self, path):
-        database = self._db()
-        return [p.key for p in database.owners(path)] if database else []
-
-    def _ucf(self):
-        if self._registry is None:
-            self._registry = {}
-            for line in _lines_of(self.settings.ucf_registry):
-                package, _, path = line.partition(b" ")
-                if path:
-                    self._registry.setdefault(path.strip(), []).append(package.decode(
-                        "ascii", "replace"))
-        return self._registry
-
-    def _obsolete(self):
-        if self._obsolete_files is None:
-            self._obsolete_files = {line.strip() for line in _lines_of(self.settings.obsolete_files)
-                                    if line.startswith(b"/")}
-        return self._obsolete_files
-
-    def window(self, record):
-        """The events between the run before the record's and its own."""
-        end = epoch_of(record.get("time"))
-        if end is None:
-            return []
-        start = epoch_of(record.get("since")) or self.since
-        return [e for e in self.events() if start - OVERLAP <= e.time <= end + OVERLAP]
-
-
-# A file a maintainer script copied into place is a default, small; a
-# larger one is not read to find out.
-COPY_LIMIT = 1 << 20
-# The longest a single dpkg step (one package's unpack or maintainer
-# script) is taken to run: a file changed between two logged steps no
-# further apart was changed while dpkg was at work.
-DPKG_STEP = 300
-
-# What dpkg (conffile handling, dpkg-maintscript-helper) and ucf leave
-# beside a configuration file: the path without it is the packaged file.
-_ARTEFACT = re.compile(rb"\.(?:dpkg-(?:dist|old|new|bak|tmp|remove|backup)|ucf-(?:dist|old|new))$")
-
-
-def _changed_during(info, events, busy, starts=frozenset()):
-    """The event of ``events`` after which dpkg was still at work when
-    the inode ``info`` (a stat result) last changed, or None: its change
-    time lies between two lines dpkg logged (``busy``: the times of its
-    events and of the status lines between and after them, so the end
-    of the last postinst counts) at most DPKG_STEP apart.  The change
-    time is the kernel's: no program sets it back."""
-    ctime = info.st_ctime
-    times = sorted(set(busy) | {e.time for e in events})
-    # Between the last line of one dpkg run and the "startup" of the next
-    # (apt runs dpkg several times; an admin runs apt twice) no dpkg was
-    # at work: a pair that ends on a startup line is no run's.
-    if not any(before - 1 <= ctime <= after + 1 and after - before <= DPKG_STEP
-               and (after == before or after not in starts)
-               for before, after in zip(times, times[1:] + times[-1:])):
-        return None
-    started = [e for e in events if e.time <= ctime + 1]
-    return max(started, key=lambda e: e.time) if started else None
-
-
-def _lines_of(path):
-    """The lines of a small system file; none when it is absent or unreadable."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read().splitlines()
-    except OSError:
-        return []
-
-
 def _critical(config, path):
+    """Whether ``path`` (escaped text) matches ``[check] critical``."""
     if path is None:
         return False
     raw = unescape(path)
@@ -547,7 +364,10 @@ class _Gatherer:
         self.operations = []
         self.alerts = _load_alerts(settings)
         self.explained_counts = []
-        self.explainer = None
+        # The dpkg runs the collectors found made a change (records'
+        # "explained"), to be counted with their operation.
+        self.made = []
+        self.explain = True
         self.operations_built = False
 
     def item(self, key, record, path=None, labelled=True):
@@ -563,34 +383,38 @@ class _Gatherer:
     def spool(self, explain=True):
         """Every pending record, sorted into warnings, operations and notes."""
         report = self.report
+        self.explain = explain
         spool = Spool(self.settings)
         report.batches = spool.pending()
         loaded = []
         for batch in report.batches:
             try:
-                records = spool.records(batch)
+                found = spool.records(batch)
             except (OSError, ValueError) as exc:
                 # Left pending and said: a batch we cannot read is not lost.
                 report.notes.append(f"spool batch {os.fsdecode(batch.name)} unreadable: {exc}")
                 continue
-            loaded.append((batch, records))
-            report.records += len(records)
-            report.batch_records[batch.name] = len(records)
+            loaded.append((batch, found))
+            report.records += len(found)
+            report.batch_records[batch.name] = len(found)
         stamps = [epoch_of(r.get("since") or r.get("time")) for _, rs in loaded for r in rs]
         stamps = [s for s in stamps if s is not None]
         report.since = min(stamps) if stamps else None
-        since = report.since if report.since is not None else report.now - 86400
-        self.explainer = _Explainer(self.settings, since - OVERLAP, report.notes) if explain else None
 
-        for batch, records in loaded:
+        for batch, found in loaded:
             alerted = self.alerts.get(os.fsdecode(batch.name), {})
-            for index, record in enumerate(records):
+            for index, record in enumerate(found):
                 self._record(batch, index, record, alerted)
 
     def _record(self, batch, index, record, alerted):
         report = self.report
         record = records.load(record)
         change = record.change
+        if record.explained is not None and change != "explained":
+            # A collector found that a package operation made it: the
+            # operation's, counted with it (section 2), not a warning.
+            self.made.append(record.explained)
+            return
         if record.is_note:
             if change == "explained":
                 self._explained(record)
@@ -612,47 +436,11 @@ class _Gatherer:
             item.alerted = alerted["records"][str(index)]
         else:
             item.unalerted = True
-        if record.get("source") in ("snapshot", "contents", "contents_root") and path:
-            self._attribute(item, record, path)
-
-    def _attribute(self, item, record, path):
-        """A change a package operation made belongs to it."""
-        if self.explainer is None:
-            return
-        events = self.explainer.window(record)
-        if not events:
-            return
-        raw = unescape(path)
-        owners = set(self.explainer.owners(raw))
-        names = {o.partition(":")[0] for o in owners}
-        for event in reversed(events):
-            if event.package in owners or event.package.partition(":")[0] in names:
-                item.explained_by = event
-                return
-        if not owners and not item.critical and record.get("change") in ("created", "added"):
-            # No package ships it: a maintainer script may have made it
-            # (made_by_scripts says when that is what the evidence shows).
-            # Never for a critical path: a file dropped into /etc/cron.d
-            # during an upgrade stays a warning.
-            event = self.explainer.made_by_scripts(raw, events)
-            if event is not None:
-                item.explained_by = event
-        elif not owners and item.critical:
-            # A maintainer script's adduser writes /etc/passwd, /etc/group
-            # and their shadows.  When the inode last changed while dpkg
-            # was at work, the change is the operation's: listed in the
-            # report with it, not alerted at once.  A change made after
-            # the run (or alongside it but finished later) is alerted.
-            event = self.explainer.changed_during(raw, events)
-            if event is not None:
-                item.during_event = event
-
-    def _operation(self, event):
-        self.build_operations()
-        for operation in self.operations:
-            if event in operation.events:
-                return operation
-        return None
+        if record.during is not None:
+            # Made while dpkg ran, and no package it touched explains it
+            # (a maintainer script's adduser): a warning that names the
+            # operation, and no alert.
+            item.during_run = record.during
 
     def _explained(self, record):
         # The package check's own count of files an operation changed
@@ -663,32 +451,56 @@ class _Gatherer:
                                       int(match.group(1)) if match else 0))
 
     def build_operations(self):
-        """Group the window's events into dpkg runs (once)."""
-        if self.explainer is None or self.operations_built:
+        """The package operations since the report's window began, each
+        apt (or dpkg) run once, from dpkg's and apt's logs (once)."""
+        if not self.explain or self.operations_built:
             return
         self.operations_built = True
-        for event in self.explainer.events():
+        since = self.report.since if self.report.since is not None else self.report.now - 86400
+        starts = [run.get("start") for run in self.made]
+        starts += [item.during_run.get("start") for item in self.items.values()
+                   if item.during_run]
+        since = min([since] + [s for s in starts if isinstance(s, (int, float))])
+        log = attribution.Attribution(self.settings)
+        try:
+            events = log.events(since)
+        except attribution.LogUnreadable as exc:
+            self.report.notes.append(f"package operations unknown: {exc}")
+            events = []
+        for event in events:
             if self.operations and self.operations[-1].takes(event):
                 self.operations[-1].events.append(event)
             else:
                 self.operations.append(Operation(event))
 
+    def _operation_of(self, run):
+        """The operation that holds the dpkg run ``run`` (a record's
+        ``explained`` or ``during``); one made from it when the logs no
+        longer hold it."""
+        start, end = run.get("start"), run.get("end", run.get("start"))
+        if isinstance(start, (int, float)):
+            for operation in self.operations:
+                if operation.start - 1 <= end and start <= operation.end + 1:
+                    return operation
+        event = attribution.Event(start if isinstance(start, (int, float)) else self.report.now,
+                                  "configure", str(run.get("package") or "?"),
+                                  tool=str(run.get("tool") or "dpkg"),
+                                  commandline=run.get("commandline"),
+                                  requested_by=run.get("requested_by"))
+        operation = Operation(event)
+        self.operations.append(operation)
+        self.operations.sort(key=lambda o: o.start)
+        return operation
+
     def finish(self, packages=None):
         report = self.report
         self.build_operations()
-        for key, item in list(self.items.items()):
-            event = item.explained_by
-            if event is not None:
-                operation = self._operation(event)
-                if operation is not None:
-                    operation.files += 1
-                    del self.items[key]
-            during = item.during_event
-            if during is not None:
-                operation = self._operation(during)
-                item.during = (operation.label(self.report.now) if operation is not None
-                               else _printable(f"{during.tool} at "
-                                               f"{_local(during.time, self.report.now)}"))
+        if self.explain:
+            for run in self.made:
+                self._operation_of(run).files += 1
+            for item in self.items.values():
+                if item.during_run is not None:
+                    item.during = self._operation_of(item.during_run).label(report.now)
         for package, count in self.explained_counts:
             name = package.partition(":")[0]
             for operation in reversed(self.operations):

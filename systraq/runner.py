@@ -33,7 +33,7 @@ the next run.
 import os
 import time
 
-from systraq import baselines, statefile
+from systraq import baselines, records, statefile
 from systraq.errors import RunError
 from systraq.fsutil import Busy, atomic_write, exclusive_lock
 from systraq.spool import Spool, stamp as record_stamp
@@ -74,6 +74,7 @@ class Run:
         self.undo = undo
         self.against = None
         self.since = None          # when the last run ended (ISO stamp), or None
+        self._since_exact = None
         self.damaged = None        # why the last state could not be read back
         self.run_id = None
         self._lock = None
@@ -92,6 +93,10 @@ class Run:
             self.against = baselines.observe(self.settings, self.state, self.spool_group,
                                              self._now)
             self.since = statefile.last_run(self.state)
+            try:
+                self._since_exact = os.stat(self.state).st_mtime_ns / 1e9
+            except FileNotFoundError:
+                self._since_exact = None
         except BaseException:
             self._lock.__exit__(None, None, None)
             raise
@@ -105,6 +110,18 @@ class Run:
         if self._now is None:
             self._now = time.time()
         return self._now
+
+    @property
+    def since_epoch(self):
+        """When the last run ended, epoch seconds (the state's modification
+        time, to the nanosecond); None for a first run."""
+        return self._since_exact
+
+    def judge(self, critical=()):
+        """An attribution.Judge for this run's changes: which package
+        operation since the last run made each."""
+        from systraq import attribution
+        return attribution.Judge(self.settings, self.since_epoch, critical)
 
     @property
     def stamp(self):
@@ -121,22 +138,22 @@ class Run:
             self.damaged = str(exc)
             return None, None
 
-    def stamped(self, records, since=True):
-        """``records`` with this run's time, and the last run's end as their
-        ``since`` (when there was one and ``since``)."""
+    def stamped(self, found, since=True):
+        """``records`` (records.Record, or their spool objects) with this
+        run's time, and the last run's end as their ``since`` (when there
+        was one and ``since``)."""
         out = []
-        for record in records:
+        for record in found:
             fields = {"time": record.get("time") or self.stamp}
             if since and self.since is not None and not record.get("since"):
                 fields["since"] = self.since
-            out.append(record.with_fields(**fields) if hasattr(record, "with_fields")
-                       else {**record, **fields})
+            out.append(records.load(record).with_fields(**fields))
         return out
 
-    def commit(self, header, entries, records, *, source, mode, before_rename=None,
+    def commit(self, header, entries, queued, *, source, mode, before_rename=None,
                keep_time=None):
         """Write the next state (``header`` and ``entries``) and spool
-        ``records`` as one: see the module's docstring.  ``mode``: the
+        ``queued`` (records) as one: see the module's docstring.  ``mode``: the
         state file's permissions; ``keep_time``: a stat result whose
         times the state keeps (a restricted run leaves the time of the
         last full run)."""
@@ -145,8 +162,8 @@ class Run:
                       against=self.against)
         pending = self.state + b".next"
         atomic_write(pending, statefile.encode(header, entries), mode=mode)
-        if records:
-            self.spool.add(source, records, now=self.now, run=self.run_id,
+        if queued:
+            self.spool.add(source, queued, now=self.now, run=self.run_id,
                            group=self.spool_group)
         if before_rename is not None:
             before_rename()

@@ -268,7 +268,8 @@ def _full(settings, config, mode, quick, run, workers):
             # this saves writing 26 MB (state and .stat) each hour.
             run.touch()
             return Result([], len(new), scanner.unreadable, False, None, scanner.hashed)
-    records = run.stamped(records)
+    judge = run.judge(config.get("check", "critical"))
+    records = [judge.judge(record) for record in run.stamped(records)]
     header = {"mode": mode, "digest": algorithm, "time": run.stamp}
     run.commit(header, new, records, source=f"snapshot_{mode}", mode=private)
     atomic_write(stat_file, _stat_text(new, names), mode=private)
@@ -380,7 +381,9 @@ def _restricted(settings, config, mode, run, workers, only):
     if not differ:
         return result
     names = accounts.Names(settings)
-    records = run.stamped(compare(old_sub, new_sub, mode, names, differ))
+    judge = run.judge(config.get("check", "critical"))
+    records = [judge.judge(record)
+               for record in run.stamped(compare(old_sub, new_sub, mode, names, differ))]
     new = {p: r for p, r in old.items() if p not in old_sub}
     new.update(new_sub)
     private = 0o600 if mode == "root" else 0o640

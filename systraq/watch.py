@@ -56,7 +56,7 @@ import stat
 import sys
 import time
 
-from systraq import accounts, config as config_module, contents, inotify, snapshot
+from systraq import accounts, attribution, config as config_module, contents, inotify, snapshot
 from systraq.errors import ConfigError, RunError, SystraqError
 from systraq.fsutil import atomic_write
 from systraq.settings import NEVER_WALK
@@ -223,34 +223,8 @@ def _is_file(host):
 
 
 def dpkg_running(settings):
-    """Whether dpkg or apt holds dpkg's lock now.
-
-    The lock files are root's and mode 0640: the systraq user cannot open
-    them to ask fcntl, but /proc/locks names every lock by device and
-    inode, for everybody.
-    """
-    inodes = set()
-    for name in (b"lock-frontend", b"lock"):
-        try:
-            info = os.stat(os.path.join(settings.dpkg_admindir, name))
-        except OSError:
-            continue
-        inodes.add(f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}")
-    if not inodes:
-        return False
-    try:
-        with open("/proc/locks", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                fields = line.split()
-                # "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; a
-                # waiting lock has "->" before its type.
-                if "->" in fields:
-                    continue
-                if len(fields) > 5 and fields[5] in inodes:
-                    return True
-    except OSError:
-        return False
-    return False
+    """Whether dpkg or apt holds dpkg's lock now (attribution.py)."""
+    return attribution.dpkg_running(settings)
 
 
 def _stderr(line):

@@ -494,3 +494,144 @@ def test_settings_name_both_logs_below_the_root(tmp_path):
     settings = Settings(root=tmp_path)
     assert settings.dpkg_log == os.fsencode(tmp_path) + b"/var/log/dpkg.log"
     assert settings.apt_history == os.fsencode(tmp_path) + b"/var/log/apt/history.log"
+
+
+# --- the Judge: which run made a change a collector saw --------------------------
+
+class Timeline:
+    """A fake root with a small dpkg database, where dpkg.log lines are
+    written at given times around a file's real change time (``made``)."""
+
+    def __init__(self, root, path, content):
+        from tests.unit.test_packages import FakeDpkg
+        self.root = root
+        self.dpkg = FakeDpkg(root)
+        self.dpkg.install("openssh-server", "1:9.2p1-2", {
+            "/usr/sbin/sshd": "sshd\n", "/etc/ssh/sshd_config": "Port 22\n"},
+            conffiles=("/etc/ssh/sshd_config",))
+        root.mkdir("/var/log")
+        root.write(path, content)
+        self.path = path
+        self.made = os.lstat(root.host(path)).st_ctime_ns / 1e9
+
+    def log(self, offset, words):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(int(self.made) + offset))
+        self.dpkg.log(f"{when} {words}")
+        # The log's own modification time stays in the past, as when the
+        # last line was written, unless a test writes one after the change.
+        latest = int(self.made) + offset + 0.5
+        os.utime(self.root.host(DPKG), (latest, latest))
+
+    def judge(self, change="content", since=None, critical=("/etc/passwd",), path=None):
+        from systraq import records
+        judge = attribution_module.Judge(self.root.settings(),
+                                         self.made - 600 if since is None else since, critical)
+        return judge.judge(records.make("snapshot", change, path or self.path, mode="pub"))
+
+
+def test_judge_a_file_of_a_package_changed_while_its_run_went_on_is_explained(root, utc):
+    line = Timeline(root, "/etc/ssh/sshd_config", "Port 2222\n")
+    line.log(-2, "startup archives unpack")
+    line.log(-2, "upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3")
+    line.log(+1, "status installed openssh-server:amd64 1:9.2p1-2+deb12u3")
+    found = line.judge()
+    assert found.explained["package"] == "openssh-server"
+    assert found.explained["label"].startswith("upgraded ")
+    assert found.during is None and found.is_note
+    # A run before the collector's previous run explains nothing.
+    assert line.judge(since=line.made + 10).explained is None
+
+
+def test_judge_no_slack_a_change_after_the_last_line_is_not_the_runs(root, utc):
+    """The hole of a fixed window: an upgrade of the package, then a hand
+    edit of its file moments after dpkg's last line, is a warning."""
+    line = Timeline(root, "/etc/ssh/sshd_config", "Port 2222\nPermitRootLogin yes\n")
+    line.log(-3, "startup archives unpack")
+    line.log(-3, "upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3")
+    line.log(-2, "status installed openssh-server:amd64 1:9.2p1-2+deb12u3")
+    found = line.judge()
+    assert found.explained is None and found.during is None
+
+
+def test_judge_the_last_second_of_the_log_is_decided_by_its_modification_time(root, utc):
+    line = Timeline(root, "/etc/ssh/sshd_config", "Port 2222\n")
+    line.log(-1, "startup archives unpack")
+    line.log(-1, "upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3")
+    line.log(0, "status installed openssh-server:amd64 1:9.2p1-2+deb12u3")
+    # The last line was written after the change, in its second: the run's.
+    os.utime(root.host(DPKG), ns=(int(line.made * 1e9) + 1000, int(line.made * 1e9) + 1000))
+    assert line.judge().explained is not None
+    # The last line was written before the change, in the same second:
+    # the change came after the run.
+    os.utime(root.host(DPKG), ns=(int(line.made * 1e9) - 1000, int(line.made * 1e9) - 1000))
+    assert line.judge().explained is None
+
+
+def test_judge_what_dpkg_ucf_and_systraqs_own_upgrade_leave_is_the_runs(root, utc):
+    line = Timeline(root, "/etc/ssh/sshd_config.dpkg-dist", "Port 22\n")
+    root.write("/var/lib/ucf/registry", "systraq /etc/systraq/snapshot_pub.list\n"
+               "systraq /etc/systraq/systraq.conf\n")
+    root.write("/usr/share/systraq/obsolete-files", "# comment\n/etc/systraq/Makefile\n")
+    for path in ("/etc/systraq/snapshot_pub.list.ucf-dist", "/etc/systraq/systraq.conf",
+                 "/etc/systraq/notes.dpkg-dist", "/etc/ssh/sshd_config.orig"):
+        root.write(path, "x\n")
+    line.log(-2, "startup archives unpack")
+    line.log(-2, "upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3")
+    line.log(-2, "upgrade systraq:all 20201231-1 20261121")
+    line.log(+2, "status installed systraq:all 20261121")
+    explained = {path: line.judge("created", path=path).explained is not None
+                 for path in ("/etc/ssh/sshd_config.dpkg-dist",
+                              "/etc/systraq/snapshot_pub.list.ucf-dist",
+                              "/etc/systraq/systraq.conf")}
+    assert explained == dict.fromkeys(explained, True)
+    # The old package's conffile the upgrade removed: its directory
+    # changed in the run, and the old package's files are systraq's.
+    removed = line.judge("removed", path="/etc/systraq/Makefile")
+    assert removed.explained["package"] == "systraq"
+    # Written in the run, owned by nobody and not critical: the run's
+    # maintainer scripts'.
+    assert line.judge("created", path="/etc/ssh/sshd_config.orig").explained is not None
+
+
+def test_judge_an_unowned_file_written_while_dpkg_ran_is_the_runs_unless_critical(root, utc):
+    line = Timeline(root, "/etc/inputrc", "set bell none\n")
+    root.write("/etc/cron.d/inputrc", "set bell none\n")
+    line.log(-2, "startup archives unpack")
+    line.log(-2, "install readline-common:all <none> 8.2-1.3")
+    line.log(+2, "status installed readline-common:all 8.2-1.3")
+    assert line.judge("created").explained is not None
+    critical = line.judge("created", path="/etc/cron.d/inputrc", critical=("/etc/cron.d/*",))
+    assert critical.explained is None and critical.during["start"] == int(line.made) - 2
+
+
+def test_judge_a_critical_file_changed_while_dpkg_ran_is_during_not_explained(root, utc):
+    # adduser, run by a maintainer script, rewrites /etc/passwd.
+    line = Timeline(root, "/etc/passwd", "root:x:0:0::/root:/bin/sh\n"
+                                         "systemd-network:x:998:998::/:/bin/false\n")
+    line.log(-9, "startup archives unpack")
+    line.log(-9, "install systemd:amd64 <none> 252.31-1~deb12u1")
+    line.log(-8, "status unpacked systemd:amd64 252.31-1~deb12u1")
+    line.log(-3, "startup packages configure")
+    line.log(-3, "configure systemd:amd64 252.31-1~deb12u1 <none>")
+    # The postinst ran adduser here: the status line dpkg writes when it
+    # is done says the run went on until then.
+    line.log(+2, "status installed systemd:amd64 252.31-1~deb12u1")
+    found = line.judge()
+    assert found.explained is None and found.during is not None
+
+
+@pytest.mark.parametrize("lines", [
+    # dpkg ran in the same hour, but was done well before the change.
+    [(-1800, "startup archives unpack"), (-1800, "install systemd:amd64 <none> 252"),
+     (-1795, "configure systemd:amd64 252 <none>")],
+    # Between two apt runs a minute apart: dpkg was not at work then.
+    [(-30, "startup archives unpack"), (-30, "install systraq:all <none> 20261121"),
+     (-20, "status installed systraq:all 20261121"), (+30, "startup archives unpack"),
+     (+30, "install exim4:all <none> 4.96-15")],
+])
+def test_judge_a_critical_file_changed_outside_any_run_is_a_warning(root, utc, lines):
+    line = Timeline(root, "/etc/passwd", "root:x:0:0::/root:/bin/sh\nmallory:x:0:0::/:/bin/sh\n")
+    for offset, words in lines:
+        line.log(offset, words)
+    found = line.judge(since=line.made - 3600)
+    assert found.explained is None and found.during is None

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """systraq packages on a fake root with a small dpkg database."""
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import time
 
 import pytest
@@ -72,6 +74,24 @@ class FakeDpkg:
         with open(self.root.host("/var/log/dpkg.log"), "a") as handle:
             handle.write(line + "\n")
 
+    @contextlib.contextmanager
+    def operation(self, *actions):
+        """A dpkg run now, as dpkg logs it: its startup line, ``actions``
+        (what follows the time in dpkg.log, "upgrade coreutils:amd64 9.1-1
+        9.1-1"), what the block changes, and a last "status installed"
+        line per package, each stamped with the clock as dpkg stamps it:
+        the change times of what the block writes lie inside the run."""
+        def now():
+            return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        self.log(f"{now()} startup archives unpack")
+        for action in actions:
+            self.log(f"{now()} {action}")
+        yield
+        for action in actions:
+            verb, package, _old, new = action.split(" ")
+            if verb in ("install", "upgrade"):
+                self.log(f"{now()} status installed {package} {new}")
+
 
 @pytest.fixture
 def dpkg(root):
@@ -139,8 +159,8 @@ def test_a_mismatch_keeps_the_day_it_was_first_seen_until_fixed(dpkg):
     assert first.first_seen == "2026-11-20"
     (again,) = [f for f in check(dpkg.root, now=DAY1 + 86400).findings if f.kind == "changed"]
     assert again.first_seen == "2026-11-20"
-    dpkg.root.write("/usr/bin/ls", "ls\n")
-    dpkg.log("2026-11-21 10:32:00 upgrade coreutils:amd64 9.1-1 9.1-1")
+    with dpkg.operation("upgrade coreutils:amd64 9.1-1 9.1-1"):
+        dpkg.root.write("/usr/bin/ls", "ls\n")
     report = check(dpkg.root, now=DAY1 + 2 * 86400)
     assert ("fixed", "/usr/bin/ls") in kinds(report)
     assert not [f for f in report.warnings if f.path == b"/usr/bin/ls"]
@@ -149,20 +169,36 @@ def test_a_mismatch_keeps_the_day_it_was_first_seen_until_fixed(dpkg):
 def test_a_change_dpkg_explains_is_labelled_not_a_warning(dpkg):
     check(dpkg.root, now=DAY1)
     # An upgrade: new content, new sums, and dpkg says so in its log.
-    dpkg.install("openssh-server", "1:9.2p1-2+deb12u3", {
-        "/usr/sbin/sshd": "sshd fixed\n", "/etc/ssh/sshd_config": "Port 22\n",
-        "/etc/default/ssh": "SSHD_OPTS=\n"},
-        conffiles=("/etc/ssh/sshd_config", "/etc/default/ssh"))
-    dpkg.log("2026-11-20 10:32:00 upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3")
-    dpkg.log("2026-11-20 10:32:01 status installed openssh-server:amd64 1:9.2p1-2+deb12u3")
+    with dpkg.operation("upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3"):
+        dpkg.install("openssh-server", "1:9.2p1-2+deb12u3", {
+            "/usr/sbin/sshd": "sshd fixed\n", "/etc/ssh/sshd_config": "Port 22\n",
+            "/etc/default/ssh": "SSHD_OPTS=\n"},
+            conffiles=("/etc/ssh/sshd_config", "/etc/default/ssh"))
     report = check(dpkg.root, now=DAY1 + 86400)
     (explained,) = [f for f in report.findings if f.kind == "explained"]
     assert explained.package == "openssh-server"
-    assert explained.label.startswith("upgraded 2026-11-20 10:32 by dpkg: openssh-server")
+    assert re.match(r"upgraded \d\d:\d\d by dpkg: openssh-server", explained.label)
     assert explained.label.endswith(" 1:9.2p1-2 -> 1:9.2p1-2+deb12u3")
     assert explained.detail == "1 file changed"
     assert not explained.warning
     assert [f.kind for f in report.warnings] == ["without sums"]
+
+
+def test_a_change_after_an_operation_on_the_same_package_is_unexplained(dpkg):
+    """The hole an attacker would use: an upgrade of the package, then a
+    hand edit of one of its files with its sums line, moments later.  The
+    upgrade explains its own changes only: the edit's change time lies
+    after dpkg's last line (dpkg.log's own modification time says when
+    that was, to the nanosecond)."""
+    check(dpkg.root, now=DAY1)
+    with dpkg.operation("upgrade coreutils:amd64 9.1-1 9.1-2"):
+        dpkg.install("coreutils", "9.1-2", {"/usr/bin/ls": "ls 2\n", "/usr/bin/cat": "cat\n",
+                                            "/usr/share/doc/coreutils/README": "read me\n"})
+    dpkg.forge("coreutils", "/usr/bin/cat", "trojan\n")
+    report = check(dpkg.root, now=DAY1 + 86400)
+    assert ("unexplained", "/usr/bin/cat") in kinds(report)
+    (explained,) = [f for f in report.findings if f.kind == "explained"]
+    assert explained.package == "coreutils" and explained.detail == "1 file changed"
 
 
 def test_a_file_changed_with_its_sums_line_and_no_dpkg_operation_is_unexplained(dpkg):
