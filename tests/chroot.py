@@ -23,6 +23,7 @@ Needs root (debootstrap, chroot, mount namespaces).
 import fcntl
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -46,6 +47,8 @@ CACHE = os.environ.get("SYSTRAQ_TEST_CACHE", "/var/cache/systraq-tests")
 MAX_AGE = 7 * 24 * 3600
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# A command line that runs apt, which takes the shared download cache's lock.
+_APT = re.compile(r"\bapt(?:-get)?\s")
 
 # apt settings of every test chroot.  The mirror may be a dated one (a
 # local mirror synced now and then, snapshot.debian.org) whose Release
@@ -237,8 +240,11 @@ class Chroot:
         ``net``: in a network namespace of its own (no interface up, no
         socket of the host's), so that what listens is only what the
         command starts.  Returns the CompletedProcess with text stdout and
-        stderr.
+        stderr.  A command that runs apt-get waits for the host's lock of
+        the shared download cache (see ``apt``).
         """
+        if _APT.search(command) and not getattr(self, "_apt_locked", False):
+            return self.apt(command, check=check, user=user, input=input, env=env, net=net)
         variables = {"PATH": PATH, "LC_ALL": "C.UTF-8", "HOME": "/root",
                      "DEBIAN_FRONTEND": "noninteractive", **(env or {})}
         argv = [f"{k}={v}" for k, v in variables.items()]
@@ -255,13 +261,17 @@ class Chroot:
                 f"{result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
         return result
 
-    def apt(self, command, check=True):
+    def apt(self, command, check=True, **options):
         """An apt-get (or apt) command line, run while this host's lock of
         the shared download cache is held: chroots of every release share
         it, and apt gives up at once on a held archives lock."""
         with open(os.path.join(self.archives, ".systraq-lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            return self.run(command, check=check)
+            self._apt_locked = True
+            try:
+                return self.run(command, check=check, **options)
+            finally:
+                self._apt_locked = False
 
     def apt_install(self, *packages, options=""):
         """apt-get install, resolving dependencies from the archive."""
