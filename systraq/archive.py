@@ -17,11 +17,10 @@ import contextlib
 import hashlib
 import os
 import pwd
-import stat
 import tempfile
 
 from systraq.errors import RunError
-from systraq.fsutil import atomic_write
+from systraq.fsutil import NotRegular, atomic_write, open_untrusted
 
 
 class Unavailable(RunError):
@@ -88,13 +87,13 @@ class DownloadArea:
             return path
         target = os.path.join(self.top, os.path.basename(path))
         try:
-            source = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            source, _info = open_untrusted(path)
+        except NotRegular:
+            raise Unavailable(f"{os.path.basename(path)}: the download is not a file") from None
         except OSError as exc:
             raise Unavailable(f"{os.path.basename(path)}: cannot read the download: "
                               f"{exc.strerror}") from None
         try:
-            if not stat.S_ISREG(os.fstat(source).st_mode):
-                raise Unavailable(f"{os.path.basename(path)}: the download is not a file")
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             with open(os.open(target, flags, 0o600), "wb") as out:
                 while chunk := os.read(source, 1 << 20):

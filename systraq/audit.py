@@ -53,7 +53,7 @@ import sys
 
 from systraq import accounts, records, runner, scan, shellrc, standing
 from systraq.errors import RunError
-from systraq.fsutil import mode_directory
+from systraq.fsutil import mode_directory, read_untrusted
 from systraq.pathcodec import escape
 from systraq.settings import NEVER_WALK
 
@@ -118,7 +118,6 @@ TYPES = {"f": "file", "d": "directory", "l": "symlink", "p": "fifo", "s": "socke
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _OPEN_WALK = _OPEN_DIR | os.O_NOFOLLOW
-_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 
 
@@ -546,31 +545,9 @@ def _read_startup(dir_fd, name):
     pointing at /etc/shadow is not read), a FIFO or device never opened;
     fstat must show the file lstat saw."""
     try:
-        seen = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return read_untrusted(name, dir_fd=dir_fd, limit=READ_MAX)
     except OSError:
         return None
-    if not stat.S_ISREG(seen.st_mode):
-        return None
-    try:
-        fd = os.open(name, _OPEN_FILE, dir_fd=dir_fd)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (seen.st_dev, seen.st_ino):
-            return None
-        chunks, size = [], 0
-        while size < READ_MAX:
-            chunk = os.read(fd, READ_MAX - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return b"".join(chunks), info
 
 
 class _Startup:

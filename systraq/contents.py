@@ -50,7 +50,7 @@ import time
 
 from systraq import accounts, listgen, lists, pathcodec, records, runner, spool, sshkeys, textdiff
 from systraq.errors import ConfigError, RunError
-from systraq.fsutil import atomic_write, mode_directory
+from systraq.fsutil import NotRegular, atomic_write, mode_directory, open_untrusted, read_untrusted
 from systraq.pathcodec import escape
 
 MODES = ("pub", "root")
@@ -134,19 +134,14 @@ def _read(host, info, max_size):
     be the file that lstat saw.
     """
     try:
-        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
-                     | os.O_CLOEXEC)
-    except FileNotFoundError:
+        fd, _now = open_untrusted(host, seen=info)
+    except NotRegular:
         raise _Gone() from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
+        if exc.errno in (errno.ENOENT, errno.ELOOP):
             raise _Gone() from None
         raise
     try:
-        now = os.fstat(fd)
-        if (not stat.S_ISREG(now.st_mode) or now.st_ino != info.st_ino
-                or now.st_dev != info.st_dev):
-            raise _Gone()
         digest = hashlib.sha256()
         parts = []
         kept = 0
@@ -168,20 +163,9 @@ def _read(host, info, max_size):
 
 def _read_backup(path):
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return read_untrusted(path)[0]
     except OSError:
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        parts = []
-        while True:
-            chunk = os.read(fd, READ_CHUNK)
-            if not chunk:
-                return b"".join(parts)
-            parts.append(chunk)
-    finally:
-        os.close(fd)
 
 
 class Backups:
@@ -534,34 +518,7 @@ class _Pub(_Run):
         """``watched()`` for the paths at or below ``tops`` only, without
         searching all of /etc."""
         settings = self.settings
-        ignore = self.config.get("contents", "ignore")
-        paths = set()
-        for top in tops:
-            if _under(top, (b"/etc",)):
-                start = top
-            elif _under(b"/etc", (top,)):
-                start = b"/etc"
-            else:
-                continue
-            stack = [start]
-            while stack:
-                logical = stack.pop()
-                try:
-                    info = os.lstat(settings.host(logical))
-                except OSError:
-                    continue
-                if stat.S_ISDIR(info.st_mode):
-                    if not info.st_mode & stat.S_IXOTH:
-                        continue
-                    try:
-                        names = os.listdir(settings.host(logical))
-                    except OSError:
-                        continue
-                    stack.extend(posixpath.join(logical, name) for name in names)
-                elif (stat.S_ISREG(info.st_mode) and info.st_mode & stat.S_IROTH
-                      and self.reach.open_to_all(logical)
-                      and not listgen.matches(logical, ignore)):
-                    paths.add(logical)
+        paths = set(listgen.etc_files(settings, self.config.get("contents", "ignore"), tops))
         try:
             entries = lists.parse(settings.filetraq_conf, "system")
         except lists.MissingListFile:
@@ -765,12 +722,11 @@ def _read_keys(settings, home, name):
                 return ("l", os.readlink(name, dir_fd=ssh_fd))
             if not stat.S_ISREG(info.st_mode):
                 return ("x", _TYPES.get(stat.S_IFMT(info.st_mode), "special file").encode())
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
-                         | os.O_CLOEXEC, dir_fd=ssh_fd)
             try:
-                now = os.fstat(fd)
-                if not stat.S_ISREG(now.st_mode) or now.st_ino != info.st_ino:
-                    return None
+                fd, now = open_untrusted(name, dir_fd=ssh_fd, seen=info)
+            except OSError:
+                return None     # swapped meanwhile: looked at again next run
+            try:
                 data = os.read(fd, KEYS_MAX + 1)
                 if len(data) > KEYS_MAX:
                     digest = hashlib.sha256(data)

@@ -1,9 +1,17 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Writing state so that a crash, a kill or a full disk never leaves half a file.
+"""Files, the safe way: written so that a crash never leaves half a file,
+opened so that a file someone else controls never leads us astray.
 
 ``atomic_write`` writes a temporary file in the target's directory, flushes
 it to disk, renames it over the target and flushes the directory: after a
 crash either the old or the new content is there, never a mix.
+
+``open_untrusted`` is the one way any module opens a file that someone
+else may control (a user's home, /etc, a directory another user may
+write, the systraq user's state when root reads it): lstat first, a
+regular file only, opened without following a link, blocking on a FIFO
+or taking a terminal, then fstat must show the very inode lstat saw.  A
+symlink planted there is never followed, a FIFO or device never opened.
 """
 
 import fcntl
@@ -51,6 +59,61 @@ def atomic_write(path, data, mode=0o640, group=None):
         _unlink_quietly(temp)
         raise
     fsync_directory(directory or b".")
+
+
+# How a file someone else may control is opened: never through a link,
+# never blocking (a FIFO swapped in), never as a controlling terminal.
+OPEN_UNTRUSTED = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+class NotRegular(OSError):
+    """The path is no regular file (``kind``: what lstat saw, a stat
+    format), or it was swapped for something else between lstat and open
+    (``kind`` None)."""
+
+    def __init__(self, path, kind=None):
+        super().__init__(f"{os.fsdecode(path)}: not a regular file")
+        self.filename = path
+        self.kind = kind
+
+
+def open_untrusted(path, dir_fd=None, seen=None):
+    """``(fd, fstat result)`` of the regular file ``path`` (relative to
+    ``dir_fd`` when given): lstat (or ``seen``, the lstat the caller
+    took), open with OPEN_UNTRUSTED, fstat, and the same device and
+    inode, or NotRegular.  OSError as open raises it otherwise (ENOENT:
+    gone; ELOOP: a symlink now)."""
+    if seen is None:
+        seen = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+    if not stat.S_ISREG(seen.st_mode):
+        raise NotRegular(path, stat.S_IFMT(seen.st_mode))
+    fd = os.open(path, OPEN_UNTRUSTED, dir_fd=dir_fd)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (
+                seen.st_dev, seen.st_ino):
+            raise NotRegular(path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def read_untrusted(path, dir_fd=None, seen=None, limit=None):
+    """``(bytes, fstat result)`` of the regular file ``path``, opened by
+    ``open_untrusted``; at most ``limit`` bytes (None: all)."""
+    fd, info = open_untrusted(path, dir_fd, seen)
+    try:
+        chunks, size = [], 0
+        while limit is None or size < limit:
+            chunk = os.read(fd, (1 << 20) if limit is None else min(1 << 20, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks), info
+    finally:
+        os.close(fd)
 
 
 def mode_directory(settings, mode):

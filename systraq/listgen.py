@@ -47,44 +47,83 @@ def matches(path, patterns):
     return any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns)
 
 
-def etc_files(settings, ignore):
-    """Sorted logical paths of the world-readable regular files under /etc.
+def etc_files(settings, ignore, tops=None):
+    """Sorted logical paths of the world-readable regular files under /etc:
+    the one walk that decides which files the contents job keeps and
+    diffs (and lists in filetraq.main.conf).
 
     World-readable means readable by everybody: the file has the read bit
     for others and every directory on the way may be entered by others.
-    Symbolic links are neither listed nor followed.
+    Symbolic links are neither listed nor followed.  ``tops``: logical
+    paths; only what lies at or below one of them is walked (the realtime
+    watcher's "look again").
     """
-    found = []
-    top = settings.host(b"/etc")
+    etc = b"/etc"
+    if tops is None:
+        starts = [etc]
+    else:
+        starts = sorted({top if _under(top, etc) else etc
+                         for top in tops if _under(top, etc) or _under(etc, top)})
     prefix = len(settings.root) if not settings.is_host_root else 0
-    try:
-        info = os.stat(top)
-    except OSError:
-        return found
-    if not stat.S_ISDIR(info.st_mode) or not info.st_mode & stat.S_IXOTH:
-        return found
-    stack = [top]
-    while stack:
-        directory = stack.pop()
+    found = []
+    for start in starts:
+        if not _open_to_all(settings, start):
+            continue
+        top = settings.host(start)
         try:
-            with os.scandir(directory) as scan:
-                entries = list(scan)
+            info = os.lstat(top)
         except OSError:
-            continue  # unreadable or vanished: nothing world-readable to find
-        for entry in entries:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            if info.st_mode & stat.S_IROTH and not matches(start, ignore):
+                found.append(start)
+            continue
+        stack = [top]
+        while stack:
+            directory = stack.pop()
             try:
-                mode = entry.stat(follow_symlinks=False).st_mode
+                with os.scandir(directory) as scan:
+                    entries = list(scan)
             except OSError:
-                continue
-            if stat.S_ISDIR(mode):
-                if mode & stat.S_IXOTH:
-                    stack.append(entry.path)
-            elif stat.S_ISREG(mode) and mode & stat.S_IROTH:
-                logical = entry.path[prefix:] if prefix else entry.path
-                if not matches(logical, ignore):
-                    found.append(logical)
-    found.sort()
-    return found
+                continue  # unreadable or vanished: nothing world-readable to find
+            for entry in entries:
+                try:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                except OSError:
+                    continue
+                if stat.S_ISDIR(mode):
+                    if mode & stat.S_IXOTH:
+                        stack.append(entry.path)
+                elif stat.S_ISREG(mode) and mode & stat.S_IROTH:
+                    logical = entry.path[prefix:] if prefix else entry.path
+                    if not matches(logical, ignore):
+                        found.append(logical)
+    return sorted(set(found))
+
+
+def _under(path, top):
+    return path == top or path.startswith(top.rstrip(b"/") + b"/")
+
+
+def _open_to_all(settings, logical):
+    """Whether others may enter every directory from / down to
+    ``logical``'s parent, and ``logical`` itself when it is one (lstat: a
+    symlink on the way is not a directory anybody enters by it)."""
+    parts = [p for p in logical.split(b"/") if p]
+    path = b""
+    for number, part in enumerate(parts):
+        path += b"/" + part
+        try:
+            info = os.lstat(settings.host(path))
+        except OSError:
+            return False
+        last = number == len(parts) - 1
+        if stat.S_ISDIR(info.st_mode):
+            if not info.st_mode & stat.S_IXOTH:
+                return False
+        elif not last:
+            return False
+    return True
 
 
 def key_files(settings):

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from systraq import records, runner, standing
 from systraq.errors import ConfigError, RunError, UsageError
-from systraq.fsutil import Busy, atomic_write, exclusive_lock
+from systraq.fsutil import Busy, NotRegular, atomic_write, exclusive_lock, read_untrusted
 from systraq.pathcodec import escape, unescape as pathcodec_unescape
 from systraq.scan import Scanner
 
@@ -196,24 +196,17 @@ def _read(path):
     read (and echo line numbers of) a file that user points at.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        return read_untrusted(path)[0]
     except FileNotFoundError:
         return None
+    except NotRegular as exc:
+        if exc.kind == stat.S_IFLNK:
+            raise RunError(f"{escape(path)}: is a symbolic link; not followed") from None
+        raise RunError(f"{escape(path)}: not a regular file") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise RunError(f"{escape(path)}: is a symbolic link; not followed") from None
         raise RunError(f"{escape(path)}: cannot read: {exc.strerror}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise RunError(f"{escape(path)}: not a regular file")
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-    except OSError as exc:
-        raise RunError(f"{escape(path)}: cannot read: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
 
 
 # --- verifying ---------------------------------------------------------------

@@ -40,6 +40,7 @@ import stat
 from collections import Counter, namedtuple
 
 from systraq import scan
+from systraq.fsutil import NotRegular, read_untrusted
 from systraq.pathcodec import escape
 from systraq.spool import stamp as record_stamp
 
@@ -98,33 +99,24 @@ def is_old_format(data):
 def _open(path):
     """The bytes of the regular file ``path``, None when there is none."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        data, info = read_untrusted(path)
+    except NotRegular:
+        return None
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EACCES):
             # Not there, a symlink, or not ours to read (the old package
             # wrote it as the user who reads it now): nothing to compare.
             return None
         raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        with open(fd, "rb", closefd=False) as handle:
-            return info, handle.read()
-    finally:
-        os.close(fd)
+    return info, data
 
 
 def is_old_file(path):
     """Whether the file at ``path`` is an old ``.stat`` (only its start is read)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        return is_old_format(read_untrusted(path, limit=128)[0])
     except OSError:
         return False
-    try:
-        return stat.S_ISREG(os.fstat(fd).st_mode) and is_old_format(os.read(fd, 128))
-    finally:
-        os.close(fd)
 
 
 def load(path):

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Reading the file system safely: metadata and digests of a set of paths.
 
-This is the one module that opens files to look at them.  Because the root
-job reads places users control (home directories, /tmp), it never trusts a
-name to stay what it was:
+This module walks and hashes sets of paths; every file it reads is opened
+by fsutil.open_untrusted, the one way systraq opens a file someone else
+may control.  Because the root job reads places users control (home
+directories, /tmp), it never trusts a name to stay what it was:
 
 - The directory holding each file is reached one component at a time.
   A symbolic link on the way is followed only when it sits in a *trusted*
@@ -40,6 +41,7 @@ import sys
 from collections import namedtuple
 
 from systraq import parallel
+from systraq.fsutil import NotRegular, open_untrusted
 
 DIGESTS = ("sha256", "sha512", "blake2b", "md5")
 
@@ -61,7 +63,6 @@ _KIND = {stat.S_IFREG: b"f", stat.S_IFDIR: b"d", stat.S_IFLNK: b"l",
          stat.S_IFIFO: b"p", stat.S_IFSOCK: b"s", stat.S_IFCHR: b"c",
          stat.S_IFBLK: b"b"}
 
-_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _OPEN_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # A directory the walk lists: O_PATH descriptors cannot be read.
 _OPEN_WALK = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -629,15 +630,14 @@ class Scanner:
     def _hash(self, dir_fd, name, info):
         """The raw digest of regular file ``name``, which lstat showed as ``info``."""
         try:
-            fd = os.open(name, _OPEN_FILE, dir_fd=dir_fd)
+            fd, now = open_untrusted(name, dir_fd=dir_fd, seen=info)
+        except NotRegular:
+            raise _Swapped() from None      # another file stands there now
         except OSError as exc:
             if exc.errno in _GONE:
                 raise _Swapped() from None  # replaced by a symlink, or gone
             raise
         try:
-            now = os.fstat(fd)
-            if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(now.st_mode):
-                raise _Swapped()
             if now.st_size <= SMALL:
                 # One read, no file object: hashlib.file_digest allocates
                 # a 256 KiB buffer per call, about 5 us a file, and 40 %

@@ -41,3 +41,31 @@ def test_atomic_write_never_writes_through_a_planted_symlink(tmp_path, monkeypat
         fsutil.atomic_write(target, b"data")
     assert victim.read_bytes() == b"keep"
     assert not os.path.exists(target)
+
+
+def test_open_untrusted_opens_only_the_regular_file_lstat_saw(tmp_path):
+    import stat
+    from systraq.fsutil import NotRegular, open_untrusted, read_untrusted
+    (tmp_path / "file").write_bytes(b"content\n")
+    (tmp_path / "other").write_bytes(b"other\n")
+    os.symlink("/etc/shadow", tmp_path / "link")
+    os.mkfifo(tmp_path / "fifo")
+    data, info = read_untrusted(os.fsencode(tmp_path / "file"))
+    assert data == b"content\n" and stat.S_ISREG(info.st_mode)
+    assert read_untrusted(os.fsencode(tmp_path / "file"), limit=3)[0] == b"con"
+    # A link is never followed, a FIFO never opened (it would block).
+    for name, kind in (("link", stat.S_IFLNK), ("fifo", stat.S_IFIFO)):
+        with pytest.raises(NotRegular) as caught:
+            open_untrusted(os.fsencode(tmp_path / name))
+        assert caught.value.kind == kind
+    # Swapped between the caller's lstat and the open: refused.
+    seen = os.lstat(tmp_path / "other")
+    with pytest.raises(NotRegular) as caught:
+        open_untrusted(os.fsencode(tmp_path / "file"), seen=seen)
+    assert caught.value.kind is None
+    # Relative to a directory descriptor, as the walks open files.
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert read_untrusted(b"file", dir_fd=fd)[0] == b"content\n"
+    finally:
+        os.close(fd)
