@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.chroot import SUITE, mirror
-from tests.package.conftest import set_option
+from tests.package.conftest import set_option, wait_for_first_baseline
 
 # An architecture-independent package whose version in the next release
 # installs on this one without pulling in anything else (an arch-dependent
@@ -62,6 +62,7 @@ def cost(step, data, seconds):
 def test_install(chroot, deb):
     chroot.copy_in(deb, "/tmp/systraq.deb")
     chroot.apt_install("/tmp/systraq.deb", "debsums", LEAF)
+    wait_for_first_baseline(chroot)
     assert chroot.exists("/etc/apt/apt.conf.d/70systraq")
 
 
