@@ -96,7 +96,7 @@ def test_each_answer_lands_exactly_or_is_refused_with_a_message(chroot, preseede
 
 
 def test_an_installation_with_a_refused_answer_does_not_fail(chroot):
-    chroot.run("apt-get purge -y -q systraq")
+    chroot.apt("apt-get purge -y -q systraq")
     preseed(chroot, "root\\nBcc: someone@example.org")
     result = chroot.apt_install("/tmp/systraq.deb")
     wait_for_first_baseline(chroot)
