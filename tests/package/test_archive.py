@@ -156,6 +156,9 @@ def test_stat_overrides_are_honoured(chroot):
 
 @pytest.mark.skipif(SUITE not in NEXT, reason=f"{SUITE} has no later release to upgrade to")
 def test_the_hook_records_tampering_before_an_upgrade_erases_it(chroot):
+    # The hook checks only while the check against the archive is on.
+    conf = chroot.read("/etc/systraq/systraq.conf").decode()
+    chroot.write("/etc/systraq/systraq.conf", set_option(conf, "packages", "from_archive", "yes"))
     chroot.write(f"/etc/apt/sources.list.d/{NEXT[SUITE]}.list",
                  f"deb {mirror()} {NEXT[SUITE]} main\n")
     chroot.write("/etc/apt/apt.conf.d/99default-release", f'APT::Default-Release "{SUITE}";\n')
