@@ -23,7 +23,8 @@
 #               and dpkg --verify, bench/contents against the old filetraq
 #               script (apt-get download, not installed), and the loading
 #               of dpkg's database and logs (installs aide, which enables
-#               its own daily timer on this machine, and debsums)
+#               its own daily timer on this machine, and debsums), and
+#               bench/apt, what an apt run pays for systraq (make deb first)
 
 SHELL := /bin/bash
 # Debian's python3 and tools, never a python3 from another PATH entry.
@@ -126,6 +127,8 @@ bench:
 	$(PYTHON) bench/dpkgdb
 	$(PYTHON) bench/attribution
 	$(PYTHON) bench/watch
+	# What an apt run pays for systraq: needs build/trixie's .deb (make deb).
+	$(PYTHON) bench/apt
 
 clean:
 	rm -rf $(BUILD)

@@ -38,8 +38,6 @@ import subprocess
 import time
 import zlib
 
-from debian.debian_support import version_compare
-
 from systraq.errors import RunError
 from systraq.pathcodec import escape
 
@@ -853,6 +851,9 @@ def _version(raw):
 
 
 def _compare(old, new):
+    # python-debian loads python-apt: only when a version is compared,
+    # not in every command that imports this module (the apt hook).
+    from debian.debian_support import version_compare
     try:
         return version_compare(old, new)
     except ValueError:  # not a Debian version: only say "same" or not

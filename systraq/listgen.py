@@ -8,9 +8,9 @@ admin's own ``filetraq.tail.conf``.  This module writes the same two files
 in the same format, so that anything reading them keeps working, and
 decides when they are stale: the passwd database changed since they were
 written (a new user's keys must be covered within one cycle), a package
-operation changed /etc since (the dpkg trigger's stamp is newer: the
-trigger writes the lists itself, and this catches a run where it could
-not), or the generated file is not what was last written.
+operation changed /etc since (the dpkg trigger's stamp is not the one
+the last search saw: the trigger only stamps, so that an apt run costs
+next to nothing), or the generated file is not what was last written.
 
 The search under ``/etc`` is also what the contents job uses to find a new
 file there at its next run, without waiting for the list to be written
@@ -216,9 +216,20 @@ class Generated:
         self.changed = changed
 
 
+def _stamp(settings):
+    """The dpkg trigger's stamp, as its mtime in ns; None when there is none."""
+    try:
+        return os.stat(settings.package_stamp).st_mtime_ns
+    except OSError:
+        return None  # no package operation seen since installation
+
+
 def generate(settings, config):
     """Write filetraq.main.conf and filetraq.conf when their content changes."""
     ignore = config.get("contents", "ignore")
+    # Read before the search: a package operation that stamps while it
+    # runs makes the next run search again (stale()).
+    stamp = _stamp(settings)
     etc = etc_files(settings, ignore)
     keys = key_files(settings)
     main = MAIN_HEADER + b"".join(entry_for(p) + b"\n" for p in etc + keys)
@@ -250,7 +261,8 @@ def generate(settings, config):
         changed.append(path)
     state = {"passwd": _passwd_fingerprint(settings),
              "conf": hashlib.sha256(conf).hexdigest(),
-             "tail": _digest_of(settings.filetraq_tail)}
+             "tail": _digest_of(settings.filetraq_tail),
+             "stamp": stamp}
     try:
         os.makedirs(settings.state_dir, mode=0o750, exist_ok=True)
         atomic_write(_state_path(settings),
@@ -273,11 +285,11 @@ def stale(settings):
     state = _load_state(settings)
     if not state:
         return "never generated"
-    try:
-        if os.stat(settings.package_stamp).st_mtime_ns > os.stat(_state_path(settings)).st_mtime_ns:
-            return "a package operation changed /etc"
-    except OSError:
-        pass  # no stamp: no package operation seen since installation
+    # The stamp as it was when the lists were searched for, not the state
+    # file's time: a package operation during that search, or in the
+    # same clock tick, is not taken for one the lists already cover.
+    if state.get("stamp") != _stamp(settings):
+        return "a package operation changed /etc"
     if state.get("passwd") != _passwd_fingerprint(settings):
         return "the passwd database changed"
     if state.get("conf") != _digest_of(settings.filetraq_conf):

@@ -16,6 +16,7 @@ what it wanted to send (the spool is not marked delivered).
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,19 +35,38 @@ class DeliveryError(RunError):
     """The MTA did not take the message."""
 
 
+# What [report] mailto may hold (systraq.conf(5)): addresses separated by
+# commas, blanks around each ignored, an empty list turning mail off.  An
+# address is a local user name or user@domain of at most 254 characters
+# (RFC 5321's limit on a path, less its brackets): ASCII letters and
+# digits, RFC 5322's other atext characters and the dot, and one '@'
+# neither first nor last.  So no quoted local part, comment, group,
+# backslash, blank, control character or non-ASCII character: nothing that
+# could change what a header, sendmail or a configuration line means.
+# debian/config checks the debconf answer with the same rule in shell
+# (valid_recipients); tests/unit/test_recipients.py feeds both the same
+# cases.
+_ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~.-"
+_ADDRESS = re.compile(f"[{_ATEXT}]+(?:@[{_ATEXT}]+)?")
+MAX_ADDRESS = 254
+
+
 def recipients(value):
     """The addresses of a comma-separated list; empty means mail is off.
 
-    Raises ValueError for an address with a character that has no place in
-    one (a newline would let a value add headers).
+    Raises ValueError for an address the rule above refuses.
     """
     addresses = []
     for item in value.split(","):
-        item = item.strip()
+        item = item.strip(" \t")
         if not item:
             continue
-        if any(ch in item for ch in "\r\n\0<>\"") or " " in item:
-            raise ValueError(f"not a mail address: {item!r}")
+        if len(item) > MAX_ADDRESS:
+            raise ValueError(f"not a mail address: {item[:40]!r}... is longer than "
+                             f"{MAX_ADDRESS} characters")
+        if not _ADDRESS.fullmatch(item):
+            raise ValueError(f"not a mail address: {item!r} (a user name or user@domain "
+                             "in ASCII letters, digits and !#$%&'*+-/=?^_`{|}~.)")
         addresses.append(item)
     return tuple(addresses)
 

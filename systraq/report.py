@@ -23,7 +23,8 @@ The report has three sections:
    operation ran in the same window (``/etc/passwd`` changed by
    ``adduser`` in a postinst looks just like a hand edit, and the diff
    tells which it was).
-3. System state, for reference: systraq's own notes (first runs, fixed
+3. System state, for reference: systraq's own notes (the first baseline
+   while it is being recorded, also named under the title; first runs, fixed
    findings, when the root audit last ran), then the probes (see
    probes.py) and the local parts.
 
@@ -63,6 +64,7 @@ that mail showed.  What the last mail showed is kept in report.state
 """
 
 import contextlib
+import fcntl
 import fnmatch
 import json
 import os
@@ -117,6 +119,35 @@ def _local(epoch, now):
     """"10:32" today, "2026-11-20 10:32" another day (local time)."""
     when, today = time.localtime(epoch), time.localtime(now)
     return time.strftime("%H:%M" if when[:3] == today[:3] else "%Y-%m-%d %H:%M", when)
+
+
+# Made by the postinst before it starts the first baseline of every job
+# outside dpkg, locked while that runs, removed when it is done
+# (debian/systraq.postinst, /usr/libexec/systraq/first-baseline).
+FIRST_BASELINE = b"first-baseline"
+
+
+def first_baseline(settings, now):
+    """A note while the first baseline is not done, else None."""
+    path = os.path.join(settings.state_dir, FIRST_BASELINE)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"the first baseline: {os.fsdecode(path)}: {exc.strerror}"
+    try:
+        since = _local(os.fstat(fd).st_mtime, now)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return (f"the first baseline is still being recorded (since {since}): until it "
+                    "is done, a report cannot tell all that changed since the installation")
+        return (f"the first baseline has not finished (started {since}) and is not running: "
+                "'systemctl start systraq-baseline' (or /usr/libexec/systraq/first-baseline "
+                "without systemd) records it")
+    finally:
+        os.close(fd)
 
 
 def _load_json(path, what):
@@ -324,6 +355,7 @@ class Report:
         self.probe_state = None
         self.damaged = []         # state files found damaged, moved aside
         self.baselines = []       # baselines.Line, one per state
+        self.first_baseline = None  # the note while it is not done
 
     @property
     def subject(self):
@@ -622,6 +654,10 @@ def gather(settings, config, now=None, host=None, probe=None, explain=True):
         gatherer.probes(probe(settings, config, state.get("probes") or {}, now=now))
     gatherer.baselines(state)
     report = gatherer.report
+    note = first_baseline(settings, now)
+    if note:
+        report.notes.insert(0, note)
+        report.first_baseline = note
     report.warnings = gatherer.warnings()
     report.state = state
     report.last_mailed = state.get("last_mailed")
@@ -647,6 +683,8 @@ def render_text(report):
                 f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(report.since))}"
                 if report.since is not None else ", nothing was pending") + ".",
              ""]
+    if report.first_baseline:
+        lines[-1:] = ["Note: " + report.first_baseline + ".", ""]
     lines += _heading(1, "Warnings")
     if not report.warnings:
         lines.append("No warnings.")

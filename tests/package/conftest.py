@@ -20,6 +20,18 @@ BUILD = os.environ.get("SYSTRAQ_BUILD",
                        os.path.join(os.path.dirname(__file__), "..", "..", "build", SUITE))
 
 
+# No daemon a package test installs may start in the chroot; systraq's
+# first baseline, a job that ends by itself, starts as on a real system
+# (debian/systraq.postinst asks policy-rc.d as deb-systemd-invoke does).
+POLICY_RC_D = """#!/bin/sh
+case "$1" in
+systraq-baseline.service) exit 0 ;;
+esac
+exit 101
+"""
+FIRST_BASELINE = "/var/lib/systraq/first-baseline"
+
+
 @pytest.fixture(scope="session")
 def deb():
     debs = sorted(glob.glob(os.path.join(BUILD, "systraq_*_*.deb")))
@@ -34,6 +46,7 @@ def chroot():
         pytest.fail("package tests need root (debootstrap, chroot, mount namespaces)")
     with tempfile.TemporaryDirectory(prefix="systraq-chroot-") as parent:
         box = Chroot(parent)
+        box.write("/usr/sbin/policy-rc.d", POLICY_RC_D, mode=0o755)
         try:
             yield box
         finally:
@@ -109,3 +122,16 @@ def after_dpkg(chroot):
     # In the chroot: its clock, its time zone, as dpkg wrote the line.
     chroot.run('last=$(date -d "$(tail -n 1 /var/log/dpkg.log | cut -c 1-19)" +%s)'
                ' && until [ "$(date +%s)" -gt "$last" ]; do sleep 0.05; done')
+
+
+def wait_for_first_baseline(chroot, timeout=900):
+    """Once the first baseline the postinst started in the background is
+    done: it removes its marker when every job has run."""
+    deadline = time.monotonic() + timeout
+    while chroot.exists(FIRST_BASELINE):
+        if time.monotonic() > deadline:
+            # flock -n succeeds only when no baseline holds the lock.
+            idle = chroot.run(f"flock -n -s {FIRST_BASELINE} true", check=False).returncode == 0
+            raise AssertionError("the first baseline did not finish"
+                                 + (" and is not running" if idle else ""))
+        time.sleep(0.2)

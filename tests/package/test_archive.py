@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.chroot import SUITE, mirror
-from tests.package.conftest import set_option
+from tests.package.conftest import set_option, wait_for_first_baseline
 
 # An architecture-independent package whose version in the next release
 # installs on this one without pulling in anything else (an arch-dependent
@@ -62,6 +62,7 @@ def cost(step, data, seconds):
 def test_install(chroot, deb):
     chroot.copy_in(deb, "/tmp/systraq.deb")
     chroot.apt_install("/tmp/systraq.deb", "debsums", LEAF)
+    wait_for_first_baseline(chroot)
     assert chroot.exists("/etc/apt/apt.conf.d/70systraq")
 
 
@@ -155,6 +156,9 @@ def test_stat_overrides_are_honoured(chroot):
 
 @pytest.mark.skipif(SUITE not in NEXT, reason=f"{SUITE} has no later release to upgrade to")
 def test_the_hook_records_tampering_before_an_upgrade_erases_it(chroot):
+    # The hook checks only while the check against the archive is on.
+    conf = chroot.read("/etc/systraq/systraq.conf").decode()
+    chroot.write("/etc/systraq/systraq.conf", set_option(conf, "packages", "from_archive", "yes"))
     chroot.write(f"/etc/apt/sources.list.d/{NEXT[SUITE]}.list",
                  f"deb {mirror()} {NEXT[SUITE]} main\n")
     chroot.write("/etc/apt/apt.conf.d/99default-release", f'APT::Default-Release "{SUITE}";\n')

@@ -15,7 +15,7 @@ import re
 
 from systraq import __version__
 from tests.chroot import OLD_PARTS_DIR, OLD_SYSTRAQ, SUITE
-from tests.package.conftest import wait_for_mail
+from tests.package.conftest import wait_for_first_baseline, wait_for_mail
 
 USER = "debian-systraq"
 OLD = OLD_SYSTRAQ[SUITE]
@@ -85,6 +85,8 @@ def test_the_upgrade_keeps_what_the_admin_had_and_drops_what_is_obsolete(chroot,
     # changes: dpkg would ask; unattended, the admin's version is kept.
     result = chroot.apt_install("/tmp/systraq.deb", options="-o Dpkg::Options::=--force-confdef"
                                 " -o Dpkg::Options::=--force-confold")
+    # The first baseline compares with the old package's state, outside dpkg.
+    wait_for_first_baseline(chroot)
     assert "systraq: warning" not in result.stdout + result.stderr
     assert chroot.exists("/etc/systraq/filetraq.tail.conf.dpkg-dist")
 
@@ -155,23 +157,34 @@ def test_a_hand_edit_is_what_dpkg_reconfigure_shows_and_an_upgrade_keeps(chroot)
     assert conf_value(chroot, "mailto") == "carol, admin"
 
 
-def test_the_trigger_follows_packages_that_ship_files_under_etc(chroot):
+def test_the_trigger_stamps_and_the_next_contents_run_follows(chroot):
     listed = chroot.read("/etc/systraq/filetraq.conf").decode()
     assert "/etc/nanorc\n" not in listed
     chroot.run("rm -f /var/lib/systraq/package-operation")
     chroot.apt_install("nano")
-    assert "/etc/nanorc\n" in chroot.read("/etc/systraq/filetraq.conf").decode()
     assert chroot.exists("/var/lib/systraq/package-operation")
     log = chroot.read("/var/log/dpkg.log").decode()
     assert re.search(r" trigproc systraq:\S+ ", log)
+    # The trigger only stamps: the list is written again by the next
+    # contents run (the timer's, or the hourly check's).
+    assert chroot.read("/etc/systraq/filetraq.conf").decode() == listed
+    chroot.run("systraq contents", check=False)
+    assert "/etc/nanorc\n" in chroot.read("/etc/systraq/filetraq.conf").decode()
     # Removed, its conffile stays; purged, it leaves the list.
     chroot.run("apt-get purge -y -q nano")
+    chroot.run("systraq contents", check=False)
     assert "/etc/nanorc\n" not in chroot.read("/etc/systraq/filetraq.conf").decode()
     # The trigger says nothing in an apt run (the old apt hook printed
-    # into every one).
-    result = chroot.apt_install("nano")
+    # into every one), and runs neither systraq nor py3compile.
+    chroot.run("printf '#!/bin/sh\\necho \"$0\" >> /tmp/ran\\n' > /usr/local/bin/py3compile"
+               " && chmod 755 /usr/local/bin/py3compile && rm -f /tmp/ran")
+    try:
+        result = chroot.apt_install("nano")
+    finally:
+        chroot.run("rm /usr/local/bin/py3compile")
     lines = [line for line in (result.stdout + result.stderr).splitlines() if "systraq" in line]
     assert lines == [f"Processing triggers for systraq ({__version__}) ..."]
+    assert not chroot.exists("/tmp/ran")
 
 
 def test_purge_leaves_the_user_and_nothing_else(chroot):

@@ -7,6 +7,8 @@ The tests run in file order on one chroot: each is a step.
 import json
 import re
 
+from tests.package.conftest import wait_for_first_baseline
+
 USER = "debian-systraq"
 
 
@@ -51,6 +53,7 @@ def debsums(chroot):
 def test_install_with_the_peers(chroot, deb):
     chroot.copy_in(deb, "/tmp/systraq.deb")
     chroot.apt_install("/tmp/systraq.deb", "debsums")
+    wait_for_first_baseline(chroot)
 
 
 def test_an_intact_system_has_no_warnings(chroot):

@@ -14,7 +14,7 @@ import re
 import pytest
 
 from tests.chroot import SUITE
-from tests.package.conftest import wait_for_mail
+from tests.package.conftest import wait_for_first_baseline, wait_for_mail
 
 USER = "debian-systraq"
 ADMIN = "admin"
@@ -56,6 +56,7 @@ def test_installed_with_exim4_and_first_runs(chroot, deb):
     # installing many machines would.
     chroot.run(f"echo 'systraq systraq/mailto string {ADMIN}' | debconf-set-selections")
     chroot.apt_install("/tmp/systraq.deb", "exim4-daemon-light")
+    wait_for_first_baseline(chroot)
     # Mail goes to an ordinary user: Debian's exim4 delivers nothing to
     # root until an alias says where root's mail goes.  The fill level
     # is the host's disk, which a test must not depend on; edited right

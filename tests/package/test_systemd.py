@@ -23,7 +23,8 @@ import time
 
 import pytest
 
-from tests.package.conftest import after_dpkg, mailbox, set_option, wait_for_mail
+from tests.package.conftest import (after_dpkg, mailbox, set_option, wait_for_first_baseline,
+                                    wait_for_mail)
 
 USER = "debian-systraq"
 ADMIN = "admin"
@@ -35,12 +36,16 @@ TIMERS = {"systraq-contents.timer": "systraq-contents.service",
           "systraq-check.timer": "systraq-check.service",
           "systraq-report.timer": "systraq-report.service"}
 DAILY = ("systraq-audit.service", "systraq-packages.service", "systraq-archive.service")
+# The first baseline, started by the postinst without waiting for it.
+BASELINE = "systraq-baseline.service"
 # The realtime watcher: a daemon, enabled, that its condition skips while
 # [watch] enabled = no.
 WATCH = "systraq-watch.service"
-UNITS = sorted([*TIMERS, *TIMERS.values(), *DAILY, WATCH])
+UNITS = sorted([*TIMERS, *TIMERS.values(), *DAILY, WATCH, BASELINE])
 # What cron gives a job (Debian's cron: PATH, SHELL, HOME and LOGNAME).
 CRON_PATH = "/usr/bin:/bin"
+# What each cron line puts before systraq.
+GENTLE = "nice -n 10 ionice -t -c 2 -n 7 "
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 BOOT_TIMEOUT = 120
 COMMAND_TIMEOUT = 300
@@ -93,6 +98,7 @@ def state_listing(chroot):
 def test_installed_with_systemd_and_exim4(chroot, deb):
     chroot.copy_in(deb, "/tmp/systraq.deb")
     chroot.apt_install("/tmp/systraq.deb", "systemd", "systemd-sysv", "exim4-daemon-light")
+    wait_for_first_baseline(chroot)
     # dpkg.log has whole seconds: a change in the second of dpkg's last
     # line is taken for the run's (systraq(8), CAVEATS).  The admin's
     # account is added afterwards, as an admin would, and alerted.
@@ -117,7 +123,8 @@ def test_installed_with_systemd_and_exim4(chroot, deb):
     enabled = chroot.run("find /etc/systemd/system -name 'systraq-*.service'").stdout
     assert enabled == f"/etc/systemd/system/multi-user.target.wants/{WATCH}\n"
     # The maintainer scripts start, restart or enable timers only: a
-    # service is at most stopped (before an upgrade replaces its code).
+    # service is at most stopped (before an upgrade replaces its code);
+    # the postinst starts the first baseline itself, without waiting.
     for script in ("preinst", "postinst", "prerm", "postrm"):
         path = f"/var/lib/dpkg/info/systraq.{script}"
         if not chroot.exists(path):
@@ -153,6 +160,10 @@ def test_cron_file_gives_each_job_its_user_and_its_own_minute(chroot):
     command = daily[3]
     assert (command.index("systraq audit;") < command.index("systraq packages;")
             < command.index("systraq localsums;") < command.index("systraq report"))
+    # Every job as gently as its unit (Nice=10, best-effort I/O at 7).
+    for _m, _h, _u, command in jobs:
+        runs = command.count("/usr/sbin/systraq ")
+        assert runs and command.count(f"{GENTLE}/usr/sbin/systraq ") == runs, command
 
 
 @pytest.mark.parametrize("absent", ["systemd running", "systraq removed"])
@@ -194,8 +205,13 @@ def test_cron_lines_run_their_jobs_silently(chroot):
                for line in added), added
 
     before = state_listing(chroot)
+    # A local part of the report says at which priorities it runs.
+    chroot.write("/etc/systraq/systraq.d/ZZ-priority",
+                 "#!/bin/sh\n{ nice; ionice -p $$; } > /tmp/priority\n", mode=0o755)
     _m, _h, user, command = job(chroot, "audit")
     result = run_as_cron(chroot, user, command)
+    chroot.run("rm /etc/systraq/systraq.d/ZZ-priority")
+    assert chroot.read("/tmp/priority").decode() == "10\nbest-effort: prio 7\n"
     # The first report goes out whatever it says.
     assert result.returncode in (0, 1) and (result.stdout, result.stderr) == ("", "")
     added = state_listing(chroot) - before
@@ -469,3 +485,15 @@ def test_the_watcher_is_skipped_until_enabled_then_alerts_within_10_seconds(boot
     assert "/etc/passwd" in body(alerted()[0])
     booted.run(f"systemctl stop {WATCH}")
     assert booted.show(WATCH, "Result")["Result"] == "success"
+
+
+def test_the_postinst_starts_the_first_baseline_as_a_unit_without_waiting(booted, chroot):
+    # A first baseline that did not finish (its marker left): the next
+    # configure starts it again, under systemd as its unit.
+    booted.run("touch /var/lib/systraq/first-baseline")
+    result = booted.run("dpkg-reconfigure -fnoninteractive systraq")
+    assert "recording the first baseline in the background" in result.stdout + result.stderr
+    wait_for_first_baseline(chroot)
+    shown = booted.show(BASELINE, "Result", "ExecMainStatus", "ActiveState")
+    assert shown == {"Result": "success", "ExecMainStatus": "0", "ActiveState": "inactive"}, \
+        (shown, booted.mail_log())

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.package.conftest import after_dpkg, mailbox, set_option
+from tests.package.conftest import after_dpkg, mailbox, set_option, wait_for_first_baseline
 from tests.package.test_report import ADMIN, MBOX, body
 
 UNIT = "/lib/systemd/system/systraq-watch.service"
@@ -31,6 +31,7 @@ WAITFOR = ("waitfor() { n=0; until eval \"$1\"; do kill -0 $watcher 2>/dev/null 
 def test_the_unit_is_shipped_without_no_new_privileges(chroot, deb):
     chroot.copy_in(deb, "/tmp/systraq.deb")
     chroot.apt_install("/tmp/systraq.deb", "exim4-daemon-light")
+    wait_for_first_baseline(chroot)
     if not chroot.exists(UNIT):
         pytest.skip("debian/rules does not install systraq-watch.service yet "
                     "(dh_installsystemd --name=systraq-watch)")

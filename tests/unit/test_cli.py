@@ -164,3 +164,23 @@ def test_status_piped_into_a_closed_reader_is_quiet(root):
         shell=True, cwd=TOP, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _out, err = proc.communicate(timeout=60)
     assert b"Traceback" not in err
+
+
+HEAVY = ("apt", "apt_pkg", "debian", "systraq.dpkgdb", "systraq.packages", "systraq.fromarchive",
+         "systraq.manifest")
+
+
+@pytest.mark.parametrize("setting", ["", "[packages]\nfrom_archive = no\n"])
+def test_the_apt_hook_returns_at_once_while_from_archive_is_off(root, tmp_path, setting):
+    """apt runs it before every dpkg run: off, it reads what apt sends and
+    exits 0, loading neither dpkg's database nor python-apt."""
+    root.write("/etc/systraq/systraq.conf", setting)
+    code = ("import sys; from systraq.cli import main; "
+            f"status = main(['--root', {os.fsdecode(root.path)!r}, 'packages', "
+            "'--pre-install-hook']); "
+            f"print(status, [m for m in {HEAVY!r} if m in sys.modules])")
+    sent = b"VERSION 3\n" + b"Dir=/\n" * 20000 + b"\n"     # more than a pipe holds
+    done = subprocess.run([sys.executable, "-c", code], input=sent, capture_output=True,
+                          cwd=tmp_path, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert (done.stdout, done.stderr) == (b"0 []\n", b"")
+    assert not os.path.exists(root.host("/var/lib/systraq/spool"))

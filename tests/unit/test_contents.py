@@ -386,6 +386,30 @@ def test_a_package_operation_stamped_by_the_trigger_regenerates_the_list(etc):
     assert run(etc).lists is None
 
 
+def test_a_package_operation_during_the_search_is_searched_again(etc, monkeypatch):
+    """The trigger stamps after dpkg unpacked; a contents run whose search
+    under /etc came before the unpack, but whose state was written after
+    the stamp, must not take the lists for covering it."""
+    run(etc)
+    search = listgen.etc_files
+
+    def dpkg_unpacks_during_the_search(settings, ignore):
+        found = search(settings, ignore)
+        etc.write("/etc/late.conf", "x = 1\n")
+        etc.write("/var/lib/systraq/package-operation", "")
+        return found
+
+    monkeypatch.setattr(listgen, "etc_files", dpkg_unpacks_during_the_search)
+    etc.write("/etc/systraq/filetraq.tail.conf", "# edited\n")   # a reason to write them
+    assert run(etc).lists is not None
+    assert b"/etc/late.conf\n" not in open(etc.host("/etc/systraq/filetraq.conf"), "rb").read()
+    monkeypatch.setattr(listgen, "etc_files", search)
+    assert listgen.stale(etc.settings()) == "a package operation changed /etc"
+    assert run(etc).lists is not None
+    assert b"/etc/late.conf\n" in open(etc.host("/etc/systraq/filetraq.conf"), "rb").read()
+    assert run(etc).lists is None
+
+
 def test_an_edited_tail_regenerates_the_list(etc):
     run(etc)
     etc.write("/etc/systraq/filetraq.tail.conf", "/srv/new.conf\n")

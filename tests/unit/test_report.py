@@ -4,6 +4,7 @@ name, formats (pinned by golden files), the mail policy, delivery exactly
 once, alerts.  Which operation made a change is the collectors' to say
 (attribution.Judge, tested in test_attribution.py)."""
 
+import fcntl
 import json
 import os
 import time
@@ -119,6 +120,48 @@ def test_a_clean_system_says_no_warnings_in_one_line(root):
     text = report.render_text(built)
     assert built.warnings == [] and built.subject == f"[systraq] {HOST}: no warnings"
     assert "1. Warnings\n-----------\nNo warnings.\n\n2. Changes made" in text
+
+
+def test_a_report_made_while_the_first_baseline_runs_says_so(root):
+    """The postinst makes /var/lib/systraq/first-baseline and starts the
+    baseline outside dpkg; it holds a lock on the file while it runs and
+    removes it at the end."""
+    marker = root.write("/var/lib/systraq/first-baseline", "")
+    os.utime(marker, (NOW - 120, NOW - 120))
+    read, write = os.pipe()
+    holder = os.fork()
+    if holder == 0:     # the baseline: holds the lock until told
+        try:
+            fd = os.open(marker, os.O_WRONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.read(read, 1)
+        finally:
+            os._exit(0)
+    try:
+        while True:     # until the child holds it
+            probe = os.open(marker, os.O_RDONLY)
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                break
+            finally:
+                os.close(probe)
+            time.sleep(0.01)
+        built = build(root)
+        note = "the first baseline is still being recorded (since 06:28)"
+        assert built.notes[0].startswith(note)
+        text = report.render_text(built)
+        assert text.splitlines()[2].startswith("Note: " + note)
+        assert json.loads(report.render_json(built))["notes"][0].startswith(note)
+    finally:
+        os.write(write, b"x")
+        os.waitpid(holder, 0)
+    # Left behind and nobody at work on it (killed, or never started).
+    assert build(root).notes[0].startswith(
+        "the first baseline has not finished (started 06:28) and is not running")
+    os.unlink(marker)
+    built = build(root)
+    assert built.first_baseline is None and "Note:" not in report.render_text(built)
 
 
 def test_warnings_come_first_most_serious_first_and_one_entry_per_path(root):
