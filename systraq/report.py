@@ -1,12 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The report and the alerts: what the administrator reads, and its delivery.
+"""The report and the alerts: what the administrator reads.
 
-This module owns turning what the collectors queued in the spool, the
-findings that persist (packages, the root audit, local sums) and the
-probes of the system into the report, in text or JSON, and handing it
-over: by mail, or to a file when mail is off.  It decides when to mail
-(the policy), keeps what could not be delivered, and writes the syslog
-lines and the optional node_exporter textfile.
+This module owns assembling the report from what the collectors left --
+the change records queued in the spool (records.py) and the findings that
+stand until fixed (standing.py) -- with the package operations of the
+window and the system's state (the probes, which the report command
+runs), and rendering it in text or JSON; and assembling an alert of the
+critical changes not yet alerted.  It knows no collector: a record says
+what it is and what it may show.  Handing either over is delivery.py's.
 
 The report has three sections:
 
@@ -14,34 +15,24 @@ The report has three sections:
    serious first, one entry per path (the snapshot's and the contents
    job's records of one file are told together, with the diff when the
    file is world-readable).  Empty, it says "No warnings." in one line.
-2. Changes made by package operations: one line per dpkg run (an apt
-   run, or dpkg alone), with how many packages and watched files it
-   changed and whether the daily package check found them matching their
-   packages.  A change is the operation's when a package dpkg logged
-   between the run that saw the change and the one before owns the path.
-   A change to a file no such package owns stays a warning, even when an
-   operation ran in the same window (``/etc/passwd`` changed by
-   ``adduser`` in a postinst looks just like a hand edit, and the diff
-   tells which it was).
+2. Changes made by package operations: one line per apt (or dpkg) run,
+   with how many packages and watched files it changed and whether the
+   daily package check found them matching their packages.  A change is
+   an operation's when the collector that saw it found so (the record's
+   ``explained``, attribution.Judge): the changed inode's ctime lies
+   inside the dpkg run and a package the run names owns the path.  A
+   critical path changed while dpkg ran, that no such package owns,
+   stays a warning that names the operation, without an alert
+   (``/etc/passwd`` changed by ``adduser`` in a postinst looks just like
+   a hand edit, and the diff tells which it was).
 3. System state, for reference: systraq's own notes (the first baseline
-   while it is being recorded, also named under the title; first runs, fixed
-   findings, when the root audit last ran), then the probes (see
+   while it is being recorded, also named under the title; first runs,
+   fixed findings, the collectors' notes), then the probes (see
    probes.py) and the local parts.
 
-Delivery and "nothing lost": the report is built from every pending spool
-batch.  Only after sendmail exited 0 (or the file was written, when mail
-is off) are those batches moved to ``spool/delivered/``; before that a
-small journal (``report.sent``) records which batches the mail covered,
-so that a run killed between the two finishes the move instead of
-mailing them again.  A failed delivery keeps the message in
-``/var/lib/systraq/reports/`` and leaves the batches pending: the next
-run mails them, once.
-
-Alerts (``systraq check``, hourly): the warnings on a critical path
-(``[check] critical``) not yet alerted are mailed at once.  Which records
-were alerted is kept in ``alerts.state`` until their batches are
-delivered by the daily report, which still lists them, marked with the
-time the alert went out.
+Alerts (``systraq check``, hourly, and the watcher): the warnings on a
+critical path (``[check] critical``) not yet alerted, as alerts.state
+(delivery.py's ledger) tells.
 
 JSON (``--format json``) keys, stable: ``format`` (1), ``host``,
 ``generated`` and ``since`` (ISO 8601 UTC; ``since`` null when nothing
@@ -63,28 +54,22 @@ that mail showed.  What the last mail showed is kept in report.state
 ("baselines"), saved with the delivery.
 """
 
-import contextlib
 import fcntl
 import fnmatch
 import json
 import os
 import re
-import syslog
 import time
 
 from systraq import attribution, baselines, mail, records, standing
 from systraq.errors import RunError
-from systraq.fsutil import atomic_write
 from systraq.pathcodec import escape, unescape
-from systraq.settings import SYSTEM_USER
 from systraq.spool import Spool, epoch as epoch_of, stamp as iso
 
 FORMAT = 1
 # Events of one apt (or dpkg) run further apart than this are two runs.
 RUN_GAP = 1800
 
-# Reports kept in reports/ when mail is off.
-KEEP_REPORTS = 100
 
 # Ranks (records.py): 0 is read first.
 CRITICAL, SERIOUS, CHANGE, MINOR = (records.CRITICAL, records.SERIOUS, records.CHANGE,
@@ -99,20 +84,10 @@ def state_path(settings):
 
 # The suffix of a damaged state file of the report's, kept for the admin.
 DAMAGED = b".damaged"
-# The suffix of a journal or ledger written before its mail is sent.
-NEXT = b".next"
 
 
 def alerts_path(settings):
     return os.path.join(settings.state_dir, b"alerts.state")
-
-
-def journal_path(settings):
-    return os.path.join(settings.state_dir, b"report.sent")
-
-
-def reports_dir(settings):
-    return os.path.join(settings.state_dir, b"reports")
 
 
 def _local(epoch, now):
@@ -179,11 +154,6 @@ def _damaged(settings):
     except FileNotFoundError:
         return []
     return sorted(os.path.join(settings.state_dir, n) for n in names if n.endswith(DAMAGED))
-
-
-def _save_json(path, data, mode=0o640):
-    atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8") + b"\n",
-                 mode=mode)
 
 
 def describe(record):
@@ -630,12 +600,13 @@ def _load_alerts(settings):
 def gather(settings, config, now=None, host=None, probe=None, explain=True):
     """Build the Report.
 
-    ``probe``: probes.collect or a stand-in (None: the real probes;
-    False: none).
+    ``probe``: probes.collect or a stand-in, called with the probes'
+    state of the last report (None: no probes; the report command gives
+    the real ones).  A delivery a killed run left half done is the
+    delivery's to finish first (delivery.finish_journal).
     """
     now = time.time() if now is None else now
     host = host or mail.host_name()
-    _finish_journal(settings)
     gatherer = _Gatherer(settings, config, now, host)
     gatherer.spool(explain=explain)
     current = gatherer.standing()
@@ -647,10 +618,7 @@ def gather(settings, config, now=None, host=None, probe=None, explain=True):
         gatherer._check_warning("report", "state damaged",
                                 f"{name} was damaged (a failing disk, or tampering) and "
                                 f"started again; kept as {os.fsdecode(path)}", rank=CRITICAL)
-    if probe is None:
-        from systraq import probes
-        probe = probes.collect
-    if probe is not False:
+    if probe:
         gatherer.probes(probe(settings, config, state.get("probes") or {}, now=now))
     gatherer.baselines(state)
     report = gatherer.report
@@ -725,211 +693,35 @@ def render(report, fmt):
     return render_json(report) if fmt == "json" else render_text(report)
 
 
-# -- delivery ------------------------------------------------------------
-
-def due(report, config, forced=False):
-    """Whether this report is to be mailed under the configured policy."""
-    if forced or report.warnings or config.get("report", "mail_when") == "always":
-        return True
-    days = config.get("report", "full_report_days")
-    last = report.last_mailed
-    # An hour of slack: the daily job starts at a random minute.
-    return days > 0 and (last is None or report.now - last >= days * 86400 - 3600)
-
-
-def log_warnings(report, log=None):
-    """Each warning as one key=value line to syslog."""
-    log = log or _syslog
-    for item in report.warnings:
-        fields = {"warning": item.change, "source": item.source, "rank": item.rank}
-        if item.path is not None:
-            fields["path"] = item.path
-        if item.critical:
-            fields["critical"] = "yes"
-        fields["text"] = item.head
-        log(syslog.LOG_WARNING, " ".join(f"{k}={_kv(v)}" for k, v in fields.items()))
-
-
-def _kv(value):
-    value = str(value)
-    if value and not re.search(r'[\s"=\\]', value) and value.isprintable():
-        return value
-    return json.dumps(value, ensure_ascii=True)
-
-
-def _syslog(priority, line):
-    syslog.openlog("systraq", syslog.LOG_PID, syslog.LOG_DAEMON)
-    syslog.syslog(priority, line)
-
-
-def deliver(settings, config, report, fmt="text", sendmail=mail.SENDMAIL, log=None,
-            mailed=True):
-    """Mail ``report`` (or keep it in reports/ when mail is off), then mark
-    its batches delivered and keep the state for the next report.
-
-    ``mailed``: False when the policy says not to mail this one; the
-    batches then stay pending for the next report that is mailed.
-    Raises DeliveryError after keeping the message when sendmail failed.
-    """
-    log = log or _syslog
-    log_warnings(report, log)
-    if not mailed:
-        _write_textfile(settings, config, report, report.last_mailed, log)
-        return None
-    body = render(report, fmt)
-    to = config.get("report", "mailto")
-    directory = reports_dir(settings)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(report.now))
-    if not to:
-        where = _keep(directory, f"report-{stamp}.txt", body.encode("utf-8"))
-        # With mail off these files are the reports: keep a season of
-        # daily ones, not every one ever written.
-        kept = sorted(n for n in os.listdir(directory) if n.startswith(b"report-"))
-        for name in kept[:-KEEP_REPORTS]:
-            os.unlink(os.path.join(directory, name))
-    else:
-        message = mail.build(to, report.subject, body, SYSTEM_USER, host=report.host,
-                             now=report.now)
-        prepared = _prepare_commit(settings, report)
-        try:
-            mail.send(message, sendmail=sendmail)
-        except mail.DeliveryError as exc:
-            os.unlink(prepared)
-            kept = _keep(directory, f"undelivered-{stamp}.eml", message.as_bytes())
-            log(syslog.LOG_ERR, f"delivery failed: {exc}; report kept in {os.fsdecode(kept)}")
-            _write_textfile(settings, config, report, report.last_mailed, log)
-            raise mail.DeliveryError(f"{exc}; the report is kept in {os.fsdecode(kept)} and "
-                                     "its changes stay queued for the next run") from None
-        where = None
-    if to:
-        os.rename(journal_path(settings) + NEXT, journal_path(settings))
-        _finish_journal(settings)
-    else:
-        _commit(settings, [b.name for b in report.batches], _next_state(report))
-    for path in report.damaged:
-        # Said by this report.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    days = config.get("contents", "retention_days")
-    if days:
-        # Delivered diffs are kept as long as the backups they were made
-        # from (0: both forever).
-        Spool(settings).prune_delivered(report.now - days * 86400)
-    if to:
-        for name in os.listdir(directory) if os.path.isdir(directory) else ():
-            if name.startswith(b"undelivered-"):
-                # What it held went out with this report.
-                os.unlink(os.path.join(directory, name))
-    _write_textfile(settings, config, report, report.now, log)
-    return where
-
-
-def _keep(directory, name, data):
-    os.makedirs(directory, mode=0o750, exist_ok=True)
-    path = os.path.join(directory, os.fsencode(name))
-    atomic_write(path, data, mode=0o640)
-    return path
-
-
-def _next_state(report):
-    state = dict(report.state, last_mailed=report.now,
-                 baselines=baselines.marks(report.baselines))
-    if report.probe_state is not None:
-        state["probes"] = report.probe_state
-    return state
-
-
-def _prepare_commit(settings, report):
-    """The journal of ``report``'s delivery, written before the mail goes
-    out as NAME.next and renamed into place once sendmail exited 0: a
-    state filesystem too full to take it stops the report before it
-    mails, not after (when its changes would be mailed again).  One left
-    by a run killed while sendmail ran is never renamed: its changes go
-    with the next mail, and the next report overwrites it."""
-    journal = {"batches": [os.fsdecode(b.name) for b in report.batches],
-               "state": _next_state(report)}
-    path = journal_path(settings) + NEXT
-    _save_json(path, journal)
-    return path
-
-
-def _commit(settings, names, state):
-    """After delivery: journal which batches went out, move them, save."""
-    journal = {"batches": [os.fsdecode(n) for n in names], "state": state}
-    _save_json(journal_path(settings), journal)
-    _finish_journal(settings)
-
-
-def _finish_journal(settings):
-    """Carry out a delivery journal: the mail went out, its batches move
-    to delivered/ and the state is saved (again, if it already was)."""
-    journal = _load_json(journal_path(settings), "the delivery journal")
-    if journal is None:
-        return
-    spool = Spool(settings)
-    wanted = set(journal.get("batches", ()))
-    spool.mark_delivered([b for b in spool.pending() if os.fsdecode(b.name) in wanted])
-    _save_json(state_path(settings), journal.get("state", {}))
-    alerts = _load_json(alerts_path(settings), "the alert ledger")
-    if alerts:
-        pending = {os.fsdecode(b.name) for b in spool.pending()}
-        alerts["batches"] = {k: v for k, v in alerts.get("batches", {}).items() if k in pending}
-        _save_json(alerts_path(settings), alerts)
-    os.unlink(journal_path(settings))
-
-
-def _write_textfile(settings, config, report, last, log):
-    """The node_exporter file; ``last``: when a report was last delivered."""
-    path = config.get("report", "textfile")
-    if not path:
-        return
-    records = 0
-    for batch in Spool(settings).pending():
-        count = report.batch_records.get(batch.name)
-        if count is None:   # queued while this report was being built
-            try:
-                count = len(Spool.records(batch))
-            except (OSError, ValueError):
-                count = 0
-        records += count
-    text = ("# HELP systraq_warnings Warnings in the last report systraq built.\n"
-            "# TYPE systraq_warnings gauge\n"
-            f"systraq_warnings {len(report.warnings)}\n"
-            "# HELP systraq_last_success_timestamp_seconds When a report was last "
-            "delivered (mailed, or kept when mail is off).\n"
-            "# TYPE systraq_last_success_timestamp_seconds gauge\n"
-            f"systraq_last_success_timestamp_seconds {int(last or 0)}\n"
-            "# HELP systraq_pending_records Change records waiting to be delivered.\n"
-            "# TYPE systraq_pending_records gauge\n"
-            f"systraq_pending_records {records}\n")
-    try:
-        atomic_write(path, text.encode("ascii"), mode=0o644)
-    except OSError as exc:
-        log(syslog.LOG_ERR, f"cannot write {os.fsdecode(path)}: {exc.strerror}")
-        raise RunError(f"cannot write the textfile {os.fsdecode(path)}: {exc.strerror}") from None
-
-
 # -- alerts --------------------------------------------------------------
 
-def alert(settings, config, now=None, host=None, sendmail=mail.SENDMAIL, log=None):
-    """Mail at once the warnings on critical paths not yet alerted.
+class Alert:
+    """What an alert mails: the warnings on critical paths not yet
+    alerted (``items``), its subject and its text.  Empty ``items``:
+    nothing to say."""
 
-    Returns the alerted items (empty when there was nothing to say).
-    """
-    log = log or _syslog
+    def __init__(self, items, subject=None, body=None, baselines=()):
+        self.items = items
+        self.subject = subject
+        self.body = body
+        self.baselines = baselines
+
+
+def alert(settings, config, now=None, host=None):
+    """The Alert of the changes to critical paths queued and not yet
+    alerted.  A path alerted before and changed again (a second new
+    account the same day) is alerted again: it has a record no alert
+    carried.  What changed while dpkg ran is the operation's: the report
+    lists it, the alert does not."""
     now = time.time() if now is None else now
     host = host or mail.host_name()
-    _finish_journal(settings)
     gatherer = _Gatherer(settings, config, now, host)
     gatherer.spool()
     # Whether operations matched their packages is the report's to say.
     gatherer.finish(None)
-    # A path alerted before and changed again (a second new account the
-    # same day) is alerted again: it has a record no alert carried.
-    # What changed while dpkg ran is the operation's: the report lists it.
     items = [i for i in gatherer.warnings() if i.critical and i.unalerted and not i.during]
     if not items:
-        return []
+        return Alert([])
     count = len(items)
     subject = (f"[systraq] {host}: alert: {items[0].path} changed" if count == 1
                else f"[systraq] {host}: alert: {count} critical changes")
@@ -938,40 +730,6 @@ def alert(settings, config, now=None, host=None, sendmail=mail.SENDMAIL, log=Non
     for item in items:
         lines.append("* " + item.text)
         lines += ["    " + line if line else "" for line in item.detail]
-    state = load_state(settings)
-    shown = baselines.lines(settings, state.get("baselines"))
+    shown = baselines.lines(settings, load_state(settings).get("baselines"))
     lines += _baseline_lines(shown)
-    body = "\n".join(lines) + "\n"
-    for item in items:
-        log(syslog.LOG_WARNING, f"alert={_kv(item.change)} path={_kv(item.path)} "
-                                f"text={_kv(item.head)}")
-    to = config.get("report", "mailto")
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
-    # The ledger is written before the alert goes out and renamed into
-    # place after (as the report's journal): a full state filesystem
-    # stops the alert before it is mailed, not before it is recorded.
-    ledger = _load_json(alerts_path(settings), "the alert ledger") or {}
-    batches = ledger.setdefault("batches", {})
-    when = _local(now, now)
-    for item in items:
-        for name, index in item.refs:
-            batches.setdefault(name, {}).setdefault("records", {})[str(index)] = when
-    prepared = alerts_path(settings) + NEXT
-    _save_json(prepared, ledger)
-    if to:
-        message = mail.build(to, subject, body, SYSTEM_USER, host=host, now=now)
-        try:
-            mail.send(message, sendmail=sendmail)
-        except mail.DeliveryError as exc:
-            os.unlink(prepared)
-            kept = _keep(reports_dir(settings), f"undelivered-alert-{stamp}.eml",
-                         message.as_bytes())
-            log(syslog.LOG_ERR, f"alert delivery failed: {exc}; kept in {os.fsdecode(kept)}")
-            raise mail.DeliveryError(f"{exc}; the alert is kept in {os.fsdecode(kept)} and "
-                                     "will be tried again at the next check") from None
-    else:
-        _keep(reports_dir(settings), f"alert-{stamp}.txt", body.encode("utf-8"))
-    os.rename(prepared, alerts_path(settings))
-    # The next mail, alert or report, is compared with this one.
-    _save_json(state_path(settings), dict(state, baselines=baselines.marks(shown)))
-    return items
+    return Alert(items, subject, "\n".join(lines) + "\n", shown)

@@ -130,10 +130,10 @@ def _queue(settings):
 
 def _report(settings):
     """When a report last went out, and how many could not be delivered."""
-    from systraq import report
+    from systraq import delivery, report
     try:
         state = report.load_state(settings)
-        kept = os.listdir(report.reports_dir(settings))
+        kept = os.listdir(delivery.reports_dir(settings))
     except FileNotFoundError:
         kept = []
     except (PermissionError, RunError):
@@ -142,7 +142,7 @@ def _report(settings):
     return {"state": "ok",
             "last_delivered": (time.strftime("%Y-%m-%d %H:%M", time.localtime(last))
                                if last else None),
-            "undelivered": sorted(os.fsdecode(os.path.join(report.reports_dir(settings), n))
+            "undelivered": sorted(os.fsdecode(os.path.join(delivery.reports_dir(settings), n))
                                   for n in kept if n.startswith(b"undelivered-"))}
 
 

@@ -8,8 +8,9 @@ jobs' own: the contents job and the snapshot, restricted to the paths
 that had events (``contents.run(only=...)``, ``snapshot.run(only=...)``),
 under their locks, against their state.  The watcher and the hourly
 check therefore write the same records and never report a change twice.
-Alerts go through ``report.alert``, with its lock, its "alerted once"
-ledger and its attribution of changes to package operations.
+Alerts go through ``delivery.alert``, with its lock and its "alerted
+once" ledger; which change a package operation made, the collectors'
+records already say.
 
 What is watched: every ``[check] critical`` pattern, as directories.  A
 path without wildcards is watched through its parent directory (so that
@@ -239,7 +240,7 @@ class Watcher:
     """The watcher's state and loop.
 
     ``alert``: a function of the configuration mailing the pending
-    alert (``report.alert`` under the delivery lock) and returning the
+    alert (``delivery.alert`` under the delivery lock) and returning the
     alerted items.  ``clock``
     (monotonic) times bursts; ``wall`` (epoch) counts mails per hour
     across restarts.  Tests give them, and ``dpkg_running``.

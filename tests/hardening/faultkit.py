@@ -51,13 +51,13 @@ MAILING = ("report", "check", "watch")
 
 RUNNER = r"""
 import os, sys
-from systraq import mail, report
+from systraq import delivery, mail, report
 _send = mail.send
 def send(message, sendmail=None, timeout=None):
     return _send(message, sendmail=os.environ["SYSTRAQ_TEST_SENDMAIL"],
                  timeout=float(os.environ.get("SYSTRAQ_TEST_MAIL_TIMEOUT", mail.TIMEOUT)))
 mail.send = send
-report._syslog = lambda priority, line: None
+delivery._syslog = lambda priority, line: None
 from systraq.cli import main
 ready = os.environ.pop("SYSTRAQ_TEST_READY_FD", None)
 if ready:
@@ -378,7 +378,7 @@ class System:
     def check_loads(self):
         """Every state file and spool batch loads: the states with the
         modules' own readers, each batch line as JSON."""
-        from systraq import audit, contents, packages, report, snapshot, statefile
+        from systraq import audit, contents, delivery, packages, report, snapshot, statefile
         from systraq.settings import Settings
         settings = Settings(root=self.root)
         for mode in ("pub", "root"):
@@ -389,7 +389,7 @@ class System:
         statefile.load(audit.state_path(settings), audit.STATE_FORMAT)
         audit.current(settings)
         for path in (report.state_path(settings), report.alerts_path(settings),
-                     report.journal_path(settings),
+                     delivery.journal_path(settings),
                      os.path.join(settings.state_dir, b"watch.state")):
             if os.path.exists(path):
                 with open(path, "rb") as handle:

@@ -29,7 +29,7 @@ import time
 
 import pytest
 
-from systraq import audit, lists, report, snapshot
+from systraq import audit, delivery, lists, report, snapshot
 from systraq.cli import main
 from systraq.config import load as load_config
 from systraq.pathcodec import escape, unescape
@@ -192,7 +192,7 @@ def test_hostile_names_from_disk_to_mail(hostile_root, capsys, tmp_path, record)
     status, out, _ = cli(fake, capsys, "report", "--stdout", "--format", "json")
     assert_json_clean(out, "report --format json")
     program, mails = sendmail(fake, tmp_path)
-    report.deliver(settings, conf, built, sendmail=program, log=lambda *a: None)
+    delivery.deliver(settings, conf, built, sendmail=program, log=lambda *a: None)
     [raw] = [open(os.path.join(mails, n), "rb").read() for n in os.listdir(mails)]
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert_clean(str(message["Subject"]), "mail subject")

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from systraq import baselines, config, report, snapshot, statefile
+from systraq import baselines, config, delivery, report, snapshot, statefile
 from tests.unit.test_report import HOST, Log, Probe, mails, sendmail
 
 NOW = 1_795_242_600          # 2026-11-21 06:30 UTC
@@ -52,10 +52,10 @@ def mail_lines(root, now, tmp_path, alert=False):
     working, out = sendmail(root, tmp_path)
     before = len(os.listdir(out))
     if alert:
-        report.alert(settings, conf, now=now, host=HOST, sendmail=working, log=Log())
+        delivery.alert(settings, conf, now=now, host=HOST, sendmail=working, log=Log())
     else:
         built = report.gather(settings, conf, now=now, host=HOST, probe=Probe())
-        report.deliver(settings, conf, built, sendmail=working, log=Log())
+        delivery.deliver(settings, conf, built, sendmail=working, log=Log())
     new = mails(out)[before:]
     assert len(new) == 1
     body = email.message_from_string(new[0], policy=email.policy.default).get_content()

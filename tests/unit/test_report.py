@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from systraq import report
+from systraq import delivery, report
 from systraq.config import load as load_config
 from systraq.mail import DeliveryError
 from systraq.spool import Spool
@@ -86,6 +86,9 @@ def build(root, text="", probe=None, audit=False, packages_state=False, now=NOW,
     if packages_state:
         from systraq import packages
         packages.save_current(settings, packages_state["time"], packages_state["findings"])
+    # As the report command does: a delivery a killed run left half done
+    # is finished first.
+    delivery.finish_journal(settings)
     return report.gather(settings, conf(root, text), now=now, host=HOST,
                          probe=probe or Probe(), **kwargs)
 
@@ -295,24 +298,24 @@ def test_delivery_marks_batches_only_after_sendmail_succeeded(root, tmp_path):
     log = Log()
     built = build(root)
     with pytest.raises(DeliveryError) as info:
-        report.deliver(settings, config, built, sendmail=failing, log=log)
+        delivery.deliver(settings, config, built, sendmail=failing, log=log)
     assert "exited with status 75: mail queue full" in str(info.value)
     assert "stay queued" in str(info.value)
-    (kept,) = os.listdir(report.reports_dir(settings))
+    (kept,) = os.listdir(delivery.reports_dir(settings))
     assert kept.startswith(b"undelivered-") and len(Spool(settings).pending()) == 1
     assert any("delivery failed" in line for _, line in log.lines)
 
     working, out = sendmail(root, tmp_path)
     built = build(root, now=NOW + DAY)
-    report.deliver(settings, config, built, sendmail=working, log=log)
+    delivery.deliver(settings, config, built, sendmail=working, log=log)
     (message,) = mails(out)
     assert "Subject: [systraq] host.example.org: 1 warning" in message
     assert "/etc/hosts: content" in message and "Auto-Submitted: auto-generated" in message
     assert Spool(settings).pending() == [] and len(Spool(settings).delivered()) == 1
-    assert os.listdir(report.reports_dir(settings)) == []
+    assert os.listdir(delivery.reports_dir(settings)) == []
     # Nothing pending: the next report has no warnings and is not due.
     again = build(root, now=NOW + DAY + 3600)
-    assert again.warnings == [] and not report.due(again, config)
+    assert again.warnings == [] and not delivery.due(again, config)
 
 
 def test_a_run_killed_after_sending_does_not_send_again(root, tmp_path):
@@ -320,30 +323,30 @@ def test_a_run_killed_after_sending_does_not_send_again(root, tmp_path):
     settings = root.settings()
     built = build(root)
     # The journal is written right after sendmail exited 0; the run dies.
-    report._save_json(report.journal_path(settings),
+    delivery._save_json(delivery.journal_path(settings),
                       {"batches": [os.fsdecode(b.name) for b in built.batches],
                        "state": {"last_mailed": NOW}})
     after = build(root, now=NOW + 60)
-    assert after.warnings == [] and not os.path.exists(report.journal_path(settings))
+    assert after.warnings == [] and not os.path.exists(delivery.journal_path(settings))
     assert report.load_state(settings)["last_mailed"] == NOW
 
 
 def test_policy_mails_warnings_daily_and_a_full_report_weekly(root):
     config = conf(root)
     quiet = build(root)
-    assert report.due(quiet, config)                      # never mailed: the first one goes
+    assert delivery.due(quiet, config)                      # never mailed: the first one goes
     quiet.last_mailed = NOW - 6 * DAY
-    assert not report.due(quiet, config)
+    assert not delivery.due(quiet, config)
     quiet.last_mailed = NOW - 7 * DAY
-    assert report.due(quiet, config)
+    assert delivery.due(quiet, config)
     quiet.last_mailed = NOW - 3600
-    assert report.due(quiet, conf(root, "[report]\nmail_when = always\n"))
-    assert not report.due(quiet, conf(root, "[report]\nfull_report_days = 0\n"))
-    assert report.due(quiet, config, forced=True)
+    assert delivery.due(quiet, conf(root, "[report]\nmail_when = always\n"))
+    assert not delivery.due(quiet, conf(root, "[report]\nfull_report_days = 0\n"))
+    assert delivery.due(quiet, config, forced=True)
     queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/hosts", "change": "content"})
     noisy = build(root)
     noisy.last_mailed = NOW - 3600
-    assert report.due(noisy, config)
+    assert delivery.due(noisy, config)
 
 
 def test_a_report_not_mailed_keeps_its_changes_queued(root, tmp_path):
@@ -351,7 +354,7 @@ def test_a_report_not_mailed_keeps_its_changes_queued(root, tmp_path):
                                  "path": "/var/lib/systraq/snapshot_pub.state"})
     settings = root.settings()
     built = build(root)
-    report.deliver(settings, conf(root), built, log=Log(), mailed=False)
+    delivery.deliver(settings, conf(root), built, log=Log(), mailed=False)
     assert len(Spool(settings).pending()) == 1 and report.load_state(settings) == {}
 
 
@@ -359,22 +362,22 @@ def test_mail_off_keeps_the_report_as_a_file_and_counts_as_delivered(root):
     queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/hosts", "change": "content"})
     settings = root.settings()
     built = build(root, "[report]\nmailto =\n")
-    kept = report.deliver(settings, conf(root, "[report]\nmailto =\n"), built, log=Log())
+    kept = delivery.deliver(settings, conf(root, "[report]\nmailto =\n"), built, log=Log())
     assert b"/etc/hosts: content" in open(kept, "rb").read()
     assert os.stat(kept).st_mode & 0o777 == 0o640
     assert Spool(settings).pending() == []
-    for day in range(1, report.KEEP_REPORTS + 5):
-        report.deliver(settings, conf(root, "[report]\nmailto =\n"),
+    for day in range(1, delivery.KEEP_REPORTS + 5):
+        delivery.deliver(settings, conf(root, "[report]\nmailto =\n"),
                        build(root, "[report]\nmailto =\n", now=NOW + day * DAY), log=Log())
-    names = sorted(os.listdir(report.reports_dir(settings)))
-    assert len(names) == report.KEEP_REPORTS and names[0] == b"report-20261126T063000.txt"
+    names = sorted(os.listdir(delivery.reports_dir(settings)))
+    assert len(names) == delivery.KEEP_REPORTS and names[0] == b"report-20261126T063000.txt"
 
 
 def test_the_probes_state_is_kept_only_with_a_delivered_report(root, tmp_path):
     settings, config = root.settings(), conf(root)
     working, _ = sendmail(root, tmp_path)
     probe = Probe()
-    report.deliver(settings, config, build(root, probe=probe), sendmail=working, log=Log())
+    delivery.deliver(settings, config, build(root, probe=probe), sendmail=working, log=Log())
     build(root, probe=probe, now=NOW + DAY)
     assert probe.previous == [{}, {"listening": ["tcp 0.0.0.0:22"]}]
 
@@ -382,7 +385,7 @@ def test_the_probes_state_is_kept_only_with_a_delivered_report(root, tmp_path):
 def test_each_warning_is_one_key_value_syslog_line(root):
     queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/my file", "change": "content"})
     log = Log()
-    report.log_warnings(build(root), log)
+    delivery.log_warnings(build(root), log)
     assert log.lines == [(4, 'warning=content source=snapshot rank=2 path="/etc/my file" '
                              'text="/etc/my file: content changed"')]
 
@@ -391,7 +394,7 @@ def test_the_textfile_says_warnings_last_success_and_pending(root, tmp_path):
     target = tmp_path / "systraq.prom"
     text = f"[report]\nmailto =\ntextfile = {target}\n"
     queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/hosts", "change": "content"})
-    report.deliver(root.settings(), conf(root, text), build(root, text), log=Log())
+    delivery.deliver(root.settings(), conf(root, text), build(root, text), log=Log())
     lines = [line for line in target.read_text().splitlines() if not line.startswith("#")]
     assert lines == ["systraq_warnings 1", f"systraq_last_success_timestamp_seconds {NOW}",
                      "systraq_pending_records 0"]
@@ -402,16 +405,16 @@ def test_a_critical_change_is_alerted_once_and_listed_in_the_report(root, tmp_pa
           {"mode": "pub", "path": "/etc/motd", "change": "content"})
     settings, config = root.settings(), conf(root)
     working, out = sendmail(root, tmp_path)
-    alerted = report.alert(settings, config, now=NOW, host=HOST, sendmail=working, log=Log())
+    alerted = delivery.alert(settings, config, now=NOW, host=HOST, sendmail=working, log=Log())
     assert [i.path for i in alerted] == ["/etc/passwd"]
-    assert report.alert(settings, config, now=NOW + 3600, host=HOST, sendmail=working,
+    assert delivery.alert(settings, config, now=NOW + 3600, host=HOST, sendmail=working,
                         log=Log()) == []
     (message,) = mails(out)
     assert "Subject: [systraq] host.example.org: alert: /etc/passwd changed" in message
     assert "/etc/motd" not in message
     built = build(root)
     assert built.warnings[0].text == "/etc/passwd: content changed [critical; alert sent 06:30]"
-    report.deliver(settings, config, built, sendmail=working, log=Log())
+    delivery.deliver(settings, config, built, sendmail=working, log=Log())
     assert json.load(open(report.alerts_path(settings))) == {"batches": {}}
 
 
@@ -419,14 +422,14 @@ def test_a_critical_path_changed_again_is_alerted_again(root, tmp_path):
     settings, config = root.settings(), conf(root)
     working, out = sendmail(root, tmp_path)
     queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content"})
-    assert len(report.alert(settings, config, now=NOW, host=HOST, sendmail=working,
+    assert len(delivery.alert(settings, config, now=NOW, host=HOST, sendmail=working,
                             log=Log())) == 1
     # A second new account the same day, before the daily report.
     queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/passwd", "change": "content"},
           now=NOW + 600)
-    assert [i.path for i in report.alert(settings, config, now=NOW + 3600, host=HOST,
+    assert [i.path for i in delivery.alert(settings, config, now=NOW + 3600, host=HOST,
                                          sendmail=working, log=Log())] == ["/etc/passwd"]
-    assert report.alert(settings, config, now=NOW + 7200, host=HOST, sendmail=working,
+    assert delivery.alert(settings, config, now=NOW + 7200, host=HOST, sendmail=working,
                         log=Log()) == []
     assert len(mails(out)) == 2
 
@@ -436,9 +439,9 @@ def test_a_failed_alert_is_kept_and_tried_again(root, tmp_path):
     settings, config = root.settings(), conf(root)
     failing, _ = sendmail(root, tmp_path, status=1)
     with pytest.raises(DeliveryError):
-        report.alert(settings, config, now=NOW, host=HOST, sendmail=failing, log=Log())
+        delivery.alert(settings, config, now=NOW, host=HOST, sendmail=failing, log=Log())
     working, out = sendmail(root, tmp_path)
-    assert len(report.alert(settings, config, now=NOW + 3600, host=HOST, sendmail=working,
+    assert len(delivery.alert(settings, config, now=NOW + 3600, host=HOST, sendmail=working,
                             log=Log())) == 1
     assert len(mails(out)) == 1
 
@@ -494,7 +497,7 @@ def test_a_critical_file_changed_while_dpkg_ran_is_listed_not_alerted(dpkg, tmp_
                                             "tool": "dpkg"}}, now=made + 60)
     settings, config = root.settings(), conf(root)
     working, out = sendmail(root, tmp_path)
-    assert report.alert(settings, config, now=made + 90, host=HOST, sendmail=working,
+    assert delivery.alert(settings, config, now=made + 90, host=HOST, sendmail=working,
                         log=Log()) == []
     assert mails(out) == []
     (item,) = build(root, now=made + 120).warnings

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from systraq import config, contents, inotify, report, snapshot, watch
+from systraq import config, contents, delivery, inotify, report, snapshot, watch
 from systraq.cli import main
 from systraq.spool import Spool, stamp
 
@@ -75,7 +75,7 @@ def make_watcher(root, extra="", **kwargs):
     lines = []
 
     def alert(current):
-        return report.alert(settings, current, host="box", sendmail=str(root.mails.script),
+        return delivery.alert(settings, current, host="box", sendmail=str(root.mails.script),
                             log=lambda *_: None)
 
     kwargs.setdefault("dpkg", lambda _settings: False)
