@@ -37,7 +37,15 @@ class Unavailable(RunError):
 
 
 def _cache(settings):
-    import apt     # python3-apt: imported here, as only root's repair needs it
+    # python3-apt: imported here, as only root's repair and the check
+    # against the archive need it.  apt's configuration is read now, not
+    # left to "import apt": that reads it only while nothing has set a key
+    # under APT, and reading dpkg's status with TagFile (dpkgdb) already
+    # has, with python-apt 3 -- the cache then knew no archive at all.
+    import apt_pkg
+    apt_pkg.init_config()
+    apt_pkg.init_system()
+    import apt
     if settings.is_host_root:
         return apt.Cache()
     return apt.Cache(rootdir=os.fsdecode(settings.root))
@@ -66,7 +74,6 @@ class DownloadArea:
         if os.geteuid() != 0:
             return
         import apt_pkg
-        apt_pkg.init_config()
         name = apt_pkg.config.find("APT::Sandbox::User", "_apt")
         try:
             user = pwd.getpwnam(name)
