@@ -973,16 +973,20 @@ class Judge:
         self._registry = None
         self._obsolete = None
 
-    def runs(self):
-        if self._runs is None:
-            self._runs = []
-            if self.since is not None:
-                self._log = Attribution(self.settings)
-                try:
-                    self._runs = self._log.dpkg_runs(self.since)
-                except LogUnreadable as exc:
-                    self.notes.append(f"package operations unknown: {exc}")
-        return self._runs
+    def runs(self, since=None):
+        """The dpkg runs after ``since`` (default: the collector's previous
+        run)."""
+        since = self.since if since is None else since
+        if since is None:
+            return []
+        if self._runs is None or self._runs[0] != since:
+            self._log = self._log or Attribution(self.settings)
+            try:
+                self._runs = (since, self._log.dpkg_runs(since))
+            except LogUnreadable as exc:
+                self.notes.append(f"package operations unknown: {exc}")
+                self._runs = (since, [])
+        return self._runs[1]
 
     def judge(self, record, package=None):
         """``record`` (records.Record) with ``explained`` or ``during``
@@ -991,14 +995,21 @@ class Judge:
         knows it (the package check)."""
         if record.path is None or record.change in ("baseline", "state damaged"):
             return record
-        if not self.runs():
+        since = self.since
+        if since is None and record.since:
+            # A first run that compared with what the old package left
+            # (its .stat files, filetraq's backups): the record says since
+            # when.
+            from systraq.spool import epoch
+            since = epoch(record.since)
+        if not self.runs(since):
             return record
         from systraq.pathcodec import unescape
         raw = unescape(record.path)
         when = self._ctime(raw, gone=record.change in ("removed", "missing"))
         if when is None:
             return record
-        run = next((r for r in reversed(self._runs) if r.holds(when) and r.bound > self.since),
+        run = next((r for r in reversed(self.runs(since)) if r.holds(when) and r.bound > since),
                    None)
         if run is None:
             return record
