@@ -1009,21 +1009,23 @@ class Judge:
         when = self._ctime(raw, gone=record.change in ("removed", "missing"))
         if when is None:
             return record
-        run = next((r for r in reversed(self.runs(since)) if r.holds(when) and r.bound > since),
-                   None)
-        if run is None:
+        # Every run that holds the change time: apt runs dpkg several
+        # times in a row, often within one second of the log.
+        held = [r for r in reversed(self.runs(since)) if r.holds(when) and r.bound > since]
+        if not held:
             return record
         owners = [package] if package else self.owners(raw)
-        for owner in owners:
-            if run.touches(owner):
-                event = run.event_of(owner)
-                label = self._log.describe(event, ascii=True) if event is not None else None
-                return record.with_fields(explained=run.as_dict(owner, label))
+        for run in held:
+            for owner in owners:
+                if run.touches(owner):
+                    event = run.event_of(owner)
+                    label = self._log.describe(event, ascii=True) if event is not None else None
+                    return record.with_fields(explained=run.as_dict(owner, label))
         if self._is_critical(raw):
-            return record.with_fields(during=run.as_dict())
+            return record.with_fields(during=held[0].as_dict())
         if owners:
-            return record    # its package was not in this run
-        return record.with_fields(explained=run.as_dict())
+            return record    # its package was in none of these runs
+        return record.with_fields(explained=held[0].as_dict())
 
     def _ctime(self, path, gone):
         """The ctime of ``path`` (of its directory when it is gone), by

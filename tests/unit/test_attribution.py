@@ -635,3 +635,19 @@ def test_judge_a_critical_file_changed_outside_any_run_is_a_warning(root, utc, l
         line.log(offset, words)
     found = line.judge(since=line.made - 3600)
     assert found.explained is None and found.during is None
+
+
+def test_judge_of_several_runs_in_one_second_the_one_of_the_package_explains(root, utc):
+    """apt runs dpkg several times in a row, often within one second of
+    the log: each run that holds the change time is asked."""
+    line = Timeline(root, "/etc/ssh/sshd_config", "Port 2222\n")
+    line.log(0, "startup archives unpack")
+    line.log(0, "upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3")
+    line.log(0, "startup packages configure")
+    line.log(0, "configure openssh-server:amd64 1:9.2p1-2+deb12u3 <none>")
+    line.log(0, "startup archives unpack")
+    line.log(0, "upgrade sed:amd64 4.9-2 4.9-2")
+    line.log(0, "status installed sed:amd64 4.9-2")
+    os.utime(root.host(DPKG), ns=(int(line.made * 1e9) + 1000, int(line.made * 1e9) + 1000))
+    found = line.judge()
+    assert found.explained["package"] == "openssh-server"
