@@ -1028,13 +1028,23 @@ class Judge:
         return record.with_fields(explained=held[0].as_dict())
 
     def _ctime(self, path, gone):
-        """The ctime of ``path`` (of its directory when it is gone), by
-        lstat, which opens nothing; None when it cannot be seen."""
-        target = (path.rpartition(b"/")[0] or b"/") if gone else path
-        try:
-            return os.lstat(self.settings.host(target)).st_ctime_ns / 1e9
-        except OSError:
-            return None
+        """The ctime of ``path`` by lstat, which opens nothing; when it is
+        gone, of the nearest directory above it that is still there (a
+        removal changes its directory, or removes that too); None when it
+        cannot be seen."""
+        target = path
+        while True:
+            if gone:
+                if target in (b"/", b""):
+                    return None
+                target = target.rpartition(b"/")[0] or b"/"
+            try:
+                return os.lstat(self.settings.host(target)).st_ctime_ns / 1e9
+            except FileNotFoundError:
+                if not gone:
+                    return None
+            except OSError:
+                return None
 
     def _is_critical(self, path):
         import fnmatch

@@ -59,9 +59,9 @@ def test_installed_with_exim4_and_first_runs(chroot, deb):
     wait_for_first_baseline(chroot)
     # Mail goes to an ordinary user: Debian's exim4 delivers nothing to
     # root until an alias says where root's mail goes.  The fill level
-    # is the host's disk, which a test must not depend on; edited right
-    # after the installation, systraq.conf's change is taken for the
-    # installation's (systraq registered it with ucf), not alerted.
+    # is the host's disk, which a test must not depend on.  Edited by
+    # hand once apt is done, systraq.conf's change is the admin's, not
+    # the installation's: a critical file, alerted at once.
     conf = chroot.read("/etc/systraq/systraq.conf").decode()
     assert f"\nmailto = {ADMIN}\n" in conf
     conf = conf.replace("\n[report]\n", "\n[report]\nfill_warning = 100\n")
@@ -69,15 +69,20 @@ def test_installed_with_exim4_and_first_runs(chroot, deb):
     for command in ("audit", "check", "packages"):
         result = systraq(chroot, command)
         assert result.returncode in (0, 1), result.stderr
+    (alert,) = wait_for_mail(chroot, 1)
+    assert alert["Subject"].endswith(": alert: /etc/systraq/systraq.conf changed")
+    assert "+fill_warning = 100" in body(alert)
     result = systraq(chroot, "report")
-    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
-    (first,) = wait_for_mail(chroot, 1)
+    assert result.returncode == 1 and result.stdout == "" and result.stderr == ""
+    first = wait_for_mail(chroot, 2)[-1]
     # The first report goes out whatever it says: it proves mail works.
-    assert first["Subject"].endswith(": no warnings")
+    assert first["Subject"].endswith(": 1 warning")
     assert first["Auto-Submitted"] == "auto-generated"
     assert first["From"].addresses[0].username == USER
     text = body(first)
-    assert "1. Warnings\n-----------\nNo warnings.\n" in text
+    assert warnings_section(text).startswith(
+        "1. Warnings\n-----------\n* /etc/systraq/systraq.conf: content changed"), text
+    assert "[critical; alert sent " in warnings_section(text)
     assert "snapshot pub: first run" in text and "contents pub: first run" in text
 
 
@@ -87,14 +92,14 @@ def test_a_clean_day_mails_nothing_and_the_weekly_report_says_no_warnings(chroot
     assert "No warnings." in shown, shown
     result = systraq(chroot, "report")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert len(wait_for_mail(chroot, 1)) == 1
+    assert len(wait_for_mail(chroot, 2)) == 2
     # Seven days later by the report's own clock.
     state = json.loads(chroot.read("/var/lib/systraq/report.state"))
     state["last_mailed"] -= 8 * 86400
     chroot.write("/var/lib/systraq/report.state", json.dumps(state), mode=0o640)
     chroot.run(f"chown {USER}: /var/lib/systraq/report.state")
     systraq(chroot, "report", check=True)
-    weekly = wait_for_mail(chroot, 2)[-1]
+    weekly = wait_for_mail(chroot, 3)[-1]
     assert weekly["Subject"].endswith(": no warnings")
     assert "No warnings." in body(weekly)
 
@@ -102,20 +107,20 @@ def test_a_clean_day_mails_nothing_and_the_weekly_report_says_no_warnings(chroot
 def test_a_critical_change_is_alerted_at_once_and_once(chroot):
     chroot.run("useradd -s /bin/sh mallory")
     assert systraq(chroot, "check").returncode == 1
-    alert = wait_for_mail(chroot, 3)[-1]
+    alert = wait_for_mail(chroot, 4)[-1]
     assert "alert:" in alert["Subject"]
     assert "/etc/passwd" in body(alert)
     systraq(chroot, "check")
-    assert len(wait_for_mail(chroot, 3)) == 3
+    assert len(wait_for_mail(chroot, 4)) == 4
 
 
 def test_a_changed_file_is_in_the_warnings_of_the_daily_report(chroot):
     with open(chroot.host("/etc/motd"), "a") as motd:
         motd.write("Maintenance on Saturday.\n")
     systraq(chroot, "check")
-    assert len(wait_for_mail(chroot, 3)) == 3, "/etc/motd is not critical: no alert"
+    assert len(wait_for_mail(chroot, 4)) == 4, "/etc/motd is not critical: no alert"
     assert systraq(chroot, "report").returncode == 1
-    daily = wait_for_mail(chroot, 4)[-1]
+    daily = wait_for_mail(chroot, 5)[-1]
     assert daily["Subject"].endswith(" warnings") and "no warnings" not in daily["Subject"]
     section = warnings_section(body(daily))
     assert "* /etc/motd: content changed" in section
@@ -138,7 +143,7 @@ def test_a_failing_sendmail_keeps_the_report_and_the_next_run_delivers_it_once(c
     assert chroot.run("ls /var/lib/systraq/reports").stdout.startswith("undelivered-")
     chroot.run("mv /usr/sbin/sendmail.real /usr/sbin/sendmail")
     assert systraq(chroot, "report").returncode == 1
-    found = wait_for_mail(chroot, 5)
+    found = wait_for_mail(chroot, 6)
     assert sum("Authorised use only." in body(m) for m in found) == 1
     assert chroot.run("ls /var/lib/systraq/reports").stdout == ""
     # Delivered: the next day it is not there any more.
@@ -163,7 +168,7 @@ def test_security_checks_warn_about_uid_0_path_dot_setuid_and_a_new_port(chroot)
         "until [ -e /tmp/listening ]; do sleep 0.05; done; "
         "systraq report; status=$?; kill $!; exit $status", check=False, net=True)
     assert result.returncode == 1, result.stderr
-    report = wait_for_mail(chroot, 6)[-1]
+    report = wait_for_mail(chroot, 7)[-1]
     section = warnings_section(body(report))
     assert "toor" in section and "uid 0" in section
     assert "/home/eve/.bashrc" in section and "PATH" in section
