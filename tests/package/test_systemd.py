@@ -162,8 +162,9 @@ def test_cron_file_gives_each_job_its_user_and_its_own_minute(chroot):
             < command.index("systraq localsums;") < command.index("systraq report"))
     # Every job as gently as its unit (Nice=10, best-effort I/O at 7).
     for _m, _h, _u, command in jobs:
-        runs = command.count("/usr/sbin/systraq ")
-        assert runs and command.count(f"{GENTLE}/usr/sbin/systraq ") == runs, command
+        runs = len(re.findall(r"/usr/sbin/systraq [a-z]", command))
+        gentle = len(re.findall(re.escape(GENTLE) + r"/usr/sbin/systraq [a-z]", command))
+        assert runs and gentle == runs, command
 
 
 @pytest.mark.parametrize("absent", ["systemd running", "systraq removed"])

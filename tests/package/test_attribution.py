@@ -1,0 +1,60 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A package operation explains only what it made while it ran, in a fresh
+chroot of the release under test.
+
+The hole the fixed five-minute window left: a reinstall of a package,
+then, a minute later, a hand edit of one of its files together with its
+line in dpkg's sums, and of its conffile.  Both are warnings in the next
+report; the reinstall itself is still labelled with what it changed.
+"""
+
+import json
+
+from tests.package.conftest import wait_for_first_baseline
+
+PACKAGE = "nano"
+BINARY = "/usr/bin/nano"
+CONFFILE = "/etc/nanorc"
+
+
+def systraq(chroot, command):
+    result = chroot.run(f"systraq {command}", check=False, net=True)
+    assert result.returncode in (0, 1), (command, result.stderr)
+    return result
+
+
+def test_installed_and_quiet(chroot, deb):
+    chroot.copy_in(deb, "/tmp/systraq.deb")
+    chroot.run("echo 'systraq systraq/mailto string' | debconf-set-selections")
+    chroot.apt_install("/tmp/systraq.deb", PACKAGE)
+    wait_for_first_baseline(chroot)
+    for command in ("check", "packages", "report"):
+        systraq(chroot, command)
+    warnings = json.loads(systraq(chroot, "report --stdout --format json").stdout)["warnings"]
+    assert [w["text"] for w in warnings if w["change"] != "filesystem full"] == []
+
+
+def test_a_hand_edit_a_minute_after_a_reinstall_is_a_warning(chroot):
+    chroot.run(f"apt-get install -y -q --reinstall {PACKAGE}")
+    # A minute after dpkg's last line, by the chroot's clock.
+    chroot.run('last=$(date -d "$(tail -n 1 /var/log/dpkg.log | cut -c 1-19)" +%s)'
+               ' && until [ "$(date +%s)" -gt $((last + 60)) ]; do sleep 0.2; done')
+    # The binary and its line in dpkg's sums together, as an intruder who
+    # knows debsums would; and the conffile.
+    chroot.run(f"old=$(md5sum < {BINARY} | cut -d' ' -f1)"
+               f" && printf 'x' | dd of={BINARY} bs=1 seek=300 conv=notrunc status=none"
+               f" && new=$(md5sum < {BINARY} | cut -d' ' -f1)"
+               f" && sed -i \"s/^$old /$new /\" /var/lib/dpkg/info/{PACKAGE}.md5sums"
+               f" && echo 'set mouse' >> {CONFFILE}")
+    assert chroot.run(f"dpkg --verify {PACKAGE}", check=False).stdout.split() == [
+        "??5??????", "c", CONFFILE]
+    for command in ("check", "packages"):
+        systraq(chroot, command)
+    data = json.loads(systraq(chroot, "report --stdout --format json").stdout)
+    warned = {w.get("path"): w["text"] for w in data["warnings"]}
+    assert BINARY in warned and "no package operation to explain it" in warned[BINARY], warned
+    assert CONFFILE in warned and "content changed" in warned[CONFFILE], warned
+    # The reinstall is still told, labelled, among the package operations.
+    (operation,) = [o for o in data["package_operations"] if "--reinstall" in o["label"]]
+    assert operation["packages"] == [PACKAGE], operation
+    assert operation["label"].startswith(f"apt-get install -y -q --reinstall {PACKAGE} at ")
