@@ -34,7 +34,7 @@ import time
 from systraq import baselines, mail
 from systraq import report as reporting
 from systraq.errors import RunError
-from systraq.fsutil import Busy, atomic_write, exclusive_lock
+from systraq.fsutil import atomic_write, held
 from systraq.report import _load_json, _local, alerts_path, state_path
 from systraq.settings import SYSTEM_USER
 from systraq.spool import Spool
@@ -60,19 +60,11 @@ def _save_json(path, data, mode=0o640):
                  mode=mode)
 
 
-@contextlib.contextmanager
 def delivering(settings):
-    """One report or alert at a time: both read the spool and mark it."""
-    lock = exclusive_lock(os.path.join(settings.state_dir, b"report.lock"), LOCK_WAIT)
-    try:
-        lock.__enter__()
-    except Busy:
-        raise RunError(f"another systraq report or check is delivering (lock "
-                       f"{os.fsdecode(lock.path)}); gave up after {LOCK_WAIT:g} s") from None
-    try:
-        yield
-    finally:
-        lock.__exit__(None, None, None)
+    """``with delivering(settings):`` -- one report or alert at a time:
+    both read the spool and mark it."""
+    return held(os.path.join(settings.state_dir, b"report.lock"), LOCK_WAIT,
+                "systraq report or check")
 
 
 def due(report, config, forced=False):

@@ -14,6 +14,7 @@ or taking a terminal, then fstat must show the very inode lstat saw.  A
 symlink planted there is never followed, a FIFO or device never opened.
 """
 
+import contextlib
 import fcntl
 import os
 import stat
@@ -185,3 +186,22 @@ class exclusive_lock:
     def __exit__(self, *exc):
         os.close(self.fd)
         self.fd = None
+
+
+@contextlib.contextmanager
+def held(path, wait, what):
+    """``with held(path, wait, "'systraq audit'"):`` -- the lock of
+    ``exclusive_lock``, or a RunError that names ``what`` holds it and the
+    lock file, as one line."""
+    lock = exclusive_lock(path, wait)
+    try:
+        lock.__enter__()
+    except Busy:
+        raise RunError(f"another {what} is running (lock {os.fsdecode(path)}); gave up "
+                       f"after {wait:g} s") from None
+    except OSError as exc:
+        raise RunError(f"{os.fsdecode(path)}: cannot lock: {exc.strerror}") from None
+    try:
+        yield lock
+    finally:
+        lock.__exit__(None, None, None)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from systraq import records, runner, standing
 from systraq.errors import ConfigError, RunError, UsageError
-from systraq.fsutil import Busy, NotRegular, atomic_write, exclusive_lock, read_untrusted
+from systraq.fsutil import NotRegular, atomic_write, held, read_untrusted
 from systraq.pathcodec import escape, unescape as pathcodec_unescape
 from systraq.scan import Scanner
 
@@ -525,18 +525,9 @@ def update(settings, paths, workers=None):
     if not os.path.isdir(settings.state_dir):
         raise RunError(f"{escape(settings.state_dir)}: no such directory "
                        "(is systraq installed?)")
-    lock = exclusive_lock(os.path.join(settings.state_dir, b"systraq.sums.lock"), LOCK_WAIT)
-    try:
-        lock.__enter__()
-    except Busy:
-        raise RunError(f"another 'systraq localsums --update' is running "
-                       f"(lock {escape(lock.path)}); gave up after {LOCK_WAIT:g} s") from None
-    except OSError as exc:
-        raise RunError(f"{escape(lock.path)}: cannot lock: {exc.strerror}") from None
-    try:
+    with held(os.path.join(settings.state_dir, b"systraq.sums.lock"), LOCK_WAIT,
+              "'systraq localsums --update'"):
         return _locked_update(settings, wanted, target, workers)
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def _locked_update(settings, wanted, target, workers):

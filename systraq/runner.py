@@ -34,8 +34,7 @@ import os
 import time
 
 from systraq import baselines, records, statefile
-from systraq.errors import RunError
-from systraq.fsutil import Busy, atomic_write, exclusive_lock
+from systraq.fsutil import atomic_write, held
 from systraq.spool import Spool, stamp as record_stamp
 
 # How long a run waits for another run of the same collector.
@@ -80,13 +79,8 @@ class Run:
         self._lock = None
 
     def __enter__(self):
-        self._lock = exclusive_lock(self.lock_path, self.lock_wait)
-        try:
-            self._lock.__enter__()
-        except Busy:
-            raise RunError(f"another '{self.command}' is running (lock "
-                           f"{os.fsdecode(self.lock_path)}); gave up after "
-                           f"{self.lock_wait:g} s") from None
+        self._lock = held(self.lock_path, self.lock_wait, f"'{self.command}'")
+        self._lock.__enter__()
         try:
             statefile.recover(self.state, self.spool, self.format, finish=self.finish,
                               undo=self.undo)
