@@ -387,7 +387,10 @@ def test_report_service_mails_after_the_audit_and_packages_checks(booted, chroot
                        int(shown["ExecMainExitTimestampMonotonic"]))
     audit, packages, archive, report = (times[u] for u in (*DAILY, "systraq-report.service"))
     assert audit[1] <= packages[0] and packages[1] <= archive[0] and archive[1] <= report[0], times
-    daily = wait_for_mail(chroot, 4, flush=False, diagnose=booted.mail_log)[-1]
+    # The admin's edit of systraq.conf is a critical change: the check
+    # alerted it before the report went out.
+    *_, alert, daily = wait_for_mail(chroot, 5, flush=False, diagnose=booted.mail_log)
+    assert "alert:" in alert["Subject"] and "+from_archive = yes" in body(alert)
     # Mailed by debian-systraq through exim's setuid sendmail, from the
     # hardened unit.
     assert daily["From"].addresses[0].username == USER
@@ -408,7 +411,7 @@ def test_check_service_mails_an_alert_for_a_new_account(booted, chroot):
     shown = booted.show("systraq-check.service", "Result", "ExecMainStatus")
     assert shown == {"Result": "success", "ExecMainStatus": "1"}
     # No queue run here: the unit lets exim's delivery finish by itself.
-    alert = wait_for_mail(chroot, 5, flush=False, diagnose=booted.mail_log)[-1]
+    alert = wait_for_mail(chroot, 6, flush=False, diagnose=booted.mail_log)[-1]
     assert "alert:" in alert["Subject"]
     assert "/etc/passwd" in body(alert)
 
@@ -432,7 +435,7 @@ def test_no_new_privileges_would_stop_the_mail(booted, chroot):
         # The drop-in is a new file among the systemd units: the check
         # alerted it.  The report never reached exim's queue.
         booted.run("exim4 -qff", check=False)
-        found = wait_for_mail(chroot, 6, flush=False, diagnose=booted.mail_log)
+        found = wait_for_mail(chroot, 8, flush=False, diagnose=booted.mail_log)
         assert "test-nnp.conf" in body(found[-1])
         assert "Authorised use only." not in body(found[-1])
     finally:
@@ -448,7 +451,7 @@ def test_no_new_privileges_would_stop_the_mail(booted, chroot):
         assert booted.show("systraq-report.service", "Result")["Result"] == "success"
     finally:
         booted.run(f"rm -r {os.path.dirname(failing_audit)} && systemctl daemon-reload")
-    found = wait_for_mail(chroot, 7, flush=False, diagnose=booted.mail_log)
+    found = wait_for_mail(chroot, 8, flush=False, diagnose=booted.mail_log)
     assert sum("Authorised use only." in body(m) for m in found) == 1
 
 
