@@ -340,6 +340,32 @@ class System:
             out.append(subject + "\n\n" + message.get_content())
         return out
 
+    def wait_for_strays(self, timeout=300):
+        """Return once no process this system's jobs started is left:
+        sendmail runs in a session of its own and outlives a job killed
+        while handing it a message.  Such processes carry the job's
+        environment (``SYSTRAQ_TEST_SENDMAIL`` names this system's
+        stand-in), from the fork on, before sendmail is even executed:
+        a state to wait for, not a delay."""
+        marker = f"\0SYSTRAQ_TEST_SENDMAIL={self.sendmail}\0".encode()
+        deadline = time.monotonic() + timeout
+        while True:
+            left = []
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit() or int(pid) == os.getpid():
+                    continue
+                try:
+                    with open(f"/proc/{pid}/environ", "rb") as handle:
+                        environ = b"\0" + handle.read()
+                except OSError:
+                    continue   # gone, or a zombie (whose environ reads empty)
+                if marker in environ:
+                    left.append(int(pid))
+            if not left:
+                return
+            assert time.monotonic() < deadline, f"processes left behind: {left}"
+            time.sleep(0.05)
+
     def hung(self):
         """Pids of fake sendmails that hung, still alive."""
         path = os.path.join(self.mail_dir, "sendmail.hung")

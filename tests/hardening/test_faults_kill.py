@@ -81,7 +81,7 @@ def test_sigkill_at_random_points(template, tmp_path, job, scale, record):
         if killed:
             inside += 1
             # sendmail runs in a session of its own: let it finish.
-            time.sleep(0.2)
+            system.wait_for_strays()
             unconfirmed |= set(system.mail_files()) - before
         system.check_loads()
     # Clean runs: the job, every collector, the report.
