@@ -24,13 +24,19 @@ _NAMED = {0x5C: "\\\\", 0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r"}
 # characters are Cf is asked of the running Python's unicodedata, so a
 # newer Unicode's additions (U+13439-U+1343F in Unicode 15) are escaped
 # too; only text outside ASCII is asked, as ASCII has no Cf character.
+# Code points the running Python does not know at all (category Cn:
+# unassigned, or noncharacters) are escaped as well: the admin's terminal
+# or mail reader may know a newer Unicode in which they are format
+# characters (U+13439-U+1343F are Cn to bookworm's Python, Unicode 14).
 _CONTROLS = "\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff"
 _SUSPECT = re.compile(f"[{_CONTROLS}]|[^\x00-\x7f]")
 
 
 def invisible(ch):
-    """Whether ``ch`` is a format character (Unicode category Cf)."""
-    return unicodedata.category(ch) == "Cf"
+    """Whether ``ch`` is a format character (Unicode category Cf), or a
+    code point the running Python does not know (Cn), which a newer
+    Unicode may make one."""
+    return unicodedata.category(ch) in ("Cf", "Cn")
 
 
 def _escape_char(ch):
