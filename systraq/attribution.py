@@ -1015,12 +1015,19 @@ class Judge:
         if not held:
             return record
         owners = [package] if package else self.owners(raw)
-        for run in held:
-            for owner in owners:
-                if run.touches(owner):
-                    event = run.event_of(owner)
-                    label = self._log.describe(event, ascii=True) if event is not None else None
-                    return record.with_fields(explained=run.as_dict(owner, label))
+        # The runs that touched an owner, latest first.  apt unpacks an
+        # Essential package in one dpkg run and configures it in the
+        # next, often within the same second of the log: both hold the
+        # change, and the run that unpacked it (an install, upgrade or
+        # removal) is the one named, as it changed the package's files.
+        touching = [(run, owner, run.event_of(owner))
+                    for run in held for owner in owners if run.touches(owner)]
+        if touching:
+            run, owner, event = next(
+                (t for t in touching if t[2] is not None and t[2].action in FILE_CHANGING),
+                touching[0])
+            label = self._log.describe(event, ascii=True) if event is not None else None
+            return record.with_fields(explained=run.as_dict(owner, label))
         if self._is_critical(raw):
             return record.with_fields(during=held[0].as_dict())
         if owners:

@@ -651,3 +651,21 @@ def test_judge_of_several_runs_in_one_second_the_one_of_the_package_explains(roo
     os.utime(root.host(DPKG), ns=(int(line.made * 1e9) + 1000, int(line.made * 1e9) + 1000))
     found = line.judge()
     assert found.explained["package"] == "openssh-server"
+
+
+def test_judge_the_run_that_unpacked_names_the_change_not_the_one_that_configured(root, utc):
+    """apt unpacks an Essential package in one dpkg run and configures it
+    in the next, within one second of the log: both hold the change; the
+    unpack changed the files and labels it.  (Its "upgrade" line is a
+    second older than the configure run, which holds none of it.)"""
+    line = Timeline(root, "/usr/sbin/sshd", "sshd, rebuilt\n")
+    line.log(-1, "startup archives unpack")
+    line.log(-1, "upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2")
+    line.log(0, "status unpacked openssh-server:amd64 1:9.2p1-2")
+    line.log(0, "startup packages configure")
+    line.log(0, "configure openssh-server:amd64 1:9.2p1-2 <none>")
+    line.log(0, "status installed openssh-server:amd64 1:9.2p1-2")
+    os.utime(root.host(DPKG), ns=(int(line.made * 1e9) + 1000, int(line.made * 1e9) + 1000))
+    found = line.judge()
+    assert found.explained["package"] == "openssh-server"
+    assert found.explained["label"].startswith("reinstalled "), found.explained
