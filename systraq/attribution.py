@@ -6,9 +6,13 @@ This module owns the reading of ``/var/log/dpkg.log`` and
 builds a list of events -- a package installed, upgraded, reinstalled,
 downgraded, removed, purged, configured, a conffile replaced or kept --
 each with the apt run (command line, requesting user) that caused it when
-apt caused it.  ``systraq packages``, ``snapshot`` and ``contents`` ask
-``explain(package, since)``: an event labels a change as expected, no
-event makes a changed package file an *unexplained* change.
+apt caused it, grouped into dpkg runs (``dpkg_runs``).  Every collector
+(snapshot, contents, packages, audit) asks its run transaction's
+``Judge`` about each change record as it sees it: a change is the
+operation's only when its ctime lies inside a dpkg run, after the
+collector's previous run, that touched a package owning the path
+(``Judge.judge``); a changed package file no run explains is an
+*unexplained* change.
 
 Both logs are written by other programs and may end in the middle of a
 line when the machine crashed: a line that cannot be read is skipped,
@@ -41,7 +45,7 @@ import zlib
 from systraq.errors import RunError
 from systraq.pathcodec import escape
 
-# Actions that change a package's files on disk; explain() prefers them to
+# Actions that change a package's files on disk; pick() prefers them to
 # "configure" and "conffile", which follow an unpack and say less about it.
 FILE_CHANGING = frozenset((
     "install", "upgrade", "reinstall", "downgrade", "remove", "purge", "disappear"))
@@ -173,16 +177,6 @@ class DpkgRun:
     def touches(self, package):
         """Whether this run names ``package`` (NAME or NAME:ARCH)."""
         return package.partition(":")[0] in self.packages
-
-    def event_of(self, package):
-        """The event of this run that changed ``package``'s files (an
-        install, upgrade or removal before a configure), or None."""
-        name = package.partition(":")[0]
-        found = [e for e in self.events if e.package == name]
-        for event in reversed(found):
-            if event.action in FILE_CHANGING:
-                return event
-        return found[-1] if found else None
 
     def as_dict(self, package=None, label=None):
         """What a change record keeps of the run that made it."""
@@ -378,9 +372,7 @@ class Attribution:
         self._native_arch = native_arch
         self._native_known = native_arch is not None
         self._minutes = {}
-        self._cache = None  # (since, events, times, by_name, busy, runs)
-        self._busy = []
-        self._starts = set()
+        self._cache = None  # (since, events, times, runs)
         self._runs = []
         self.damaged_files = []
         self.files_read = []
@@ -510,13 +502,6 @@ class Attribution:
         files, key = self._read_newest_first(
             self.settings.dpkg_log, since, self._first_dpkg_stamp)
         records = []
-        # The stamps of the lines that are no event (status, startup,
-        # trigproc): when dpkg was at work between two events, and when it
-        # finished (the "status installed" after the last postinst).
-        busy = []
-        # The stamps of the "startup" lines: a dpkg run begins there, so
-        # the time before one was no run's.
-        starts = []
         configuring = None  # (package, arch, version) of the last "configure"
         # Each dpkg run: [first stamp, last stamp, names of the packages
         # its lines name], from a "startup" line to the line before the
@@ -533,9 +518,9 @@ class Attribution:
                     continue    # malformed: skipped
                 stamp = line[:_STAMP_LEN]
                 if record is None:
-                    busy.append(stamp)
+                    # A status, startup or trigproc line: a dpkg run
+                    # begins at a "startup" line.
                     if line[_STAMP_LEN + 1:_STAMP_LEN + 9] == b"startup ":
-                        starts.append(stamp)
                         runs.append([stamp, stamp, set()])
                 else:
                     if record[1] == "configure":
@@ -552,10 +537,6 @@ class Attribution:
         # Copies were read oldest first, but a dpkg run that went on while
         # logrotate renamed the file wrote its tail to the older copy.
         records.sort(key=lambda record: record[0])
-        times = {self._epoch(stamp) for stamp in set(busy)}
-        times.update(record[0] for record in records)
-        self._busy = sorted(when for when in times if when is not None and when >= since)
-        self._starts = {self._epoch(stamp) for stamp in set(starts)} - {None}
         self._runs = []
         for first, last, names in runs:
             start, end = self._epoch(first), self._epoch(last)
@@ -713,11 +694,7 @@ class Attribution:
             else:
                 events.append(Event(when, action, name, arch, old, new, path, decision,
                                     run.tool, run.commandline, run.requested_by))
-        by_name = {}
-        for event in events:
-            by_name.setdefault(event.package, []).append(event)
-        self._cache = (since, events, [e.time for e in events], by_name, self._busy,
-                       self._runs)
+        self._cache = (since, events, [e.time for e in events], self._runs)
         return self._cache
 
     @staticmethod
@@ -742,28 +719,15 @@ class Attribution:
 
     def events(self, since):
         """Every event at or after ``since`` (epoch seconds), oldest first."""
-        _, events, times, _, _, _ = self._load(since)
+        _, events, times, _ = self._load(since)
         return events[bisect.bisect_left(times, since):]
-
-    def busy(self, since):
-        """The times (epoch seconds, each once, in order) at or after
-        ``since`` of every line dpkg logged: its events and the status,
-        startup and trigproc lines between and after them.  Two close
-        ones say dpkg was at work in between."""
-        busy = self._load(since)[4]
-        return busy[bisect.bisect_left(busy, since):]
-
-    def starts(self):
-        """The times of the lines that begin a dpkg run ("startup ..."),
-        of the last ``busy`` or ``events`` read."""
-        return self._starts
 
     def dpkg_runs(self, since):
         """Every dpkg run that went on after ``since``, oldest first:
         DpkgRun, with the events that fall in it and the apt run that
         made it, if any."""
         # Log lines have whole seconds: those of since's own second count.
-        _, events, times, _, _, runs = self._load(float(int(since)))
+        _, events, times, runs = self._load(float(int(since)))
         latest = _log_written(self.settings.dpkg_log)
         found = []
         for number, (start, end, names) in enumerate(runs):
@@ -793,19 +757,17 @@ class Attribution:
                                  first.requested_by if first else None, exact))
         return found
 
-    def explain(self, package, since):
-        """The latest operation on ``package`` at or after ``since``, or None.
+    def pick(self, events, package):
+        """Of ``events``, the one that changed ``package``'s files, or None.
 
         ``package`` is ``name`` or ``name:arch`` as dpkg prints it (see
         ``_same_arch``).  An install, upgrade or removal is preferred to a
         later configure or conffile event of the same package: it is what
-        changed the package's files.  None means dpkg recorded nothing for
-        this package: a differing file of it is unexplained.
+        changed the package's files; without one, the latest event.
         """
         name, _, arch = package.partition(":")
-        _, _, _, by_name, _, _ = self._load(since)
-        found = [e for e in by_name.get(name, ())
-                 if e.time >= since and self._same_arch(arch or None, e.arch)]
+        found = [e for e in events
+                 if e.package == name and self._same_arch(arch or None, e.arch)]
         for event in reversed(found):
             if event.action in FILE_CHANGING:
                 return event
@@ -1020,7 +982,7 @@ class Judge:
         # next, often within the same second of the log: both hold the
         # change, and the run that unpacked it (an install, upgrade or
         # removal) is the one named, as it changed the package's files.
-        touching = [(run, owner, run.event_of(owner))
+        touching = [(run, owner, self._log.pick(run.events, owner))
                     for run in held for owner in owners if run.touches(owner)]
         if touching:
             run, owner, event = next(

@@ -25,6 +25,11 @@ def epoch(stamp):
     return calendar.timegm(time.strptime(stamp, "%Y-%m-%d %H:%M:%S"))
 
 
+def latest(attribution, package, since):
+    """The event the Judge names for ``package`` among those since ``since``."""
+    return attribution.pick(attribution.events(since), package)
+
+
 def reader(root, **kwargs):
     kwargs.setdefault("utc_offset", 0)
     kwargs.setdefault("native_arch", "amd64")
@@ -76,16 +81,6 @@ def test_upgrade_is_matched_to_the_apt_run_that_made_it(root):
         "openssh-server", b"/etc/ssh/sshd_config", "keep", "1:9.2p1-2+deb12u3")
 
 
-def test_busy_gives_when_dpkg_logged_anything_status_lines_included(root):
-    root.write(DPKG, UPGRADE_SSH)
-    attribution = reader(root)
-    # The events end at 10:32:04 (the conffile); the postinst ran until
-    # the "status installed" at :05, the trigger after it.
-    assert attribution.busy(0) == [epoch(f"2025-03-10 10:32:0{s}") for s in range(1, 6)]
-    assert attribution.busy(epoch("2025-03-10 10:32:04")) == [
-        epoch("2025-03-10 10:32:04"), epoch("2025-03-10 10:32:05")]
-
-
 def test_describe_gives_the_one_line_label(root):
     root.write(DPKG, UPGRADE_SSH)
     root.write(HISTORY, HISTORY_SSH)
@@ -122,7 +117,7 @@ def test_reinstall_and_downgrade_are_told_apart_from_upgrade(root):
 """)
     attribution = reader(root)
     assert [e.action for e in attribution.events(0)] == ["reinstall", "downgrade", "upgrade"]
-    bash = attribution.explain("bash", 0)
+    bash = latest(attribution, "bash", 0)
     assert attribution.describe(bash, now=bash.time) == (
         "reinstalled 09:00 by dpkg: bash 5.2.15-2+b2")
 
@@ -188,8 +183,8 @@ def test_a_truncated_last_line_is_not_trusted(root):
     root.write(DPKG, UPGRADE_SSH + "2025-03-10 11:00:00 upgrade openssh-server:amd64 "
                                    "1:9.2p1-2+deb12u3 1:9.2p1-2")
     attribution = reader(root)
-    latest = attribution.explain("openssh-server", 0)
-    assert latest.time == epoch("2025-03-10 10:32:01")
+    found = latest(attribution, "openssh-server", 0)
+    assert found.time == epoch("2025-03-10 10:32:01")
     assert attribution.damaged_files == [root.host(DPKG)]
 
 
@@ -218,13 +213,13 @@ def test_xz_copies_zero_padding_and_a_corrupt_copy(root):
 def test_a_missing_log_gives_no_events_and_no_error(root):
     attribution = reader(root)
     assert attribution.events(0) == []
-    assert attribution.explain("bash", 0) is None
+    assert latest(attribution, "bash", 0) is None
     assert attribution.files_read == []
 
 
 def test_missing_apt_history_leaves_dpkg_as_the_tool(root):
     root.write(DPKG, UPGRADE_SSH)
-    event = reader(root).explain("openssh-server", 0)
+    event = latest(reader(root), "openssh-server", 0)
     assert (event.tool, event.commandline, event.requested_by) == ("dpkg", None, None)
 
 
@@ -295,7 +290,7 @@ def test_events_before_since_are_ignored_and_older_copies_not_opened(root):
     # dpkg.log.1 starts before the cut (since less a day of slack for
     # time zone changes): nothing older can matter.
     assert attribution.files_read == [root.host(DPKG), root.host(DPKG + ".1")]
-    assert attribution.explain("old", since) is None
+    assert latest(attribution, "old", since) is None
 
 
 def test_a_later_since_reuses_the_first_read(root):
@@ -382,7 +377,7 @@ def test_each_dpkg_event_gets_the_run_around_it(root):
         ("telnet", "remove", "unattended-upgrade", None),  # End-Date is inclusive
         ("tzdata", "upgrade", "apt", None),         # open block lasts till the end
     ]
-    bash = attribution.explain("bash", 0)
+    bash = latest(attribution, "bash", 0)
     assert attribution.describe(bash, now=bash.time) == (
         "reinstalled 09:00 by apt-get for bob: bash 5.2.15-2+b2")
 
@@ -413,7 +408,7 @@ Upgrade: sudo:amd64 (1.9.13p3-1, 1.9.13p3-1+deb12u1)
 End-Date: 2025-03-10  09:00:00
 """)
     root.write(DPKG, "2025-03-10 08:59:00 upgrade sudo:amd64 1.9.13p3-1 1.9.13p3-1+deb12u1\n")
-    event = reader(root).explain("sudo", epoch("2025-03-10 08:00:00"))
+    event = latest(reader(root), "sudo", epoch("2025-03-10 08:00:00"))
     assert event.tool == "apt-get"
 
 
@@ -428,7 +423,7 @@ End-Date: 2025-03-11  10:00:00
 """)
     root.write(DPKG, UPGRADE_SSH)
     attribution = reader(root)
-    assert attribution.explain("openssh-server", 0).requested_by == "alice"
+    assert latest(attribution, "openssh-server", 0).requested_by == "alice"
     # The blocks without a start or with a bad date are no runs.
     assert [run.commandline for run in attribution.apt_runs(0)] == [
         "apt-get install openssh-server"]
@@ -458,9 +453,9 @@ MULTIARCH = """\
     ("libc6:arm64", None),
     ("absent", None),
 ])
-def test_explain_matches_architectures_as_dpkg_does(root, query, expected):
+def test_pick_matches_architectures_as_dpkg_does(root, query, expected):
     root.write(DPKG, MULTIARCH)
-    event = reader(root).explain(query, 0)
+    event = latest(reader(root), query, 0)
     got = None if event is None else (event.package, event.arch, event.action)
     assert got == expected
 
@@ -469,24 +464,24 @@ def test_without_a_native_arch_all_matches_any(root):
     root.write(DPKG, MULTIARCH)
     attribution = Attribution(root.settings(), utc_offset=0)  # fake root: not asked
     assert attribution.native_arch is None
-    assert attribution.explain("zsh:all", 0).arch == "i386"
-    assert attribution.explain("libc6:arm64", 0) is None
+    assert latest(attribution, "zsh:all", 0).arch == "i386"
+    assert latest(attribution, "libc6:arm64", 0) is None
 
 
 def test_pre_multiarch_names_match_any_arch(root):
     root.write(DPKG, "2011-02-15 02:26:03 upgrade man-db 2.5.9-3 2.5.9-4\n")
-    event = reader(root).explain("man-db:amd64", 0)
+    event = latest(reader(root), "man-db:amd64", 0)
     assert (event.package, event.arch, event.new_version) == ("man-db", None, "2.5.9-4")
 
 
-def test_explain_falls_back_to_configure_when_no_unpack_is_in_range(root):
+def test_pick_falls_back_to_configure_when_no_unpack_is_in_range(root):
     root.write(DPKG, """\
 2025-03-09 09:00:00 upgrade foo:amd64 1 2
 2025-03-10 09:00:00 configure foo:amd64 2 <none>
 """)
     attribution = reader(root)
-    assert attribution.explain("foo", 0).action == "upgrade"
-    late = attribution.explain("foo", epoch("2025-03-10 00:00:00"))
+    assert latest(attribution, "foo", 0).action == "upgrade"
+    late = latest(attribution, "foo", epoch("2025-03-10 00:00:00"))
     assert (late.action, late.new_version) == ("configure", "2")
 
 
