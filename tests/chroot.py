@@ -26,6 +26,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -279,7 +280,33 @@ class Chroot:
         names = " ".join(shlex.quote(p) for p in packages)
         return self.apt(f"apt-get install -y -q --no-install-recommends {options} {names}")
 
-    def destroy(self):
+    def processes(self):
+        """Pids of the processes whose root is this chroot: what a command
+        left running in the background (a job the postinst detached, a
+        test's gate that never opened)."""
+        mine = os.path.realpath(self.path)
+        found = []
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    if os.readlink(f"/proc/{pid}/root") == mine:
+                        found.append(int(pid))
+                except OSError:
+                    pass    # gone, or a kernel thread
+        return found
+
+    def destroy(self, timeout=60):
+        """Stop what still runs in the chroot, then remove it: no process
+        of a test outlives it, whatever the test left behind."""
+        deadline = time.monotonic() + timeout
+        while (left := self.processes()):
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            assert time.monotonic() < deadline, f"processes in {self.path} survive SIGKILL: {left}"
+            time.sleep(0.05)
         shutil.rmtree(self.path)
 
 
