@@ -184,3 +184,38 @@ def test_the_apt_hook_returns_at_once_while_from_archive_is_off(root, tmp_path, 
                           cwd=tmp_path, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     assert (done.stdout, done.stderr) == (b"0 []\n", b"")
     assert not os.path.exists(root.host("/var/lib/systraq/spool"))
+
+
+class _Result:
+    baseline = False
+    records = ()
+
+
+@pytest.mark.parametrize("argv, jobs, alerts", [
+    ((), ["snapshot root", "contents root", "contents pub", "snapshot pub"], 1),
+    (("--mode", "root"), ["snapshot root", "contents root"], 0),
+    (("--mode", "pub"), ["contents pub", "snapshot pub"], 1),
+    (("--no-alert",), ["snapshot root", "contents root", "contents pub", "snapshot pub"], 0),
+    (("--mode", "pub", "--no-alert"), ["contents pub", "snapshot pub"], 0),
+])
+def test_check_runs_the_jobs_of_its_mode_and_alerts_only_from_pub(root, capsys, monkeypatch,
+                                                                 argv, jobs, alerts):
+    # The root unit runs "check --mode root", which mails nothing; the
+    # unprivileged unit after it the pub modes and the alert.
+    from systraq.commands import check
+    ran, alerted = [], []
+
+    def job(name):
+        def run(settings, conf, mode, **_options):
+            ran.append(f"{name} {mode}")
+            return _Result()
+        return run
+
+    monkeypatch.setattr(check.snapshot, "run", job("snapshot"))
+    monkeypatch.setattr(check.contents, "run", job("contents"))
+    monkeypatch.setattr(check.delivery, "alert", lambda settings, conf: alerted.append(1) or [])
+    shipped_lists(root)
+    status, _out, err = run(root, "check", *argv, capsys=capsys)
+    assert (status, err) == (0, "")
+    assert ran == jobs
+    assert len(alerted) == alerts
