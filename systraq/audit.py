@@ -20,14 +20,19 @@ Conditions, reported every day while they last (*findings*, kept in
 An *inventory* of the file system, compared with the previous run, whose
 differences are spooled as change records (source "audit"):
 
-- setuid and setgid regular files on every local file system;
+- setuid and setgid regular files, and runnable ones with file
+  capabilities (``security.capability``: ``setcap cap_setuid+ep`` on a
+  copy of python3 makes a root shell as surely as a setuid bit), on
+  every local file system;
 - world-writable files, and world-writable directories without the
   sticky bit, below ``[audit] system_dirs``;
 - files whose owner or group has no account, below ``system_dirs``.
 
 The first run records a baseline (one record); after that each item that
-appears is reported once, a setuid or setgid file that goes away too, and
-a change of mode or owner of an item.  The inventory is kept in
+appears is reported once, a setuid, setgid or capable file that goes away
+too, and a change of mode, owner or capabilities of an item.  A state
+written before capabilities were read (no "capabilities" in its header)
+gets them recorded without a record each, once.  The inventory is kept in
 ``/var/lib/systraq/root/audit.state``, a statefile only root can read.
 
 The walk is its own, not ``scan.Scanner``'s: it visits every local file
@@ -51,7 +56,7 @@ import stat
 import struct
 import sys
 
-from systraq import accounts, records, runner, scan, shellrc, standing
+from systraq import accounts, capabilities, records, runner, scan, shellrc, standing
 from systraq.errors import RunError
 from systraq.fsutil import mode_directory, read_untrusted
 from systraq.pathcodec import escape
@@ -103,13 +108,19 @@ PSEUDO_FS = frozenset((
 ))
 
 # Inventory categories: bit, spool name, counts key.
-SETUID, SETGID, WORLD_WRITABLE, UNOWNED = 1, 2, 4, 8
+SETUID, SETGID, WORLD_WRITABLE, UNOWNED, CAPABILITY = 1, 2, 4, 8, 16
 CATEGORIES = ((SETUID, "setuid", "setuid"), (SETGID, "setgid", "setgid"),
+              (CAPABILITY, "capabilities", "capabilities"),
               (WORLD_WRITABLE, "world-writable", "world_writable"),
               (UNOWNED, "unowned", "unowned"))
 # One inventory item in the state: categories, type, permission bits
-# with setuid/setgid/sticky, owner, group.
+# with setuid/setgid/sticky, owner, group; then the raw file capabilities
+# (security.capability), if any.
 _RECORD = struct.Struct("<BcHII")
+# The state header's mark of an inventory that holds file capabilities:
+# a state without it (written before they were) knows none, and its
+# first comparison must not call every capable file new.
+WITH_CAPABILITIES = "capabilities"
 _KIND = {stat.S_IFREG: b"f", stat.S_IFDIR: b"d", stat.S_IFLNK: b"l",
          stat.S_IFIFO: b"p", stat.S_IFSOCK: b"s", stat.S_IFCHR: b"c",
          stat.S_IFBLK: b"b"}
@@ -359,19 +370,21 @@ class _Inventory:
                                                  in_system or child in system))
                             continue
                         if not in_system:
-                            # Outside the system directories only setuid
-                            # and setgid regular files count: d_type says
-                            # which entries to lstat at all.
+                            # Outside the system directories only setuid,
+                            # setgid and capable regular files count:
+                            # d_type says which entries to lstat at all.
                             if not entry.is_file(follow_symlinks=False):
                                 continue
                             found = entry.stat(follow_symlinks=False)
-                            if not found.st_mode & (stat.S_ISUID | stat.S_ISGID):
+                            caps = self._capabilities(fd, entry.name, found)
+                            if not (found.st_mode & (stat.S_ISUID | stat.S_ISGID) or caps):
                                 continue
                         else:
                             found = entry.stat(follow_symlinks=False)
+                            caps = self._capabilities(fd, entry.name, found)
                         child = base + entry.name.encode(encoding, "surrogateescape")
                         if child not in prune:
-                            self._item(child, found, in_system)
+                            self._item(child, found, in_system, caps)
                     except OSError as exc:
                         if exc.errno not in _GONE:
                             self.unreadable += 1
@@ -389,7 +402,17 @@ class _Inventory:
         else:
             os.close(fd)
 
-    def _item(self, path, info, in_system):
+    @staticmethod
+    def _capabilities(dir_fd, name, info):
+        """The file capabilities of regular file ``name``, if it may be
+        run (the kernel grants them only on exec; a chmod +x later shows
+        in the next run): raw bytes, or b"".  Only executables are asked,
+        one getxattr each."""
+        if not stat.S_ISREG(info.st_mode) or not info.st_mode & 0o111:
+            return b""
+        return capabilities.read(dir_fd, name) or b""
+
+    def _item(self, path, info, in_system, caps=b""):
         mode = info.st_mode
         form = stat.S_IFMT(mode)
         categories = 0
@@ -398,6 +421,8 @@ class _Inventory:
                 categories |= SETUID
             if mode & stat.S_ISGID:
                 categories |= SETGID
+            if caps:
+                categories |= CAPABILITY
         if in_system:
             # A symlink's own mode is always 0777 and means nothing; a
             # sticky directory (/var/tmp-like) lets nobody remove
@@ -409,7 +434,7 @@ class _Inventory:
                 categories |= UNOWNED
         if categories:
             self.items[path] = _RECORD.pack(categories, _KIND.get(form, b"?"),
-                                            stat.S_IMODE(mode), info.st_uid, info.st_gid)
+                                            stat.S_IMODE(mode), info.st_uid, info.st_gid) + caps
 
 
 def counts_of(items):
@@ -430,6 +455,22 @@ def _order(path):
     return path.split(b"/")
 
 
+def _unpack(record):
+    """(categories, kind, permissions, uid, gid, raw capabilities)."""
+    return _RECORD.unpack_from(record) + (bytes(record[_RECORD.size:]),)
+
+
+def without_capabilities(items):
+    """The inventory ``items`` as a state that knew no file capabilities
+    would hold it: for comparing with such a state once."""
+    out = {}
+    for path, record in items.items():
+        categories = record[0] & ~CAPABILITY
+        if categories:
+            out[path] = bytes((categories,)) + bytes(record[1:_RECORD.size])
+    return out
+
+
 def compare(old, new, names):
     """Change records (without time) between two inventories, {path: record}."""
     def who(uid, gid):
@@ -437,10 +478,13 @@ def compare(old, new, names):
                 names.group(gid) if names.has_group(gid) else gid)
 
     def fields(unpacked, suffix=""):
-        _categories, kind, perm, uid, gid = unpacked
+        _categories, kind, perm, uid, gid, caps = unpacked
         owner, group = who(uid, gid)
-        return {"mode" + suffix: f"{perm:04o}", "owner" + suffix: owner,
-                "group" + suffix: group}
+        out = {"mode" + suffix: f"{perm:04o}", "owner" + suffix: owner,
+               "group" + suffix: group}
+        if caps:
+            out["capabilities" + suffix] = capabilities.text(caps)
+        return out
 
     records = []
     added = {bit: [] for bit, _name, _key in CATEGORIES}
@@ -448,8 +492,8 @@ def compare(old, new, names):
         before, after = old.get(path), new.get(path)
         if before == after:
             continue
-        was = _RECORD.unpack(before) if before is not None else None
-        now = _RECORD.unpack(after) if after is not None else None
+        was = _unpack(before) if before is not None else None
+        now = _unpack(after) if after is not None else None
         had = was[0] if was else 0
         has = now[0] if now else 0
         said = False
@@ -457,7 +501,7 @@ def compare(old, new, names):
             if has & bit and not had & bit:
                 added[bit].append((path, now))
                 said = True
-            elif had & bit and not has & bit and bit in (SETUID, SETGID):
+            elif had & bit and not has & bit and bit in (SETUID, SETGID, CAPABILITY):
                 records.append({"change": f"{name} removed", "path": escape(path),
                                 "type": TYPES[was[1].decode()], **fields(was)})
                 said = True
@@ -679,11 +723,16 @@ class _Run:
         findings = account_findings(settings)
         findings += _Startup(settings, mounts, names).run()
 
-        _header, old = self.transaction.load()
+        header, old = self.transaction.load()
         damaged = self.transaction.damaged
         inventory = _Inventory(settings, self.config, mounts, names)
         new = inventory.run()
         counts = counts_of(new)
+        compared = new
+        if old is not None and not header.get(WITH_CAPABILITIES):
+            # The last state knew no file capabilities: this run records
+            # them; their changes count from the next.
+            compared = without_capabilities(new)
 
         if damaged is not None:
             changes = [{"change": "state damaged", "detail": damaged, "count": len(new),
@@ -691,13 +740,14 @@ class _Run:
         elif old is None:
             changes = [{"change": "baseline", "count": len(new), "counts": counts}]
         else:
-            changes = compare(old, new, names)
+            changes = compare(old, compared, names)
         # The "since" of a run that compared with a state: the report
         # tells from it which package operation may have made a change.
         judge = self.transaction.judge(self.config.get("check", "critical"))
         spooled = [judge.judge(record) for record in self.transaction.stamped(
             [records.load(change, "audit") for change in changes], since=old is not None)]
-        self.transaction.commit({"time": self.transaction.stamp, "counts": counts}, new,
+        self.transaction.commit({"time": self.transaction.stamp, "counts": counts,
+                                 WITH_CAPABILITIES: True}, new,
                                 spooled, source="audit", mode=0o600)
 
         skipped = inventory.skipped()

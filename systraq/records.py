@@ -340,7 +340,8 @@ class PackageFinding(Record):
 
 # The audit's findings, by how serious they are.
 _AUDIT_RANKS = {"uid 0": CRITICAL, "empty password": CRITICAL, "setuid added": CRITICAL,
-                "setgid added": CRITICAL, "world-writable added": CHANGE,
+                "setgid added": CRITICAL, "capabilities added": CRITICAL,
+                "capabilities changed": CRITICAL, "world-writable added": CHANGE,
                 "unowned added": CHANGE, "shell startup": CHANGE}
 
 
@@ -351,7 +352,8 @@ class AuditFinding(Record):
     changed or removed."""
 
     FIELDS = ("account", "line", "text", "type", "owner", "group", "below",
-              "mode_before", "owner_before", "group_before")
+              "mode_before", "owner_before", "group_before", "capabilities",
+              "capabilities_before")
 
     @property
     def secret(self):
@@ -378,11 +380,21 @@ class AuditFinding(Record):
         path = self.path or "?"
         kind = self.get("type", "file")
         what = f"{self.get('mode', '?')} {self._who()}"
+        if "capabilities" in self:
+            what = f"{self['capabilities']}; {what}"
         if change in ("setuid added", "setgid added"):
             return f"new {change.split()[0]} file: {path} ({what})"
+        if change == "capabilities added":
+            return f"new file with capabilities: {path} ({what})"
         if change in ("setuid removed", "setgid removed"):
             return (f"no longer a {change.split()[0]} file (removed, or the bit cleared): "
                     f"{path} (was {what})")
+        if change == "capabilities removed":
+            return f"no longer has file capabilities (removed, or cleared): {path} (was {what})"
+        if change == "capabilities changed" and "capabilities_before" in self:
+            return (f"file capabilities changed: {path}: {self['capabilities_before']} -> "
+                    f"{self.get('capabilities', 'none')} ({self.get('mode', '?')} "
+                    f"{self._who()})")
         if change in ("world-writable added", "unowned added"):
             label = ("writable by everybody" if change.startswith("world")
                      else "owner or group has no account")
@@ -401,7 +413,12 @@ class AuditFinding(Record):
             return [str(self["text"])]
         text = f"{self.path or '?'}: {self.change}"
         if "mode" in self:
-            text += f" (mode {self['mode']}, {self.get('owner', '?')}:{self.get('group', '?')})"
+            caps = f"{self['capabilities']}, " if "capabilities" in self else ""
+            if "capabilities_before" in self and self.get("capabilities") != \
+                    self["capabilities_before"]:
+                caps = f"{self['capabilities_before']} -> {self.get('capabilities', 'none')}, "
+            text += (f" ({caps}mode {self['mode']}, "
+                     f"{self.get('owner', '?')}:{self.get('group', '?')})")
         return [text]
 
 

@@ -17,8 +17,8 @@ def register(commands):
                     "with uid 0, accounts with an empty password, shell start-up "
                     "files (system-wide, /etc/skel and every home) with a umask that "
                     "lets group or others write or a PATH with '.' or an empty "
-                    "element; and an inventory of setuid and setgid files on every "
-                    "local filesystem and of world-writable and unowned files below "
+                    "element; and an inventory of setuid and setgid files and of "
+                    "programs with file capabilities on every local filesystem and of world-writable and unowned files below "
                     "[audit] system_dirs, whose new items are queued for the report.")
     output_options(cmd, "the findings and changes")
     cmd.set_defaults(func=run, runs_as=runs_as)

@@ -55,7 +55,8 @@ def test_installed_with_exim4_and_first_runs(chroot, deb):
     # Where mail goes is asked by debconf; preseeded here, as an admin
     # installing many machines would.
     chroot.run(f"echo 'systraq systraq/mailto string {ADMIN}' | debconf-set-selections")
-    chroot.apt_install("/tmp/systraq.deb", "exim4-daemon-light")
+    # setcap (libcap2-bin) is the attacker's tool of a later test.
+    chroot.apt_install("/tmp/systraq.deb", "exim4-daemon-light", "libcap2-bin")
     wait_for_first_baseline(chroot)
     # Mail goes to an ordinary user: Debian's exim4 delivers nothing to
     # root until an alias says where root's mail goes.  The fill level
@@ -151,12 +152,15 @@ def test_a_failing_sendmail_keeps_the_report_and_the_next_run_delivers_it_once(c
     assert "issue.net" not in warnings_section(out)
 
 
-def test_security_checks_warn_about_uid_0_path_dot_setuid_and_a_new_port(chroot):
+def test_security_checks_warn_about_uid_0_path_dot_setuid_capabilities_and_a_new_port(chroot):
     chroot.run("echo 'toor:x:0:0:spare root:/root:/bin/sh' >> /etc/passwd && "
                "echo 'toor:*:20000:0:99999:7:::' >> /etc/shadow")
     with open(chroot.host("/home/eve/.bashrc"), "a") as bashrc:
         bashrc.write('PATH=".:$PATH"\n')
     chroot.run("cp /bin/dash /tmp/.hidden && chmod 4755 /tmp/.hidden")
+    # A root shell without a setuid bit (ATT&CK T1548.001): python3 that
+    # may setuid(0).
+    chroot.run("cp /usr/bin/python3 /var/tmp/.py && setcap cap_setuid+ep /var/tmp/.py")
     assert systraq(chroot, "audit").returncode == 1
     # A listener for the length of the report, in the report's namespace;
     # the report starts once it listens.
@@ -173,6 +177,8 @@ def test_security_checks_warn_about_uid_0_path_dot_setuid_and_a_new_port(chroot)
     assert "toor" in section and "uid 0" in section
     assert "/home/eve/.bashrc" in section and "PATH" in section
     assert "/tmp/.hidden" in section and "setuid" in section
+    assert "* /var/tmp/.py: capabilities added (cap_setuid=ep, mode 0755, root:root)" \
+        in section, section
     assert "0.0.0.0:48123" in section
 
 

@@ -5,12 +5,13 @@ inventory, its records, the findings file, crash safety and the lock."""
 import json
 import os
 import stat
+import struct
 
 import pytest
 
-from systraq import audit, config, statefile
+from systraq import audit, capabilities, config, records, statefile
 from systraq.errors import RunError
-from systraq.fsutil import exclusive_lock
+from systraq.fsutil import atomic_write, exclusive_lock
 from systraq.pathcodec import unescape
 from systraq.spool import Spool
 
@@ -236,7 +237,8 @@ def test_the_first_run_is_one_baseline_record(system):
     assert changes(result) == [("baseline", None)]
     record = result.records[0]
     assert record["count"] == 2 and record["source"] == "audit"
-    assert result.counts == {"setuid": 1, "setgid": 1, "world_writable": 0, "unowned": 0}
+    assert result.counts == {"setuid": 1, "setgid": 1, "capabilities": 0, "world_writable": 0,
+                             "unowned": 0}
     assert spooled(system) == result.records
 
 
@@ -497,7 +499,8 @@ def test_the_findings_file_for_the_report(system):
         document = json.load(handle)
     assert document["format"] == 1 and document["time"] == 1700000000.5
     assert document["findings"] == result.findings
-    assert document["counts"] == {"setuid": 1, "setgid": 1, "world_writable": 0, "unowned": 0}
+    assert document["counts"] == {"setuid": 1, "setgid": 1, "capabilities": 0,
+                                  "world_writable": 0, "unowned": 0}
     assert document["skipped"] == [{"path": "/mnt/fuse", "type": "fuse.sshfs"},
                                    {"path": "/mnt/nfs", "type": "nfs4"}]
     current = audit.current(settings)
@@ -530,3 +533,114 @@ def test_describe_says_every_record_kind_in_one_line(system):
     assert lines[-1].startswith("audit state was damaged (checksum mismatch)")
     assert any(line.startswith("writable by everybody: file /etc/open (0666 ") for line in lines)
     assert all(line and "\n" not in line for line in lines)
+
+
+# --- file capabilities -----------------------------------------------------------------
+
+def caps(permitted, effective=True, inheritable=0, rootid=None):
+    """A security.capability value as setcap writes it (revision 2, or 3
+    with a root uid)."""
+    magic = (0x03000000 if rootid is not None else 0x02000000) | (1 if effective else 0)
+    raw = struct.pack("<IIIII", magic, permitted & 0xFFFFFFFF, inheritable & 0xFFFFFFFF,
+                      permitted >> 32, inheritable >> 32)
+    return raw + (struct.pack("<I", rootid) if rootid is not None else b"")
+
+
+SETUID_EP = caps(1 << 7)
+
+
+@pytest.mark.parametrize("raw, shown", [
+    (SETUID_EP, "cap_setuid=ep"),
+    (caps(1 << 13), "cap_net_raw=ep"),
+    (caps((1 << 12) | (1 << 13), effective=False), "cap_net_admin,cap_net_raw=p"),
+    (caps(1 << 21, inheritable=1 << 0), "cap_chown=ei cap_sys_admin=ep"),
+    (caps(1 << 40), "cap_checkpoint_restore=ep"),
+    (caps(1 << 50), "cap_50=ep"),
+    (caps(1 << 7, rootid=100000), "cap_setuid=ep [rootid=100000]"),
+    (struct.pack("<III", 0x01000001, 1 << 7, 0), "cap_setuid=ep"),
+    (b"\x00\x00\x00\x07junk", "unknown capability data 000000076a756e6b"),
+    (b"\x01", "unknown capability data 01"),
+])
+def test_capabilities_are_told_as_getcap_tells_them(raw, shown):
+    assert capabilities.text(raw) == shown
+
+
+def with_capabilities(monkeypatch, tree, given):
+    """File capabilities by logical path, as the kernel would give them."""
+    def read(dir_fd, name):
+        directory = os.readlink(f"/proc/self/fd/{dir_fd}")
+        logical = "/" + os.path.relpath(os.path.join(directory, os.fsdecode(name)),
+                                        os.fsdecode(tree.path))
+        return given.get(logical)
+    monkeypatch.setattr(audit.capabilities, "read", read)
+
+
+def test_a_program_given_capabilities_is_a_critical_record(system, monkeypatch):
+    given = {}
+    with_capabilities(monkeypatch, system, given)
+    system.write("/tmp/.x/py", b"\x7fELF", mode=0o755)
+    system.write("/tmp/.x/data", b"not a program", mode=0o644)
+    run(system)
+    # setcap cap_setuid+ep on a copy of python3, in /tmp (outside the
+    # system directories) and in /usr/bin; a file nobody may run is not
+    # a program, whatever it carries.
+    given.update({"/tmp/.x/py": SETUID_EP, "/usr/bin/ls": caps(1 << 13),
+                  "/tmp/.x/data": SETUID_EP})
+    result = run(system, now=1700000000)
+    assert changes(result) == [("capabilities added", "/tmp/.x/py"),
+                               ("capabilities added", "/usr/bin/ls")]
+    record = result.records[0]
+    assert record["capabilities"] == "cap_setuid=ep"
+    assert records.load(record, "audit").rank == records.CRITICAL
+    owner = "root" if IS_ROOT else "alice"
+    assert audit.describe(record) == \
+        f"new file with capabilities: /tmp/.x/py (cap_setuid=ep; 0755 {owner}:{owner})"
+    assert records.load(record, "audit").describe() == \
+        [f"/tmp/.x/py: capabilities added (cap_setuid=ep, mode 0755, {owner}:{owner})"]
+    assert result.counts["capabilities"] == 2
+    assert run(system).records == []
+
+    given["/usr/bin/ls"] = caps((1 << 13) | (1 << 21))
+    del given["/tmp/.x/py"]
+    result = run(system)
+    assert changes(result) == [("capabilities removed", "/tmp/.x/py"),
+                               ("capabilities changed", "/usr/bin/ls")]
+    removed, changed = (records.load(r, "audit") for r in result.records)
+    assert removed.is_note and not changed.is_note
+    assert audit.describe(result.records[1]).startswith(
+        "file capabilities changed: /usr/bin/ls: cap_net_raw=ep -> cap_net_raw,cap_sys_admin=ep")
+
+
+def test_a_state_that_knew_no_capabilities_is_not_told_they_are_new(system, monkeypatch):
+    given = {"/usr/bin/ls": caps(1 << 13)}
+    with_capabilities(monkeypatch, system, given)
+    run(system)
+    # The state as the audit wrote it before it read capabilities: no
+    # mark in the header, items without capabilities.
+    settings = system.settings()
+    header, items = statefile.load(audit.state_path(settings), audit.STATE_FORMAT)
+    del header["capabilities"]
+    items = audit.without_capabilities(items)
+    header["count"] = len(items)
+    atomic_write(audit.state_path(settings), statefile.encode(header, items), mode=0o600)
+    assert run(system).records == []
+    given["/usr/bin/ls"] = SETUID_EP
+    assert changes(run(system)) == [("capabilities changed", "/usr/bin/ls")]
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="setting security.capability takes CAP_SETFCAP")
+def test_capabilities_are_read_from_the_file_not_through_a_link(tmp_path):
+    program = tmp_path / "py"
+    program.write_bytes(b"\x7fELF")
+    try:
+        os.setxattr(program, capabilities.ATTRIBUTE, SETUID_EP)
+    except OSError as exc:
+        pytest.skip(f"this file system takes no security.capability: {exc.strerror}")
+    os.symlink("py", tmp_path / "link")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert capabilities.read(fd, b"py") == SETUID_EP
+        assert capabilities.read(fd, b"link") is None
+        assert capabilities.read(fd, b"gone") is None
+    finally:
+        os.close(fd)
