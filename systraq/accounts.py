@@ -7,10 +7,13 @@ root's own ``/etc/passwd`` is read, since NSS would answer for the host.
 """
 
 import grp
+import os
 import pwd
+import stat
 from collections import namedtuple
 
 from systraq.errors import ConfigError
+from systraq.settings import SYSTEM_USER
 
 Account = namedtuple("Account", "name uid gid home shell")
 
@@ -62,6 +65,61 @@ def home_directories(settings):
             continue
         seen.append(home)
     return seen
+
+
+def _ids_of(settings, name):
+    """(uid, {gids}) of account ``name``: its group and those that list
+    it as a member; None when it has no account."""
+    found = [a for a in accounts(settings) if a.name == name]
+    if not found:
+        return None
+    gids = {found[0].gid}
+    if settings.is_host_root:
+        gids.update(g.gr_gid for g in grp.getgrall() if name in g.gr_mem)
+    else:
+        try:
+            with open(settings.group_file, "rb") as handle:
+                for line in handle:
+                    fields = line.rstrip(b"\n").split(b":")
+                    if len(fields) >= 4 and fields[2].isdigit() and \
+                            name.encode() in fields[3].split(b","):
+                        gids.add(int(fields[2]))
+        except FileNotFoundError:
+            pass
+    return found[0].uid, gids
+
+
+def _may_enter(settings, logical, uid, gids):
+    """Whether ``uid`` (with groups ``gids``) may pass through every
+    directory from / down to ``logical``, by their permission bits."""
+    path = b"/"
+    for part in [b""] + [p for p in logical.split(b"/") if p]:
+        path = os.path.join(path, part) if part else path
+        try:
+            info = os.stat(settings.host(path))
+        except OSError:
+            return False
+        if info.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid in gids:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return False
+    return True
+
+
+def closed_homes(settings, user=SYSTEM_USER):
+    """The home directories (logical, as home_directories gives them)
+    that ``user``, who runs the pub jobs, cannot enter: 0700 homes,
+    /root.  The root job looks at their shell start-up files.  Every home
+    when ``user`` has no account."""
+    homes = [h for h in home_directories(settings) if os.path.isdir(settings.host(h))]
+    ids = _ids_of(settings, user)
+    if ids is None:
+        return homes
+    return [h for h in homes if not _may_enter(settings, h, *ids)]
 
 
 class Names:

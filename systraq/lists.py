@@ -176,8 +176,11 @@ class _Expander:
                     stack.append(entry.path)
 
 
-def expand(settings, entries, kind, exclude=(), walk=True):
+def expand(settings, entries, kind, exclude=(), walk=True, homes=None):
     """Expand parsed ``entries`` of a list of ``kind`` into an Expansion.
+
+    A home list applies below ``homes`` (logical paths) when given, below
+    every home directory of the passwd database otherwise.
 
     With ``walk`` false, directories are not walked here but named in the
     result's ``walk``: the snapshot walks them while it reads them, which
@@ -190,7 +193,7 @@ def expand(settings, entries, kind, exclude=(), walk=True):
             if not expander.match(entry.pattern):
                 result.missing.append(entry)
     else:
-        for home in accounts.home_directories(settings):
+        for home in accounts.home_directories(settings) if homes is None else homes:
             host_home = settings.host(home)
             if not os.path.isdir(host_home) or not settings.contains(host_home):
                 continue  # /nonexistent and friends

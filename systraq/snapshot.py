@@ -179,6 +179,21 @@ def paths_of(settings, config, mode):
     if mode == "pub":
         paths.update(h for h in accounts.home_directories(settings)
                      if os.path.isdir(settings.host(h)))
+    else:
+        # The pub home list names shell start-up files; in a home the pub
+        # job cannot enter (a 0700 home, /root) the root job looks at
+        # them, without showing content.
+        closed = accounts.closed_homes(settings)
+        if closed:
+            try:
+                entries = lists.parse(settings.list_file("snapshot_pub.homelist"), "home")
+            except lists.MissingListFile:
+                entries = []
+            found = lists.expand(settings, entries, "home", config.exclude, walk=False,
+                                 homes=closed)
+            paths.update(found.paths)
+            walk.update(found.walk)
+            prune.update(found.prune)
     # systraq's own generated lists: rewritten by the contents job when
     # users come and go, which the snapshot already reports from
     # /etc/passwd; their content is also the admin's filetraq.tail.conf,
@@ -312,8 +327,13 @@ def _since_old_package(settings, mode, stat_file, new, names, algorithm, digest_
                   for name, _kind in _LISTS[mode]]
     homes = ([h for h in accounts.home_directories(settings) if h in new]
              if mode == "pub" else [])
-    return oldstat.compare(settings, previous, new, mode, names, algorithm,
-                           oldstat.lists_unchanged(previous, list_files), homes,
+    unchanged = oldstat.lists_unchanged(previous, list_files)
+    if mode == "root" and accounts.closed_homes(settings):
+        # The root mode also reads the pub home list in closed homes,
+        # which the old package's root file never covered: a path it
+        # lacks is not new, however unchanged the root lists are.
+        unchanged = False
+    return oldstat.compare(settings, previous, new, mode, names, algorithm, unchanged, homes,
                            digest_if=digest_if, workers=workers)
 
 

