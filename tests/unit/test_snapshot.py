@@ -436,6 +436,7 @@ def test_start_up_files_of_homes_the_pub_job_cannot_enter_are_the_root_jobs(root
     assert "example.invalid" not in json.dumps(spooled(root))
 
 
+@AS_ROOT
 def test_a_home_open_to_the_systraq_users_group_is_not_closed(root):
     os.chmod(root.host("/"), 0o755)
     root.write("/etc/group", "debian-systraq:x:999:\nops:x:1500:debian-systraq\n")
