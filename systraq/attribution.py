@@ -68,6 +68,16 @@ _SLACK = 26 * 3600
 
 _STAMP_LEN = 19  # len("2025-06-24 14:36:25")
 
+# How far two file times may disagree with the order of the writes that
+# made them.  The kernel stamps files from a clock that moves in ticks
+# (up to 10 ms at HZ=100) and, with multigrain timestamps (Linux 6.13+),
+# hands out fine-grained times beside coarse ones: a file written after
+# the collector's state was seen here with a ctime 2 ms before the
+# state's mtime (1 run in 40 of a unit test).  A dpkg run whose last
+# write (dpkg.log's mtime) is within this of the previous run's end still
+# counts as after it; its changes must still lie inside it.
+_TICK = 0.01
+
 # logrotate names: dpkg.log.1, dpkg.log.2.gz, ... or, with "dateext",
 # dpkg.log-20250601(.gz).  Debian's /etc/logrotate.d/{dpkg,apt} use gzip;
 # xz and bz2 are read too, for a "compresscmd" set by the admin.  The
@@ -747,7 +757,7 @@ class Attribution:
                     bound = float("inf")
                 elif latest is not None and end <= latest < end + 1:
                     bound, exact = latest, True
-            if bound <= since:
+            if bound <= since - _TICK:
                 continue
             held = events[bisect.bisect_left(times, start):bisect.bisect_left(times, end + 1)]
             first = held[0] if held else None
@@ -973,7 +983,8 @@ class Judge:
             return record
         # Every run that holds the change time: apt runs dpkg several
         # times in a row, often within one second of the log.
-        held = [r for r in reversed(self.runs(since)) if r.holds(when) and r.bound > since]
+        held = [r for r in reversed(self.runs(since))
+                if r.holds(when) and r.bound > since - _TICK]
         if not held:
             return record
         owners = [package] if package else self.owners(raw)
