@@ -669,10 +669,11 @@ class Scanner:
             if view is None:
                 view = self._view = memoryview(bytearray(_CHUNK))
             size = now.st_size
-            # A small file is read in one call and hashed from memory: no
-            # file object (hashlib.file_digest allocates a 256 KiB buffer
-            # per call, about 5 us a file, and 40 % of /usr files are this
-            # small).  One byte more than SMALL tells that it grew.
+            # A small file is read in one call and hashed from memory
+            # (one byte more than SMALL tells that it grew): 40 % of /usr
+            # files are this small, so what a file costs besides its bytes
+            # counts; the buffer is kept, where hashlib.file_digest
+            # allocated 256 KiB per call, about 5 us a file.
             first = view[:SMALL + 1] if size <= SMALL else view
             # Where RWF_NOWAIT works, the first read is that call itself:
             # a cached file costs no extra call; one read from the disk
