@@ -23,8 +23,12 @@
 #               and dpkg --verify, bench/contents against the old filetraq
 #               script (apt-get download, not installed), and the loading
 #               of dpkg's database and logs (installs aide, which enables
-#               its own daily timer on this machine, and debsums), and
-#               bench/apt, what an apt run pays for systraq (make deb first)
+#               its own daily timer on this machine, and debsums),
+#               bench/pagecache, what the daily packages check leaves in
+#               the page cache and its speed cold and warm, against the
+#               code before it left the cache alone (drops the machine's
+#               page cache; needs git), and bench/apt, what an apt run
+#               pays for systraq (make deb first)
 
 SHELL := /bin/bash
 # Debian's python3 and tools, never a python3 from another PATH entry.
@@ -127,6 +131,7 @@ bench:
 	$(PYTHON) bench/dpkgdb
 	$(PYTHON) bench/attribution
 	$(PYTHON) bench/watch
+	$(PYTHON) bench/pagecache
 	# What an apt run pays for systraq: needs build/trixie's .deb (make deb).
 	$(PYTHON) bench/apt
 

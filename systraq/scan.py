@@ -18,6 +18,13 @@ directories, /tmp), it never trusts a name to stay what it was:
   and devices are recorded by type and never opened.
 - A file that vanishes during the scan is simply absent from the result.
 
+A file read only for its digest leaves the page cache as it found it:
+the first read asks the kernel for cached data only (RWF_NOWAIT); when
+the file's start was not cached, its pages are dropped once it is hashed
+(POSIX_FADV_DONTNEED), so that a daily check of every package file does
+not push the services' working set out of memory.  A file whose start
+was cached belongs to someone's working set and is left cached.
+
 The work is shared by worker processes (see parallel.py): each takes a
 directory to walk or a group of names to look at, and hands back compact
 records.  Digests are computed with a fixed buffer, so memory does not
@@ -82,6 +89,16 @@ BATCH = 4096
 _INLINE = 64
 # Files up to this size are read in one call and hashed from memory.
 SMALL = 64 * 1024
+# The read size of larger files (hashlib.file_digest's).
+_CHUNK = 1 << 18
+# Asks a read for what the page cache holds, never waiting for the disk
+# (EAGAIN instead, once the kernel started reading ahead, so the blocking
+# read that follows costs no more I/O).  0 where Python or the platform
+# does not have it: then nothing is ever dropped.
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0) if hasattr(os, "preadv") else 0
+# What a read says when RWF_NOWAIT is not supported: EOPNOTSUPP on a file
+# system without it (NFS, FUSE, ...), EINVAL from a kernel before 4.14.
+_NO_NOWAIT = (errno.EOPNOTSUPP, errno.EINVAL)
 
 
 def _fixed(info):
@@ -274,6 +291,10 @@ class Scanner:
         self.unreadable = 0
         self.hashed = 0
         self._root_fd = None
+        # The read buffer, made at the first file read (in each worker).
+        self._view = None
+        # Devices whose file system refused RWF_NOWAIT: not asked again.
+        self._no_nowait = set()
 
     # --- in the parent ---------------------------------------------------
 
@@ -628,7 +649,12 @@ class Scanner:
         return True
 
     def _hash(self, dir_fd, name, info):
-        """The raw digest of regular file ``name``, which lstat showed as ``info``."""
+        """The raw digest of regular file ``name``, which lstat showed as ``info``.
+
+        Read to its end, even when it grew since fstat.  When its start
+        was not in the page cache, its pages are dropped afterwards (see
+        the module docstring): the file was read for its digest alone.
+        """
         try:
             fd, now = open_untrusted(name, dir_fd=dir_fd, seen=info)
         except NotRegular:
@@ -637,21 +663,54 @@ class Scanner:
             if exc.errno in _GONE:
                 raise _Swapped() from None  # replaced by a symlink, or gone
             raise
+        drop = False
         try:
-            if now.st_size <= SMALL:
-                # One read, no file object: hashlib.file_digest allocates
-                # a 256 KiB buffer per call, about 5 us a file, and 40 %
-                # of /usr files are this small.
-                data = os.read(fd, SMALL + 1)
-                digest = self._new(data)
-                if len(data) <= SMALL:
-                    return digest.digest()
-                while chunk := os.read(fd, 1 << 18):   # it grew meanwhile
-                    digest.update(chunk)
+            view = self._view
+            if view is None:
+                view = self._view = memoryview(bytearray(_CHUNK))
+            size = now.st_size
+            # A small file is read in one call and hashed from memory
+            # (one byte more than SMALL tells that it grew): 40 % of /usr
+            # files are this small, so what a file costs besides its bytes
+            # counts; the buffer is kept, where hashlib.file_digest
+            # allocated 256 KiB per call, about 5 us a file.
+            first = view[:SMALL + 1] if size <= SMALL else view
+            # Where RWF_NOWAIT works, the first read is that call itself:
+            # a cached file costs no extra call; one read from the disk
+            # costs the refused call and the drop.
+            nowait = _NOWAIT if now.st_dev not in self._no_nowait else 0
+            if nowait:
+                try:
+                    done = os.preadv(fd, [first], 0, nowait)
+                except BlockingIOError:
+                    drop = True
+                    nowait = 0
+                    done = os.preadv(fd, [first], 0)
+                except OSError as exc:
+                    if exc.errno not in _NO_NOWAIT:
+                        raise
+                    self._no_nowait.add(now.st_dev)
+                    nowait = 0
+                    done = os.preadv(fd, [first], 0)
+            else:
+                done = os.preadv(fd, [first], 0)
+            digest = self._new(view[:done])
+            # A blocking read shorter than asked met the end of the file;
+            # one served from the cache may have stopped where the cached
+            # part ends: it is whole when it holds what fstat showed.
+            if done < len(first) and (not nowait or done >= size):
                 return digest.digest()
-            with open(fd, "rb", buffering=0, closefd=False) as handle:
-                return hashlib.file_digest(handle, self._new).digest()
+            offset = done
+            while done := os.preadv(fd, [view], offset):
+                digest.update(view[:done])
+                offset += done
+            return digest.digest()
         finally:
+            if drop:
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                except OSError:
+                    pass        # only advice: the digest stands
             os.close(fd)
 
 
