@@ -212,6 +212,8 @@ def test_start_up_files_of_closed_homes_and_of_root_are_watched(chroot):
     section = warnings_section(result.stdout)
     assert "* /root/.profile: content changed" in section, section
     assert "* /root/.bash_profile: new" in section, section
-    (line,) = [x for x in section.splitlines() if x.startswith("* /home/eve/.bashrc:")]
-    assert "link" in line and "/tmp/.evil" in line, line
+    # (eve's .bashrc also stands in the audit's findings, from an earlier
+    # test, until the next audit.)
+    lines = [x for x in section.splitlines() if x.startswith("* /home/eve/.bashrc:")]
+    assert any("link" in x and "/tmp/.evil" in x for x in lines), section
     assert "example.invalid" not in result.stdout
