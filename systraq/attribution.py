@@ -68,6 +68,23 @@ _SLACK = 26 * 3600
 
 _STAMP_LEN = 19  # len("2025-06-24 14:36:25")
 
+# deb-systemd-helper's records: for the links it makes below the first
+# directory (enabling a unit, an alias), the directory where it keeps
+# UNIT.dsh-also, the list of those links; and where the package ships the
+# unit (merged /usr or not).
+_SYSTEMD_HELPERS = (
+    (b"/etc/systemd/system/", b"/var/lib/systemd/deb-systemd-helper-enabled",
+     (b"/usr/lib/systemd/system/", b"/lib/systemd/system/")),
+    (b"/etc/systemd/user/", b"/var/lib/systemd/deb-systemd-user-helper-enabled",
+     (b"/usr/lib/systemd/user/", b"/lib/systemd/user/")),
+)
+
+# How long after the second dpkg stamped its last line the write may reach
+# dpkg.log: dpkg takes the time, then writes the line; on a busy machine
+# the write was seen 1.1 ms into the next second, together with the
+# change it followed.  The log's modification time still ends the run.
+_WRITE_LAG = 0.1
+
 # How far two file times may disagree with the order of the writes that
 # made them.  The kernel stamps files from a clock that moves in ticks
 # (up to 10 ms at HZ=100) and, with multigrain timestamps (Linux 6.13+),
@@ -755,7 +772,7 @@ class Attribution:
             if number == len(runs) - 1:
                 if dpkg_running(self.settings):
                     bound = float("inf")
-                elif latest is not None and end <= latest < end + 1:
+                elif latest is not None and end <= latest < end + 1 + _WRITE_LAG:
                     bound, exact = latest, True
             if bound <= since - _TICK:
                 continue
@@ -944,6 +961,7 @@ class Judge:
         self._database = None
         self._registry = None
         self._obsolete = None
+        self._helper_links = None
 
     def runs(self, since=None):
         """The dpkg runs after ``since`` (default: the collector's previous
@@ -1001,11 +1019,64 @@ class Judge:
                 touching[0])
             label = self._log.describe(event, ascii=True) if event is not None else None
             return record.with_fields(explained=run.as_dict(owner, label))
+        made = self._helper_made(raw, held)
+        if made is not None:
+            run, owner, label = made
+            return record.with_fields(explained=run.as_dict(owner, label))
         if self._is_critical(raw):
             return record.with_fields(during=held[0].as_dict())
         if owners:
             return record    # its package was in none of these runs
         return record.with_fields(explained=held[0].as_dict())
+
+    def _helper_made(self, path, held):
+        """``(run, package, label)`` when deb-systemd-helper says it made
+        the link ``path``: its record of the unit (``UNIT.dsh-also``,
+        which lists the links it made) names ``path`` and was itself
+        written inside one of the ``held`` runs, and that run worked on
+        the package that ships the unit.  Else None: a link under
+        /etc/systemd made while dpkg ran, with no such record, stays the
+        admin's (or an attacker's)."""
+        for top, _state, unit_dirs in _SYSTEMD_HELPERS:
+            if not path.startswith(top):
+                continue
+            for unit, written in self._helper_records().get(path, ()):
+                for run in held:
+                    if not run.holds(written):
+                        continue
+                    for directory in unit_dirs:
+                        for owner in self.owners(directory + unit):
+                            if run.touches(owner):
+                                return (run, owner, "enabled by deb-systemd-helper for "
+                                        + unit.decode("utf-8", "backslashreplace"))
+        return None
+
+    def _helper_records(self):
+        """{link: [(unit, ctime of the record)]} from deb-systemd-helper's
+        records of the links it made (read once)."""
+        if self._helper_links is not None:
+            return self._helper_links
+        from systraq.fsutil import read_untrusted
+        links = {}
+        for _top, state, _units in _SYSTEMD_HELPERS:
+            directory = self.settings.host(state)
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            for name in names:
+                if not name.endswith(b".dsh-also"):
+                    continue
+                try:
+                    data, info = read_untrusted(os.path.join(directory, name), limit=1 << 16)
+                except OSError:     # gone, or not a regular file (NotRegular)
+                    continue
+                unit = name[:-len(b".dsh-also")]
+                for line in data.split(b"\n"):
+                    if line.startswith(b"/"):
+                        links.setdefault(line, []).append((unit, info.st_ctime_ns / 1e9))
+        self._helper_links = links
+        return links
 
     def _ctime(self, path, gone):
         """The ctime of ``path`` by lstat, which opens nothing; when it is

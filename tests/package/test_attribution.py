@@ -34,6 +34,22 @@ def test_installed_and_quiet(chroot, deb):
     assert [w["text"] for w in warnings if w["change"] != "filesystem full"] == []
 
 
+def test_installing_packages_whose_scripts_enable_units_warns_about_nothing(chroot):
+    # rsyslog's postinst enables its unit and the syslog.service alias
+    # with deb-systemd-helper: links on a critical path
+    # (/etc/systemd/system/*), made while dpkg ran, that the helper
+    # recorded in rsyslog.service.dsh-also.
+    chroot.apt_install("rsyslog", "tree")
+    assert chroot.exists("/var/lib/systemd/deb-systemd-helper-enabled/rsyslog.service.dsh-also")
+    assert chroot.run("readlink /etc/systemd/system/syslog.service").stdout.strip()
+    for command in ("check", "packages"):
+        systraq(chroot, command)
+    data = json.loads(systraq(chroot, "report --stdout --format json").stdout)
+    assert [w["text"] for w in data["warnings"] if w["change"] != "filesystem full"] == []
+    told = json.dumps(data["package_operations"])
+    assert "enabled by deb-systemd-helper for rsyslog.service" in told, told
+
+
 def test_a_hand_edit_a_minute_after_a_reinstall_is_a_warning(chroot):
     chroot.run(f"apt-get install -y -q --reinstall {PACKAGE}")
     # A minute after dpkg's last line, by the chroot's clock.

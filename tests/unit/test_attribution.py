@@ -664,3 +664,113 @@ def test_judge_the_run_that_unpacked_names_the_change_not_the_one_that_configure
     found = line.judge()
     assert found.explained["package"] == "openssh-server"
     assert found.explained["label"].startswith("reinstalled "), found.explained
+
+
+HELPER = "/var/lib/systemd/deb-systemd-helper-enabled"
+
+
+def rsyslog_enabled(root, alias, record=True):
+    """rsyslog installed (its unit in /usr/lib/systemd/system), and the
+    alias link its postinst's deb-systemd-helper makes, recorded by it in
+    rsyslog.service.dsh-also when ``record``."""
+    from tests.unit.test_packages import FakeDpkg
+    FakeDpkg(root).install("rsyslog", "8.2302.0-1", {
+        "/usr/lib/systemd/system/rsyslog.service": "[Service]\n"})
+    root.symlink("/usr/lib/systemd/system/rsyslog.service", alias)
+    if record:
+        root.write(f"{HELPER}/rsyslog.service.dsh-also",
+                   f"/etc/systemd/system/multi-user.target.wants/rsyslog.service\n{alias}\n")
+
+
+@pytest.mark.parametrize("unit_dir", ["/usr/lib/systemd/system", "/lib/systemd/system"])
+def test_judge_a_link_deb_systemd_helper_recorded_in_the_run_is_the_packages(root, utc,
+                                                                           unit_dir):
+    # apt-get install rsyslog: the postinst enables the unit, and its
+    # alias /etc/systemd/system/syslog.service is a new link on a
+    # critical path.
+    alias = "/etc/systemd/system/syslog.service"
+    line = Timeline(root, "/etc/motd", "x\n")
+    rsyslog_enabled(root, alias)
+    if unit_dir == "/lib/systemd/system":     # a system without merged /usr
+        root.write("/var/lib/dpkg/info/rsyslog.list",
+                   "/lib/systemd/system\n/lib/systemd/system/rsyslog.service\n")
+    line.made = os.lstat(root.host(alias)).st_ctime_ns / 1e9
+    line.log(-2, "startup archives unpack")
+    line.log(-2, "install rsyslog:amd64 <none> 8.2302.0-1")
+    line.log(+2, "status installed rsyslog:amd64 8.2302.0-1")
+    found = line.judge("created", path=alias, critical=("/etc/systemd/system/*",))
+    assert found.during is None and found.explained["package"] == "rsyslog"
+    assert found.explained["label"] == "enabled by deb-systemd-helper for rsyslog.service"
+
+
+def test_judge_a_link_without_the_helpers_record_or_outside_its_run_stays_a_warning(root, utc):
+    alias = "/etc/systemd/system/syslog.service"
+    critical = ("/etc/systemd/system/*",)
+    line = Timeline(root, "/etc/motd", "x\n")
+    rsyslog_enabled(root, alias, record=False)
+    line.made = os.lstat(root.host(alias)).st_ctime_ns / 1e9
+    line.log(-2, "startup archives unpack")
+    line.log(-2, "install rsyslog:amd64 <none> 8.2302.0-1")
+    line.log(+2, "status installed rsyslog:amd64 8.2302.0-1")
+    # Made while dpkg ran, but deb-systemd-helper recorded no such link.
+    found = line.judge("created", path=alias, critical=critical)
+    assert found.explained is None and found.during is not None
+
+
+def test_judge_a_helper_record_made_in_a_run_of_another_package_does_not_vouch(root, utc):
+    # The link and the record were both written while "apt-get install
+    # tree" ran, which did not touch rsyslog, whose unit it is.
+    alias = "/etc/systemd/system/syslog.service"
+    rsyslog_enabled(root, alias)
+    line = Timeline(root, "/etc/motd", "x\n")
+    line.made = os.lstat(root.host(alias)).st_ctime_ns / 1e9
+    line.log(-2, "startup archives unpack")
+    line.log(-2, "install tree:amd64 <none> 2.1.0-1")
+    line.log(+2, "status installed tree:amd64 2.1.0-1")
+    found = line.judge("created", path=alias, critical=("/etc/systemd/system/*",))
+    assert found.explained is None and found.during is not None
+
+
+def test_judge_a_helper_record_older_than_the_run_does_not_vouch_for_a_link(root, utc):
+    # An earlier install recorded the link; this run (of rsyslog again)
+    # held a new link's change but deb-systemd-helper wrote nothing in it.
+    alias = "/etc/systemd/system/syslog.service"
+    rsyslog_enabled(root, alias)
+    record = os.lstat(root.host(f"{HELPER}/rsyslog.service.dsh-also")).st_ctime_ns / 1e9
+    # The link made again until its change time is in a later second than
+    # the record's (the file clock, not time.time(), decides).
+    made = record
+    while int(made) <= int(record):
+        time.sleep(0.01)
+        os.unlink(root.host(alias))
+        root.symlink("/usr/lib/systemd/system/rsyslog.service", alias)
+        made = os.lstat(root.host(alias)).st_ctime_ns / 1e9
+    line = Timeline(root, "/etc/motd", "x\n")
+    line.made = made
+    line.log(0, "startup archives unpack")
+    line.log(0, "upgrade rsyslog:amd64 8.2302.0-1 8.2302.0-1")
+    line.log(+1, "status installed rsyslog:amd64 8.2302.0-1")
+    found = line.judge("created", path=alias, critical=("/etc/systemd/system/*",))
+    assert found.explained is None and found.during is not None
+
+
+def test_judge_the_last_line_written_just_into_the_next_second_still_ends_the_run(root, utc):
+    # dpkg took the time at the end of a second and its write reached
+    # the log a moment into the next, after the change it followed.  The
+    # change is made again until it lies in the first 50 ms of a second.
+    line = Timeline(root, "/etc/ssh/sshd_config", "Port 2222\n")
+    while int(line.made * 1e9) % 10**9 >= 50_000_000:
+        time.sleep(0.005)
+        root.write("/etc/ssh/sshd_config", "Port 2222\n")
+        line.made = os.lstat(root.host("/etc/ssh/sshd_config")).st_ctime_ns / 1e9
+    line.log(-1, "startup archives unpack")
+    line.log(-1, "upgrade openssh-server:amd64 1:9.2p1-2 1:9.2p1-2+deb12u3")
+    line.log(-1, "status installed openssh-server:amd64 1:9.2p1-2+deb12u3")
+    written = int(line.made * 1e9) + 1000                # 1 us after the change
+    os.utime(root.host(DPKG), ns=(written, written))
+    assert line.judge().explained is not None
+    # A log written long after its last line's second does not stretch
+    # the run to that time.
+    late = int(line.made) * 10**9 + 500_000_000
+    os.utime(root.host(DPKG), ns=(late, late))
+    assert line.judge().explained is None
