@@ -611,8 +611,10 @@ def _line_of(data, offset):
 # UTF-8, python-apt 2.6's TagSection.keys() crashes the interpreter (a
 # NULL from the failed decoding goes into its list), so such a file must
 # not reach TagFile.  The hostile-input tests found both the plain case
-# and names that run over several lines to a colon.
-_FIELD_NAME = re.compile(rb"(?:\A|\n)([^ \t\n\v\f\r][^:]*)")
+# and names that run over several lines to a colon, and (python-apt 3.0
+# in trixie crashes the same way) a name that starts with a carriage
+# return: only a space or a tab starts a continuation line for apt.
+_FIELD_NAME = re.compile(rb"(?:\A|\n)([^ \t\n][^:]*)")
 
 
 def _check_field_names(data, file):

@@ -414,6 +414,8 @@ def test_fixed_hostile_content_is_shown_escaped(record):
      "tab\\there\\n\u00e4install ok\\n obsolete\u00ef\\x90HArchitecture"),
     (b"\nall\t\n\x0b\x0c\r-dash\xf7: c1\nPackage: x\n", 2,
      "all\\t\\n\\x0b\\x0c\\r-dash\\xf7"),
+    # A name that starts with a carriage return (a reduced run on trixie).
+    (b"Package: x\n\n\r\xcf:\n", 3, "\\r\\xcf"),
 ])
 def test_status_field_name_not_utf8_is_an_error_not_a_crash(tmp_path, record, status, line,
                                                            name):
