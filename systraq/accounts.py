@@ -92,9 +92,9 @@ def _ids_of(settings, name):
 def _may_enter(settings, logical, uid, gids):
     """Whether ``uid`` (with groups ``gids``) may pass through every
     directory from / down to ``logical``, by their permission bits."""
-    path = b"/"
-    for part in [b""] + [p for p in logical.split(b"/") if p]:
-        path = os.path.join(path, part) if part else path
+    parts = [p for p in logical.split(b"/") if p]
+    for depth in range(len(parts) + 1):
+        path = b"/" + b"/".join(parts[:depth])
         try:
             info = os.stat(settings.host(path))
         except OSError:

@@ -163,37 +163,35 @@ def compare(old, new, mode, names, differ):
 
 # --- a run -------------------------------------------------------------------
 
+def _lists_of(settings, mode):
+    """``(list file name, kind, homes)`` of what mode ``mode`` reads;
+    ``homes`` None means every home.  The pub home list names shell
+    start-up files: in a home the pub job cannot enter (a 0700 home,
+    /root) the root job looks at them, without showing content."""
+    found = [(name, kind, None) for name, kind in _LISTS[mode]]
+    if mode == "root":
+        closed = accounts.closed_homes(settings)
+        if closed:
+            found.append(("snapshot_pub.homelist", "home", closed))
+    return found
+
+
 def paths_of(settings, config, mode):
     """What mode ``mode`` watches now: ``(paths, walk, prune)`` for Scanner.records."""
     paths, walk, prune = set(), set(), set()
-    for name, kind in _LISTS[mode]:
+    for name, kind, homes in _lists_of(settings, mode):
         path = settings.list_file(name)
         try:
             entries = lists.parse(path, kind)
         except lists.MissingListFile:
             continue  # an absent list watches nothing; status names it
-        found = lists.expand(settings, entries, kind, config.exclude, walk=False)
+        found = lists.expand(settings, entries, kind, config.exclude, walk=False, homes=homes)
         paths.update(found.paths)
         walk.update(found.walk)
         prune.update(found.prune)
     if mode == "pub":
         paths.update(h for h in accounts.home_directories(settings)
                      if os.path.isdir(settings.host(h)))
-    else:
-        # The pub home list names shell start-up files; in a home the pub
-        # job cannot enter (a 0700 home, /root) the root job looks at
-        # them, without showing content.
-        closed = accounts.closed_homes(settings)
-        if closed:
-            try:
-                entries = lists.parse(settings.list_file("snapshot_pub.homelist"), "home")
-            except lists.MissingListFile:
-                entries = []
-            found = lists.expand(settings, entries, "home", config.exclude, walk=False,
-                                 homes=closed)
-            paths.update(found.paths)
-            walk.update(found.walk)
-            prune.update(found.prune)
     # systraq's own generated lists: rewritten by the contents job when
     # users come and go, which the snapshot already reports from
     # /etc/passwd; their content is also the admin's filetraq.tail.conf,
@@ -323,16 +321,16 @@ def _since_old_package(settings, mode, stat_file, new, names, algorithm, digest_
     previous = oldstat.load(stat_file)
     if previous is None:
         return None
+    sources = _lists_of(settings, mode)
     list_files = [(settings.logical(settings.list_file(name)), settings.list_file(name))
-                  for name, _kind in _LISTS[mode]]
+                  for name, _kind, only in sources if only is None]
     homes = ([h for h in accounts.home_directories(settings) if h in new]
              if mode == "pub" else [])
-    unchanged = oldstat.lists_unchanged(previous, list_files)
-    if mode == "root" and accounts.closed_homes(settings):
-        # The root mode also reads the pub home list in closed homes,
-        # which the old package's root file never covered: a path it
-        # lacks is not new, however unchanged the root lists are.
-        unchanged = False
+    # The root mode also reads the pub home list in closed homes, which
+    # the old package's root file never covered: a path it lacks there is
+    # not new, however unchanged the root lists are.
+    unchanged = (oldstat.lists_unchanged(previous, list_files)
+                 and all(h is None for _name, _kind, h in sources))
     return oldstat.compare(settings, previous, new, mode, names, algorithm, unchanged, homes,
                            digest_if=digest_if, workers=workers)
 

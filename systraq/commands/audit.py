@@ -18,8 +18,9 @@ def register(commands):
                     "files (system-wide, /etc/skel and every home) with a umask that "
                     "lets group or others write or a PATH with '.' or an empty "
                     "element; and an inventory of setuid and setgid files and of "
-                    "programs with file capabilities on every local filesystem and of world-writable and unowned files below "
-                    "[audit] system_dirs, whose new items are queued for the report.")
+                    "programs with file capabilities on every local filesystem and "
+                    "of world-writable and unowned files below [audit] system_dirs, "
+                    "whose new items are queued for the report.")
     output_options(cmd, "the findings and changes")
     cmd.set_defaults(func=run, runs_as=runs_as)
 
