@@ -446,3 +446,14 @@ def test_a_home_open_to_the_systraq_users_group_is_not_closed(root):
     os.chown(root.host("/home/bob"), 1001, 1001)
     from systraq import accounts
     assert accounts.closed_homes(root.settings()) == [b"/home/bob"]
+
+
+def test_a_home_with_an_access_acl_counts_as_closed(root, monkeypatch):
+    # The bits say open, but an ACL may deny the systraq user: the root
+    # job looks at its start-up files too.
+    os.chmod(root.host("/"), 0o755)
+    from systraq import accounts
+    assert accounts.closed_homes(root.settings()) == []
+    acl = root.host("/home/bob")
+    monkeypatch.setattr(accounts, "_has_acl", lambda path: path == acl)
+    assert accounts.closed_homes(root.settings()) == [b"/home/bob"]
