@@ -32,7 +32,10 @@ def atomic_write(path, data, mode=0o640, group=None):
     (a large file need not be built in memory first).
     The file is created with ``mode`` (before the umask) and never exists
     with wider permissions, even for a moment.  ``group``: a gid to give
-    the file before it appears under its name.
+    the file before it appears under its name; the file then has exactly
+    ``mode``, whatever the umask: it is written for that group to read (the
+    root job's records for the report), and root's umask of 077 -- a
+    hardened shell, a unit's UMask= -- would leave them unreadable.
     """
     directory, name = os.path.split(path)
     # An unpredictable name created with O_EXCL: the root job writes into
@@ -48,6 +51,7 @@ def atomic_write(path, data, mode=0o640, group=None):
                 view = view[written:]
         if group is not None:
             os.fchown(fd, -1, group)
+            os.fchmod(fd, mode)
         os.fsync(fd)
     except BaseException:
         os.close(fd)

@@ -15,6 +15,19 @@ def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
     assert os.listdir(tmp_path) == ["state"]
 
 
+def test_a_file_written_for_a_group_is_readable_by_it_whatever_the_umask(tmp_path):
+    target = os.fsencode(tmp_path / "batch")
+    old = os.umask(0o077)
+    try:
+        fsutil.atomic_write(target, b"records", mode=0o640, group=os.getgid())
+        fsutil.atomic_write(target + b".own", b"state", mode=0o640)
+    finally:
+        os.umask(old)
+    assert os.stat(target).st_mode & 0o777 == 0o640
+    # Without a group, the umask still narrows the mode.
+    assert os.stat(target + b".own").st_mode & 0o777 == 0o600
+
+
 def test_a_failed_write_keeps_the_old_content(tmp_path, monkeypatch):
     target = os.fsencode(tmp_path / "state")
     fsutil.atomic_write(target, b"old")
