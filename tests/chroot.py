@@ -295,9 +295,9 @@ class Chroot:
                     pass    # gone, or a kernel thread
         return found
 
-    def destroy(self, timeout=60):
-        """Stop what still runs in the chroot, then remove it: no process
-        of a test outlives it, whatever the test left behind."""
+    def stop(self, timeout=60):
+        """Kill what still runs in the chroot: no process of a test
+        outlives it, whatever the test left behind."""
         deadline = time.monotonic() + timeout
         while (left := self.processes()):
             for pid in left:
@@ -307,6 +307,10 @@ class Chroot:
                     pass
             assert time.monotonic() < deadline, f"processes in {self.path} survive SIGKILL: {left}"
             time.sleep(0.05)
+
+    def destroy(self, timeout=60):
+        """Stop what still runs in the chroot, then remove it."""
+        self.stop(timeout)
         shutil.rmtree(self.path)
 
 
