@@ -155,6 +155,31 @@ class Baseline(Record):
         return [text]
 
 
+class ScopeChanged(Record):
+    """The snapshot's lists name other paths than at its last run: how many
+    it watches from now on (recorded as they are) and how many it no
+    longer watches.  The edit of the list itself is a change of its own."""
+
+    FIELDS = ("widened", "narrowed")
+
+    @property
+    def is_note(self):
+        return True
+
+    @property
+    def rank(self):
+        return MINOR
+
+    def describe(self):
+        what = f"snapshot {self['mode']}" if self.get("mode") else "snapshot"
+        parts = []
+        if self.get("widened"):
+            parts.append(f"{self['widened']} paths newly watched, recorded as they are")
+        if self.get("narrowed"):
+            parts.append(f"{self['narrowed']} paths no longer watched")
+        return [f"{what}: the lists changed; " + ("; ".join(parts) or "no path more or fewer")]
+
+
 class StateDamaged(Record):
     """A collector's state could not be read back: a failing disk, or
     tampering.  It started again from a fresh baseline."""
@@ -451,7 +476,7 @@ class LocalSumFinding(Record):
 _SOURCES = {"snapshot": FileChange, "contents": ContentChange, "contents_root": ContentChange,
             "packages": PackageFinding, "archive_hook": PackageFinding, "audit": AuditFinding,
             "localsums": LocalSumFinding}
-_COMMON_CHANGES = {"baseline": Baseline, "state damaged": StateDamaged}
+_COMMON_CHANGES = {"baseline": Baseline, "state damaged": StateDamaged, "scope": ScopeChanged}
 
 
 def kind_of(source, change):

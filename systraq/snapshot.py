@@ -33,7 +33,7 @@ from systraq import accounts, lists, oldstat, runner, scan, statefile
 from systraq import records as records_
 from systraq.errors import ConfigError
 from systraq.fsutil import atomic_write, mode_directory
-from systraq.pathcodec import escape
+from systraq.pathcodec import escape, unescape
 from systraq.scan import Scanner
 from systraq.statefile import DamagedState
 
@@ -42,6 +42,8 @@ STATE_FORMAT = 2
 # How long a run waits for another run of the same mode to finish.
 LOCK_WAIT = 10.0
 
+# The homes of a list that applies where the pub job cannot enter.
+CLOSED = "closed"
 _LISTS = {
     "pub": (("snapshot_pub.list", "system"), ("snapshot_pub.homelist", "home")),
     "root": (("snapshot_root.list", "system"), ("snapshot_root.homelist", "home")),
@@ -163,29 +165,45 @@ def compare(old, new, mode, names, differ):
 
 # --- a run -------------------------------------------------------------------
 
-def _lists_of(settings, mode):
+def _lists_of(mode):
     """``(list file name, kind, homes)`` of what mode ``mode`` reads;
-    ``homes`` None means every home.  The pub home list names shell
-    start-up files: in a home the pub job cannot enter (a 0700 home,
-    /root) the root job looks at them, without showing content."""
+    ``homes`` None means every home, "closed" the homes the pub job
+    cannot enter.  The pub home list names shell start-up files: in a home
+    the pub job cannot enter (a 0700 home, /root) the root job looks at
+    them, without showing content."""
     found = [(name, kind, None) for name, kind in _LISTS[mode]]
     if mode == "root":
-        closed = accounts.closed_homes(settings)
-        if closed:
-            found.append(("snapshot_pub.homelist", "home", closed))
+        found.append(("snapshot_pub.homelist", "home", CLOSED))
     return found
 
 
-def paths_of(settings, config, mode):
-    """What mode ``mode`` watches now: ``(paths, walk, prune)`` for Scanner.records."""
-    paths, walk, prune = set(), set(), set()
-    for name, kind, homes in _lists_of(settings, mode):
-        path = settings.list_file(name)
+def scope_of(settings, config, mode):
+    """What mode ``mode`` is told to watch: the entries of its lists and
+    the exclusions, as a JSON-able dict.  The state's header keeps it, so
+    that a path the lists name only since the last run is recorded
+    without a warning (``_scope_changes``)."""
+    found = []
+    for name, kind, homes in _lists_of(mode):
         try:
-            entries = lists.parse(path, kind)
+            entries = lists.parse(settings.list_file(name), kind)
         except lists.MissingListFile:
             continue  # an absent list watches nothing; status names it
-        found = lists.expand(settings, entries, kind, config.exclude, walk=False, homes=homes)
+        found.append([name, kind, homes, [escape(e.pattern) for e in entries]])
+    return {"lists": found, "exclude": [escape(x) for x in config.exclude]}
+
+
+def paths_of(settings, scope, mode):
+    """What ``scope`` (scope_of) names now: ``(paths, walk, prune)`` for
+    Scanner.records."""
+    paths, walk, prune = set(), set(), set()
+    exclude = [unescape(x) for x in scope["exclude"]]
+    for _name, kind, homes, patterns in scope["lists"]:
+        if homes == CLOSED:
+            homes = accounts.closed_homes(settings)
+            if not homes:
+                continue
+        entries = [lists.Entry(unescape(p), 0) for p in patterns]
+        found = lists.expand(settings, entries, kind, exclude, walk=False, homes=homes)
         paths.update(found.paths)
         walk.update(found.walk)
         prune.update(found.prune)
@@ -201,6 +219,46 @@ def paths_of(settings, config, mode):
     paths -= generated
     prune.update(generated)
     return paths, walk, prune
+
+
+class _Coverage:
+    """Whether a scope (scope_of) names a path now."""
+
+    def __init__(self, settings, scope, mode):
+        self.paths, self.walk, self.prune = paths_of(settings, scope, mode)
+
+    def covers(self, path):
+        if under(path, self.prune):
+            return False
+        return path in self.paths or any(under(path, (top,)) for top in self.walk)
+
+
+def _scope_changes(settings, mode, before, after, old, new, differ):
+    """``(differ, note)``: the paths of ``differ`` that are changes, and a
+    note record when the lists changed since the last run.
+
+    A path only the new lists name (``after``) is newly watched, one only
+    the old lists named (``before``) no longer watched: neither is a
+    change of the system, and a widened list would otherwise turn every
+    file it adds into a warning.  Both scopes are expanded against the
+    system as it is now, so a file created where the old lists already
+    pointed (an absent /etc/ld.so.preload) is still a change.  A state
+    without a scope (written before it was kept) compares as before.
+    """
+    if before is None or before == after:
+        return differ, None
+    was, now = _Coverage(settings, before, mode), _Coverage(settings, after, mode)
+    kept, widened, narrowed = [], 0, 0
+    for path in differ:
+        if path not in old and not was.covers(path):
+            widened += 1
+        elif path not in new and not now.covers(path):
+            narrowed += 1
+        else:
+            kept.append(path)
+    note = records_.make("snapshot", "scope", None, mode=mode, widened=widened,
+                         narrowed=narrowed)
+    return kept, note
 
 
 class Result:
@@ -245,7 +303,8 @@ def _full(settings, config, mode, quick, run, workers):
         digest_if = lambda info: bool(info.st_mode & stat.S_IROTH)  # noqa: E731
     else:
         digest_if = None
-    paths, walk, prune = paths_of(settings, config, mode)
+    scope = scope_of(settings, config, mode)
+    paths, walk, prune = paths_of(settings, scope, mode)
     # The last state is loaded by the scanner when it needs it.
     scanner = Scanner(settings, algorithm, digest_if=digest_if, previous=last.load, quick=quick,
                       prune=prune, workers=workers)
@@ -269,9 +328,12 @@ def _full(settings, config, mode, quick, run, workers):
             old_stat = found.summary
             records += found.records
     else:
-        differ = scanner.changed + scanner.removed
+        differ, note = _scope_changes(settings, mode, last.scope, scope, old, new,
+                                      scanner.changed + scanner.removed)
         records = compare(old, new, mode, names, differ)
-        if (not records and os.path.exists(stat_file)
+        if note is not None:
+            records.insert(0, note)
+        if (not records and last.scope == scope and os.path.exists(stat_file)
                 and not oldstat.is_old_file(stat_file)
                 and all(new.get(p, b"")[:1] == old.get(p, b"")[:1] == b"d" for p in differ)):
             # Nothing to report, and at most the times of directories
@@ -283,7 +345,7 @@ def _full(settings, config, mode, quick, run, workers):
             return Result([], len(new), scanner.unreadable, False, None, scanner.hashed)
     judge = run.judge(config.get("check", "critical"))
     records = [judge.judge(record) for record in run.stamped(records)]
-    header = {"mode": mode, "digest": algorithm, "time": run.stamp}
+    header = {"mode": mode, "digest": algorithm, "time": run.stamp, "scope": scope}
     run.commit(header, new, records, source=f"snapshot_{mode}", mode=private)
     atomic_write(stat_file, _stat_text(new, names), mode=private)
     return Result(records, len(new), scanner.unreadable, old is None and damaged is None, damaged,
@@ -299,6 +361,7 @@ class _Last:
         self.algorithm = algorithm
         self.records = None
         self.damaged = None
+        self.scope = None
 
     def load(self):
         try:
@@ -306,6 +369,7 @@ class _Last:
         except DamagedState as exc:
             self.damaged = str(exc)
             return None
+        self.scope = header.get("scope") if header is not None else None
         if header is not None and header.get("digest") != self.algorithm:
             # Another algorithm: old digests cannot be compared; the other
             # attributes still can.
@@ -321,7 +385,7 @@ def _since_old_package(settings, mode, stat_file, new, names, algorithm, digest_
     previous = oldstat.load(stat_file)
     if previous is None:
         return None
-    sources = _lists_of(settings, mode)
+    sources = _lists_of(mode)
     list_files = [(settings.logical(settings.list_file(name)), settings.list_file(name))
                   for name, _kind, only in sources if only is None]
     homes = ([h for h in accounts.home_directories(settings) if h in new]
@@ -330,7 +394,7 @@ def _since_old_package(settings, mode, stat_file, new, names, algorithm, digest_
     # the old package's root file never covered: a path it lacks there is
     # not new, however unchanged the root lists are.
     unchanged = (oldstat.lists_unchanged(previous, list_files)
-                 and all(h is None for _name, _kind, h in sources))
+                 and not (mode == "root" and accounts.closed_homes(settings)))
     return oldstat.compare(settings, previous, new, mode, names, algorithm, unchanged, homes,
                            digest_if=digest_if, workers=workers)
 
@@ -385,7 +449,7 @@ def _restricted(settings, config, mode, run, workers, only):
         return None
     previous_time = os.stat(state)
     tops = sorted(set(only))
-    paths, walk, prune = paths_of(settings, config, mode)
+    paths, walk, prune = paths_of(settings, scope_of(settings, config, mode), mode)
     sub_paths, sub_walk = _restrict(paths, walk, prune, tops)
     old_sub = {p: r for p, r in old.items() if under(p, tops)}
     digest_if = (lambda info: bool(info.st_mode & stat.S_IROTH)) if mode == "pub" else None

@@ -34,7 +34,8 @@ def take(root, mode="pub", text="", **kwargs):
 
 
 def changes(result):
-    return sorted((r["path"], r["change"]) for r in result.records)
+    """(path, change) of the changes of paths (not the notes about a run)."""
+    return sorted((r["path"], r["change"]) for r in result.records if "path" in r)
 
 
 def spooled(root):
@@ -90,6 +91,43 @@ def test_every_change_kind_is_recorded_once(watched):
     # Spooled exactly as returned, baseline included.
     assert sorted((r["path"], r["change"]) for r in spooled(root) if r["change"] != "baseline") \
         == changes(result)
+
+
+def test_a_widened_list_records_what_it_adds_without_a_warning_each(watched):
+    root = watched
+    root.write("/etc/v/a", "a\n")
+    root.write("/etc/v/b", "b\n")
+    take(root)
+    # The admin adds /etc/v and a file that does not exist yet, and drops
+    # /etc/w/keep (an exclusion); meanwhile a file appears in /etc/w.
+    lists(root, pub="/etc/w\n/etc/v\n/etc/late\n")
+    root.write("/etc/w/new", "x\n")
+    result = take(root, text="exclude = /etc/w/keep\n")
+    (note,) = [r for r in result.records if r["change"] == "scope"]
+    assert changes(result) == [("/etc/w/new", "added")]
+    assert (note["widened"], note["narrowed"]) == (3, 1)     # /etc/v, a, b; keep
+    assert "3 paths newly watched" in note.describe()[0] and note.is_note
+    # From now on the new scope is the baseline: a file created where the
+    # lists already point is a change.
+    root.write("/etc/late", "boo\n")
+    os.unlink(root.host("/etc/v/a"))
+    assert changes(take(root, text="exclude = /etc/w/keep\n")) == [
+        ("/etc/late", "added"), ("/etc/v/a", "removed")]
+
+
+def test_a_file_created_where_the_old_lists_pointed_is_a_change_when_they_widen(watched):
+    root = watched
+    lists(root, pub="/etc/w\n/etc/ld.so.preload\n")
+    take(root)
+    lists(root, pub="/etc/w\n/etc/ld.so.preload\n/etc/v\n")
+    root.write("/etc/ld.so.preload", "/tmp/evil.so\n")
+    root.write("/etc/w/new", "x\n")
+    result = take(root)
+    assert changes(result) == [("/etc/ld.so.preload", "added"), ("/etc/w/new", "added")]
+    assert [r["change"] for r in result.records].count("scope") == 1
+    # The same lists again: no note, and the next run's state is touched
+    # only when nothing changed and the scope is the same.
+    assert take(root).records == []
 
 
 def test_setuid_setgid_and_world_writable_gained_are_flagged(watched):
