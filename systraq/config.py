@@ -247,6 +247,9 @@ SCHEMA = {
         # list names a directory above them; /proc, /sys, /dev and /run are
         # always left out.
         "exclude": ("", _absolute_paths, _show_paths),
+        # Directories below which the root snapshot also watches every file
+        # and directory others may not read, whatever the lists name.
+        "private_under": ("/etc", _absolute_paths, _show_paths),
     },
     "packages": {
         # Conffiles whose change is a warning rather than a normal admin

@@ -189,12 +189,49 @@ def scope_of(settings, config, mode):
         except lists.MissingListFile:
             continue  # an absent list watches nothing; status names it
         found.append([name, kind, homes, [escape(e.pattern) for e in entries]])
-    return {"lists": found, "exclude": [escape(x) for x in config.exclude]}
+    private = config.get("snapshot", "private_under") if mode == "root" else ()
+    return {"lists": found, "exclude": [escape(x) for x in config.exclude],
+            "private": [escape(x) for x in private]}
+
+
+class Paths:
+    """What a scope names now.  ``paths`` and ``walk``: what the lists name
+    (Scanner.records' arguments), ``prune``: what no walk lists or enters;
+    ``private``: the directories of [snapshot] private_under, walked too,
+    of which only what others may not read is kept (``kept``)."""
+
+    def __init__(self, paths, walk, prune, private):
+        self.paths, self.walk, self.prune, self.private = paths, walk, prune, private
+
+    def listed(self, path):
+        """Whether the lists name ``path`` (itself, or a directory above it)."""
+        if under(path, self.prune):
+            return False
+        return path in self.paths or any(under(path, (top,)) for top in self.walk)
+
+    def covers(self, path):
+        """Whether the snapshot of this scope looks at ``path``."""
+        return self.listed(path) or (under(path, self.private) and not under(path, self.prune))
+
+    def kept(self, records, old):
+        """``records`` ({path: record}) without what lies below a private
+        top only and others may read: that is the contents job's and the
+        pub snapshot's to tell, with content.  What the last state ``old``
+        held stays: a secret made readable to all is a mode change.
+        (Hashing the rest all the same costs little: /etc held 2.2 MB
+        others may read on a bookworm host.)"""
+        if not self.private:
+            return records
+        old = old or {}
+        return {path: record for path, record in records.items()
+                if path in old
+                or not (under(path, self.private) and not self.listed(path)
+                        and not scan.is_unreadable(record)
+                        and scan.decode(record).perm & stat.S_IROTH)}
 
 
 def paths_of(settings, scope, mode):
-    """What ``scope`` (scope_of) names now: ``(paths, walk, prune)`` for
-    Scanner.records."""
+    """What ``scope`` (scope_of) names now: a Paths."""
     paths, walk, prune = set(), set(), set()
     exclude = [unescape(x) for x in scope["exclude"]]
     for _name, kind, homes, patterns in scope["lists"]:
@@ -218,19 +255,11 @@ def paths_of(settings, scope, mode):
                  settings.logical(settings.filetraq_conf)}
     paths -= generated
     prune.update(generated)
-    return paths, walk, prune
-
-
-class _Coverage:
-    """Whether a scope (scope_of) names a path now."""
-
-    def __init__(self, settings, scope, mode):
-        self.paths, self.walk, self.prune = paths_of(settings, scope, mode)
-
-    def covers(self, path):
-        if under(path, self.prune):
-            return False
-        return path in self.paths or any(under(path, (top,)) for top in self.walk)
+    private = set()
+    for top in (unescape(x) for x in scope.get("private", ())):
+        if not under(top, exclude) and _is_directory(settings.host(top)):
+            private.add(top)
+    return Paths(paths, walk, prune, private)
 
 
 def _scope_changes(settings, mode, before, after, old, new, differ):
@@ -247,7 +276,7 @@ def _scope_changes(settings, mode, before, after, old, new, differ):
     """
     if before is None or before == after:
         return differ, None
-    was, now = _Coverage(settings, before, mode), _Coverage(settings, after, mode)
+    was, now = paths_of(settings, before, mode), paths_of(settings, after, mode)
     kept, widened, narrowed = [], 0, 0
     for path in differ:
         if path not in old and not was.covers(path):
@@ -304,12 +333,13 @@ def _full(settings, config, mode, quick, run, workers):
     else:
         digest_if = None
     scope = scope_of(settings, config, mode)
-    paths, walk, prune = paths_of(settings, scope, mode)
+    named = paths_of(settings, scope, mode)
     # The last state is loaded by the scanner when it needs it.
     scanner = Scanner(settings, algorithm, digest_if=digest_if, previous=last.load, quick=quick,
-                      prune=prune, workers=workers)
-    new = scanner.records(paths, walk)
+                      prune=named.prune, workers=workers)
+    new = scanner.records(named.paths, named.walk | named.private)
     old, damaged = last.records, last.damaged
+    new = named.kept(new, old)
 
     stat_file = os.path.join(settings.mode_dir(mode), f"snapshot_{mode}.stat".encode())
     private = 0o600 if mode == "root" else 0o640
@@ -328,8 +358,9 @@ def _full(settings, config, mode, quick, run, workers):
             old_stat = found.summary
             records += found.records
     else:
-        differ, note = _scope_changes(settings, mode, last.scope, scope, old, new,
-                                      scanner.changed + scanner.removed)
+        # What a private top holds that others may read was seen, not kept.
+        differ = [p for p in scanner.changed + scanner.removed if p in new or p in old]
+        differ, note = _scope_changes(settings, mode, last.scope, scope, old, new, differ)
         records = compare(old, new, mode, names, differ)
         if note is not None:
             records.insert(0, note)
@@ -449,16 +480,17 @@ def _restricted(settings, config, mode, run, workers, only):
         return None
     previous_time = os.stat(state)
     tops = sorted(set(only))
-    paths, walk, prune = paths_of(settings, scope_of(settings, config, mode), mode)
-    sub_paths, sub_walk = _restrict(paths, walk, prune, tops)
+    named = paths_of(settings, scope_of(settings, config, mode), mode)
+    prune = named.prune
+    sub_paths, sub_walk = _restrict(named.paths, named.walk | named.private, prune, tops)
     old_sub = {p: r for p, r in old.items() if under(p, tops)}
     digest_if = (lambda info: bool(info.st_mode & stat.S_IROTH)) if mode == "pub" else None
     scanner = Scanner(settings, algorithm, digest_if=digest_if, previous=old_sub,
                       prune=prune, workers=workers if workers is not None else 1)
     # A walked directory that is a file now is looked at as a name.
     walk_now = {w for w in sub_walk if _is_directory(settings.host(w))}
-    new_sub = scanner.records(sub_paths | (sub_walk - walk_now), walk_now)
-    differ = scanner.changed + scanner.removed
+    new_sub = named.kept(scanner.records(sub_paths | (sub_walk - walk_now), walk_now), old_sub)
+    differ = [p for p in scanner.changed + scanner.removed if p in new_sub or p in old_sub]
     result = Result([], len(old), scanner.unreadable, False, None, scanner.hashed)
     if not differ:
         return result

@@ -27,6 +27,7 @@ def test_a_missing_default_file_gives_the_defaults(root):
     assert conf.get("snapshot", "digest") == "sha256"
     assert conf.effective() == [("snapshot", "digest", "sha256", "default"),
                                 ("snapshot", "exclude", "(none)", "default"),
+                                ("snapshot", "private_under", "/etc", "default"),
                                 ("packages", "critical", "(none)", "default"),
                                 ("packages", "archive_fetch_limit", "0", "default"),
                                 ("packages", "from_archive", "no", "default"),

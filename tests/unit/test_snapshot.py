@@ -201,7 +201,9 @@ def test_a_symlink_swapped_in_for_a_users_bashrc_is_not_followed(root):
     os.lchown(root.host("/home/alice/.bashrc"), 1000, 1000)
     root.symlink(os.fsdecode(root.host("/etc/ssh-private")), "/home/alice/.ssh")
     os.lchown(root.host("/home/alice/.ssh"), 1000, 1000)
-    take(root, mode="root")
+    # Nothing under /etc is watched for itself here (private_under empty):
+    # a digest of /etc/shadow in the state could only come through the link.
+    take(root, mode="root", text="private_under =\n")
     settings = root.settings()
     _header, entries = snapshot.load_state(snapshot.state_path(settings, "root"))
     bashrc = entries[b"/home/alice/.bashrc"]
@@ -214,6 +216,30 @@ def test_a_symlink_swapped_in_for_a_users_bashrc_is_not_followed(root):
         for name in files:
             data = open(os.path.join(directory, name), "rb").read()
             assert secret.encode() not in data and b"secrethash" not in data
+
+
+@AS_ROOT
+def test_the_root_snapshot_watches_what_others_may_not_read_under_etc(root):
+    lists(root, root_list="/etc/shadow\n")
+    root.write("/etc/shadow", "root:*:1::::::\n", mode=0o640)
+    root.write("/etc/ufw/user.rules", "-A ufw-user-input -p tcp --dport 22 -j ACCEPT\n",
+               mode=0o640)
+    root.write("/etc/motd", "hello\n")
+    root.mkdir("/etc/lvm/archive", mode=0o700)
+    take(root, mode="root")
+    root.write("/etc/ufw/user.rules", "-A ufw-user-input -j ACCEPT\n", mode=0o640)
+    root.write("/etc/lvm/archive/vg0_00001.vg", "vg0 {}\n", mode=0o600)
+    root.write("/etc/motd", "hacked\n")
+    root.write("/etc/cron.d/new", "* * * * * root true\n")
+    result = take(root, mode="root")
+    # What others may read is the contents job's (with its diff), not the
+    # root snapshot's.
+    assert changes(result) == [("/etc/lvm/archive/vg0_00001.vg", "added"),
+                               ("/etc/ufw/user.rules", "content")]
+    assert "ACCEPT" not in json.dumps(result.records)
+    # A secret made readable to all is a mode change, not a file gone.
+    os.chmod(root.host("/etc/ufw/user.rules"), 0o644)
+    assert changes(take(root, mode="root")) == [("/etc/ufw/user.rules", "mode")]
 
 
 @AS_ROOT
