@@ -184,7 +184,11 @@ def _show_optional(path):
 
 # Paths whose change "systraq check" mails at once, hourly, instead of
 # waiting for the daily report: who may log in and as whom, what runs by
-# itself, what every program loads, and systraq's own settings.
+# itself (ATT&CK's Linux persistence locations: schedulers, units and
+# generators, init scripts, shell start-up files, login and session
+# hooks, udev, motd, network hooks, apt and dpkg hooks), what every
+# program loads (loader, kernel modules, Python start-up hooks), where
+# packages come from, and systraq's own settings.  '*' matches '/' too.
 DEFAULT_CRITICAL = """
 /etc/passwd
 /etc/shadow
@@ -192,24 +196,87 @@ DEFAULT_CRITICAL = """
 /etc/gshadow
 /etc/sudoers
 /etc/sudoers.d/*
+/etc/polkit-1/*
 /etc/ssh/*
 */.ssh/authorized_keys*
 /etc/crontab
+/etc/anacrontab
 /etc/cron.d/*
 /etc/cron.hourly/*
 /etc/cron.daily/*
 /etc/cron.weekly/*
 /etc/cron.monthly/*
 /var/spool/cron/crontabs/*
+/var/spool/cron/atjobs/*
 /etc/systemd/system/*
+/etc/systemd/user/*
+/etc/systemd/*-generators/*
 /lib/systemd/system/*
 /usr/lib/systemd/system/*
+/usr/lib/systemd/user/*
+/usr/lib/systemd/*-generators/*
+*/.config/systemd/user/*
+*/.local/share/systemd/user/*
+/etc/init.d/*
+/etc/rc?.d/*
+/etc/rc.local
+/etc/tmpfiles.d/*
+/etc/udev/rules.d/*
+/etc/update-motd.d/*
+/etc/xdg/autostart/*
+*/.config/autostart/*
+/etc/X11/Xsession.d/*
+/etc/NetworkManager/dispatcher.d/*
+/etc/network/if-*.d/*
+/etc/dhcp/dhclient-*-hooks.d/*
+/etc/logrotate.d/*
+/etc/profile
+/etc/profile.d/*
+/etc/bash.bashrc
+/etc/environment
+/etc/environment.d/*
+*/.profile
+*/.bash_profile
+*/.bashrc
+*/.bash_login
+*/.bash_logout
+*/.bash_aliases
+*/.zshenv
+*/.zprofile
+*/.zshrc
+*/.zlogin
+*/.cshrc
+*/.tcshrc
+*/.login
+*/.pam_environment
+*/.xprofile
+*/.xsession
+*/.xsessionrc
+*/.xinitrc
 /etc/pam.d/*
 /etc/pam.conf
 /etc/security/*
 /etc/ld.so.preload
 /etc/ld.so.conf
 /etc/ld.so.conf.d/*
+/etc/modules
+/etc/modules-load.d/*
+/etc/modprobe.d/*
+/etc/python3*
+/usr/lib/python3*.pth
+/usr/local/lib/python3*.pth
+*/site-packages/*.pth
+*/sitecustomize.py
+*/usercustomize.py
+/etc/apt/apt.conf
+/etc/apt/apt.conf.d/*
+/etc/apt/sources.list
+/etc/apt/sources.list.d/*
+/etc/apt/trusted.gpg
+/etc/apt/trusted.gpg.d/*
+/etc/apt/keyrings/*
+/etc/dpkg/dpkg.cfg
+/etc/dpkg/dpkg.cfg.d/*
 /etc/systraq/*
 /var/lib/systraq/systraq.sums
 /var/lib/systraq/packages.accepted

@@ -224,10 +224,25 @@ class Paths:
             return records
         old = old or {}
         return {path: record for path, record in records.items()
-                if path in old
-                or not (under(path, self.private) and not self.listed(path)
-                        and not scan.is_unreadable(record)
-                        and scan.decode(record).perm & stat.S_IROTH)}
+                if path in old or not under(path, self.private) or self.listed(path)
+                or not _open_to_all(path, record, records)}
+
+
+def _open_to_all(path, record, records):
+    """Whether others may read ``path`` (its ``record``): it is readable by
+    all, and so is every directory above it that ``records`` hold (a 0644
+    file in a 0750 directory is not)."""
+    if scan.is_unreadable(record) or not scan.decode(record).perm & stat.S_IROTH:
+        return False
+    parent = os.path.dirname(path)
+    while parent != path:
+        above = records.get(parent)
+        if above is None:
+            return True
+        if scan.is_unreadable(above) or not scan.decode(above).perm & stat.S_IXOTH:
+            return False
+        path, parent = parent, os.path.dirname(parent)
+    return True
 
 
 def paths_of(settings, scope, mode):
