@@ -283,6 +283,28 @@ DEFAULT_CRITICAL = """
 /var/lib/systraq/.forward
 """
 
+# Logs an intruder edits to hide (ATT&CK T1070.002): what rsyslog, the
+# login records, dpkg, apt and exim write, in Debian's default places.
+DEFAULT_GROWING = """
+/var/log/auth.log
+/var/log/syslog
+/var/log/messages
+/var/log/kern.log
+/var/log/daemon.log
+/var/log/user.log
+/var/log/cron.log
+/var/log/mail.log
+/var/log/mail.err
+/var/log/wtmp
+/var/log/btmp
+/var/log/faillog
+/var/log/dpkg.log
+/var/log/alternatives.log
+/var/log/apt/history.log
+/var/log/apt/term.log
+/var/log/exim4/mainlog
+"""
+
 # Directories whose world-writable and unowned files the root audit
 # reports; /tmp and /var/tmp are meant to be world-writable.
 DEFAULT_SYSTEM_DIRS = """
@@ -368,6 +390,9 @@ SCHEMA = {
         # patterns, one per line; '*' also matches '/'.  Giving the key
         # replaces this whole list.
         "critical": (DEFAULT_CRITICAL, _patterns, _show_paths),
+        # Logs that may only grow: cut, emptied, replaced or removed other
+        # than by their rotation is a warning (growing.py).
+        "growing": (DEFAULT_GROWING, _absolute_paths, _show_paths),
     },
     "audit": {
         # Directories where world-writable files and files without a known

@@ -472,10 +472,33 @@ class LocalSumFinding(Record):
         return super().describe()
 
 
+class LogFinding(Record):
+    """A log of [check] growing that shrank, was replaced or removed other
+    than by its rotation (growing.py): sizes only, never content."""
+
+    FIELDS = ("size_before", "size_after")
+
+    @property
+    def rank(self):
+        return SERIOUS
+
+    def describe(self):
+        before = self.get("size_before", "?")
+        if self.change == "shrank":
+            return [f"{self.path}: log shrank from {before} to {self.get('size_after', '?')} "
+                    "bytes, not by its rotation"]
+        if self.change == "replaced":
+            return [f"{self.path}: log replaced by another file ({self.get('size_after', '?')} "
+                    f"bytes; it had {before}), not by its rotation"]
+        if self.change == "removed":
+            return [f"{self.path}: log removed ({before} bytes), not by its rotation"]
+        return super().describe()
+
+
 # Which class a spooled record is, by its source (and its change).
 _SOURCES = {"snapshot": FileChange, "contents": ContentChange, "contents_root": ContentChange,
             "packages": PackageFinding, "archive_hook": PackageFinding, "audit": AuditFinding,
-            "localsums": LocalSumFinding}
+            "localsums": LocalSumFinding, "growing": LogFinding}
 _COMMON_CHANGES = {"baseline": Baseline, "state damaged": StateDamaged, "scope": ScopeChanged}
 
 

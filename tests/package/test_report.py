@@ -256,3 +256,27 @@ def test_footholds_where_attackers_persist_are_alerted_and_secrets_told_without_
     assert "* /etc/ufw/user.rules: content changed" in section, section
     assert "/var/spool/cron/atjobs/" in section and "agent.service" in section, section
     assert "ACCEPT" not in result.stdout and "example.invalid" not in result.stdout + alert
+
+
+def test_a_log_cut_outside_its_rotation_is_a_warning(chroot):
+    # auth.log as rsyslog keeps it (trixie installs no syslog daemon by
+    # default), then rotated as logrotate does: no news.
+    lines = "".join(f"Dec  2 10:{n:02d}:00 host sshd[9]: Accepted password for {ADMIN}\n"
+                    for n in range(30))
+    chroot.write("/var/log/auth.log", lines, mode=0o640)
+    systraq(chroot, "check")
+    chroot.run("mv /var/log/auth.log /var/log/auth.log.1 && install -m 0640 /dev/null "
+               "/var/log/auth.log")
+    systraq(chroot, "check")
+    assert "/var/log/auth.log" not in warnings_section(systraq(chroot, "report --stdout").stdout)
+    # The intruder cuts his lines out.
+    chroot.write("/var/log/auth.log", lines, mode=0o640)
+    systraq(chroot, "check")
+    with open(chroot.host("/var/log/auth.log"), "r+") as log:
+        log.truncate(len(lines) // 2)
+    systraq(chroot, "check")
+    result = systraq(chroot, "report --stdout")
+    section = warnings_section(result.stdout)
+    assert (f"* /var/log/auth.log: log shrank from {len(lines)} to {len(lines) // 2} bytes, "
+            "not by its rotation") in section, section
+    assert "Accepted password" not in result.stdout

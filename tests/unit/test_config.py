@@ -45,6 +45,8 @@ def test_a_missing_default_file_gives_the_defaults(root):
                                 ("report", "textfile", "(none)", "default"),
                                 ("check", "critical", " ".join(config.DEFAULT_CRITICAL.split()),
                                  "default"),
+                                ("check", "growing", " ".join(config.DEFAULT_GROWING.split()),
+                                 "default"),
                                 ("audit", "system_dirs",
                                  " ".join(config.DEFAULT_SYSTEM_DIRS.split()), "default"),
                                 ("audit", "exclude", "(none)", "default"),
