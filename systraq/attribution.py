@@ -79,6 +79,10 @@ _SYSTEMD_HELPERS = (
      (b"/usr/lib/systemd/user/", b"/lib/systemd/user/")),
 )
 
+# A boot link of sysvinit's runlevel directories, as update-rc.d (and
+# insserv) name them: /etc/rcN.d/S01name or K01name.
+_RC_LINK = re.compile(rb"/etc/rc[0-6S]\.d/[SK][0-9]{2}([^/]+)")
+
 # How long after the second dpkg stamped its last line the write may reach
 # dpkg.log: dpkg takes the time, then writes the line; on a busy machine
 # the write was seen 1.1 ms into the next second, together with the
@@ -1019,7 +1023,7 @@ class Judge:
                 touching[0])
             label = self._log.describe(event, ascii=True) if event is not None else None
             return record.with_fields(explained=run.as_dict(owner, label))
-        made = self._helper_made(raw, held)
+        made = self._helper_made(raw, held) or self._rc_link_made(raw, held)
         if made is not None:
             run, owner, label = made
             return record.with_fields(explained=run.as_dict(owner, label))
@@ -1049,6 +1053,29 @@ class Judge:
                             if run.touches(owner):
                                 return (run, owner, "enabled by deb-systemd-helper for "
                                         + unit.decode("utf-8", "backslashreplace"))
+        return None
+
+    def _rc_link_made(self, path, held):
+        """``(run, package, label)`` when ``path`` is a boot link as
+        update-rc.d makes it -- /etc/rcN.d/[SK]NNname pointing at
+        ../init.d/NAME -- and a package of one of the ``held`` runs ships
+        that script.  Else None: another link there, or one to a script
+        no package of the run ships, stays a warning."""
+        match = _RC_LINK.fullmatch(path)
+        if match is None:
+            return None
+        name = match.group(1)
+        try:
+            target = os.readlink(self.settings.host(path))
+        except OSError:
+            return None
+        if target not in (b"../init.d/" + name, b"/etc/init.d/" + name):
+            return None
+        for owner in self.owners(b"/etc/init.d/" + name):
+            for run in held:
+                if run.touches(owner):
+                    return (run, owner, "enabled by update-rc.d for "
+                            + name.decode("utf-8", "backslashreplace"))
         return None
 
     def _helper_records(self):

@@ -262,7 +262,6 @@ DEFAULT_CRITICAL = """
 /etc/modules
 /etc/modules-load.d/*
 /etc/modprobe.d/*
-/etc/python3*
 /usr/lib/python3*.pth
 /usr/local/lib/python3*.pth
 */site-packages/*.pth

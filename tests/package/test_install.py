@@ -115,10 +115,12 @@ def test_version_and_status_as_the_systraq_user(chroot):
     data = json.loads(chroot.run("systraq status --json", user=USER).stdout)
     rows = {row["name"]: row for row in data["lists"]}
     assert rows["snapshot_pub.list"]["state"] == "ok"
-    # The same count as find(1) over the entries of the shipped list.
+    # The same count as find(1) over the entries of the shipped list, its
+    # wildcards expanded by the shell.
     expected = chroot.run(
-        "grep -v '^#' /etc/systraq/snapshot_pub.list | while read -r p; do"
-        " if [ -e \"$p\" ] || [ -L \"$p\" ]; then find \"$p\"; fi; done | sort -u | wc -l",
+        "grep -v '^#' /etc/systraq/snapshot_pub.list | while read -r p; do for q in $p; do"
+        " if [ -e \"$q\" ] || [ -L \"$q\" ]; then find \"$q\"; fi; done; done"
+        " | sort -u | wc -l",
         user=USER).stdout
     assert rows["snapshot_pub.list"]["paths"] == int(expected) > 50
     assert rows["filetraq.conf"]["state"] == "ok"    # empty until generated

@@ -731,6 +731,31 @@ def test_judge_a_helper_record_made_in_a_run_of_another_package_does_not_vouch(r
     assert found.explained is None and found.during is not None
 
 
+@pytest.mark.parametrize("target, package, explained", [
+    ("../init.d/rsyslog", "rsyslog", True),
+    # The run worked on another package: no evidence it made the link.
+    ("../init.d/rsyslog", "tree", False),
+    # A boot link to anything but the script of its name is nobody's.
+    ("/tmp/.x", "rsyslog", False),
+])
+def test_judge_a_boot_link_update_rc_d_makes_is_the_packages(root, utc, target, package,
+                                                              explained):
+    from tests.unit.test_packages import FakeDpkg
+    line = Timeline(root, "/etc/motd", "x\n")
+    FakeDpkg(root).install("rsyslog", "8.2302.0-1", {"/etc/init.d/rsyslog": "#!/bin/sh\n"})
+    link = "/etc/rc2.d/S01rsyslog"
+    root.symlink(target, link)
+    line.made = os.lstat(root.host(link)).st_ctime_ns / 1e9
+    line.log(-2, "startup archives unpack")
+    line.log(-2, f"install {package}:amd64 <none> 1")
+    line.log(+2, f"status installed {package}:amd64 1")
+    found = line.judge("created", path=link, critical=("/etc/rc?.d/*",))
+    if explained:
+        assert found.explained["label"] == "enabled by update-rc.d for rsyslog"
+    else:
+        assert found.explained is None and found.during is not None
+
+
 def test_judge_a_helper_record_older_than_the_run_does_not_vouch_for_a_link(root, utc):
     # An earlier install recorded the link; this run (of rsyslog again)
     # held a new link's change but deb-systemd-helper wrote nothing in it.
