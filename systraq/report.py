@@ -357,6 +357,34 @@ def _critical(config, path):
     return any(fnmatch.fnmatchcase(raw, pattern) for pattern in config.get("check", "critical"))
 
 
+# The account databases useradd and adduser write, and the backups
+# ("NAME-") the shadow tools leave beside them.
+_ACCOUNT_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/subuid",
+                  "/etc/subgid")
+
+
+def _added_accounts(detail):
+    """``[(name, home)]`` of the passwd lines a diff (a contents record's
+    detail) adds; None when it also takes a line away or holds something
+    that is not a passwd line: an account changed or removed is told as
+    it is."""
+    added = []
+    for line in detail:
+        if line.startswith(("---", "+++", "@@", " ")) or not line:
+            continue
+        if not line.startswith("+"):
+            return None
+        fields = line[1:].split(":")
+        if len(fields) != 7 or not fields[0]:
+            return None
+        added.append((fields[0], fields[5]))
+    return added or None
+
+
+def _below(path, homes):
+    return any(path == home or path.startswith(home + "/") for home in homes)
+
+
 class _Gatherer:
     def __init__(self, settings, config, now, host):
         self.settings = settings
@@ -494,8 +522,47 @@ class _Gatherer:
         self.operations.sort(key=lambda o: o.start)
         return operation
 
+    def group_accounts(self):
+        """One warning for the accounts /etc/passwd gained: what useradd
+        changed together (the account files, their backups, the new
+        homes) told together, each file's own entry kept below it.  Only
+        when the passwd diff only adds lines: anything else is told file
+        by file."""
+        passwd = self.items.get(("path", "/etc/passwd"))
+        added = _added_accounts(passwd.detail) if passwd is not None else None
+        if not added:
+            return
+        names = [name for name, _home in added]
+        homes = [home for _name, home in added if home not in ("", "/", "/nonexistent")]
+        members = [item for item in self.items.values() if item.path is not None
+                   and (item.path.rstrip("-") in _ACCOUNT_FILES or _below(item.path, homes))]
+        files = [os.path.basename(f) for f in _ACCOUNT_FILES
+                 if any(m.path.rstrip("-") == f for m in members)]
+        created = [home for home in homes if any(
+            m.path == home and any(line.startswith("new ") for line in m.lines) for m in members)]
+        head = (f"account{'s' if len(names) > 1 else ''} {', '.join(names)} added: "
+                + ", ".join(files))
+        if created:
+            head += "; " + "; ".join(f"home {home} created" for home in created)
+        group = Item(("accounts", tuple(names)), min(m.rank for m in members), "accounts",
+                     "added", labelled=False)
+        group.lines = [head]
+        for member in sorted(members, key=lambda m: m.path):
+            group.detail.append(member.text)
+            group.detail += ["  " + line if line else "" for line in member.detail]
+            group.critical = group.critical or member.critical
+            group.alerted = group.alerted or member.alerted
+            group.unalerted = group.unalerted or member.unalerted
+            group.first_seen = min(filter(None, (group.first_seen, member.first_seen)),
+                                   default=None)
+            group.refs += member.refs
+            group.during_run = group.during_run or member.during_run
+            del self.items[member.key]
+        self.items[group.key] = group
+
     def finish(self, packages=None):
         report = self.report
+        self.group_accounts()
         self.build_operations()
         if self.explain:
             for run in self.made:

@@ -206,8 +206,10 @@ def test_a_change_a_package_operation_made_is_its_not_a_warning(dpkg):
           {"path": "/etc/passwd", "change": "content", "since": since,
            "diff": "+sshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n"})
     built = build(root, packages_state={"format": 1, "time": NOW - 600, "findings": {}})
-    assert [w.path for w in built.warnings] == ["/etc/passwd"]
-    assert built.warnings[0].text == "/etc/passwd: content changed [critical]"
+    # The account the passwd diff adds is the one warning; the file's own
+    # entry below it.
+    assert [w.text for w in built.warnings] == ["account sshd added: passwd [critical]"]
+    assert built.warnings[0].detail[0] == "/etc/passwd: content changed [critical]"
     (operation,) = built.operations
     assert operation.text(NOW) == ("apt-get upgrade at 05:06 for alice: 1 package, "
                                    "1 watched file - all match their packages")
@@ -503,3 +505,49 @@ def test_a_critical_file_changed_while_dpkg_ran_is_listed_not_alerted(dpkg, tmp_
     (item,) = build(root, now=made + 120).warnings
     assert item.critical and item.during
     assert item.text.startswith("/etc/passwd: content changed [critical; changed while dpkg ran: ")
+
+
+def useradd(root, name="alice", group_diff="+alice:x:1001:\n"):
+    """The records one "useradd -m NAME" leaves, from every collector."""
+    queue(root, "contents", {"mode": "pub", "path": "/etc/passwd", "change": "content",
+                             "diff": f"--- /etc/passwd\n+++ /etc/passwd\n@@ -1 +1,2 @@\n"
+                                     f" root:x:0:0:root:/root:/bin/bash\n"
+                                     f"+{name}:x:1001:1001::/home/{name}:/bin/bash\n"},
+          {"mode": "pub", "path": "/etc/group", "change": "content", "diff": group_diff},
+          {"mode": "pub", "path": "/etc/subuid", "change": "content",
+           "diff": f"+{name}:100000:65536\n"},
+          {"mode": "pub", "path": "/etc/passwd-", "change": "content", "diff": "+x\n"})
+    queue(root, "snapshot_root", {"mode": "root", "path": "/etc/shadow", "change": "content"},
+          {"mode": "root", "path": "/etc/gshadow", "change": "content"})
+    queue(root, "snapshot_pub",
+          {"mode": "pub", "path": f"/home/{name}", "change": "added", "kind": "d",
+           "owner": name, "group": name, "perm": "0700"},
+          {"mode": "pub", "path": f"/home/{name}/.bashrc", "change": "added", "kind": "f",
+           "owner": name, "group": name, "perm": "0644"},
+          {"mode": "pub", "path": "/etc/motd", "change": "content"})
+
+
+def test_an_account_added_is_one_warning_with_each_file_below_it(root):
+    useradd(root)
+    found = build(root).warnings
+    heads = [item.text for item in found]
+    assert heads[0].startswith("account alice added: passwd, group, shadow, gshadow, subuid; "
+                               "home /home/alice created"), heads
+    # What else changed stays an entry of its own.
+    assert [h for h in heads[1:]] == ["/etc/motd: content changed"], heads
+    detail = "\n".join(found[0].detail)
+    for path in ("/etc/passwd:", "/etc/passwd-:", "/etc/shadow:", "/home/alice/.bashrc:"):
+        assert path in detail
+    assert "+alice:x:1001:1001::/home/alice:/bin/bash" in detail
+    # No fact twice on a line.
+    assert all(item.head.count("new file") <= 1 for item in found)
+
+
+def test_a_changed_or_removed_account_is_told_file_by_file(root):
+    useradd(root)
+    queue(root, "contents", {"mode": "pub", "path": "/etc/passwd", "change": "content",
+                             "diff": "-bob:x:1002:1002::/home/bob:/bin/bash\n"
+                                     "+bob:x:0:0::/home/bob:/bin/bash\n"})
+    heads = [item.text for item in build(root).warnings]
+    assert not any(h.startswith("account") for h in heads), heads
+    assert any(h.startswith("/etc/passwd:") for h in heads)
