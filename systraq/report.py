@@ -197,9 +197,37 @@ class Item:
             head = head[len(self.path) + 2:]
         if head.startswith("content changed"):
             head = self._merge_content(head)
+        if head is not None:
+            head = self._merge_same(head)
         if head is not None and head not in self.lines:
             self.lines.append(head)
         self.detail += detail
+
+    _REMOVED = re.compile(r"(?:\w+ )?removed")
+
+    @classmethod
+    def _fact(cls, head):
+        """What a head says, when two collectors word it differently: the
+        snapshot's "new file, mode 0644, root:root" and the contents job's
+        "new file" are one fact, as are "file removed" and "removed"."""
+        if head.startswith("new "):
+            return head.split(",")[0].split(" (")[0]
+        if cls._REMOVED.fullmatch(head):
+            return "removed"
+        return None
+
+    def _merge_same(self, head):
+        """Adds nothing when a line already says ``head``'s fact; keeps the
+        fuller wording of the two.  Returns what is left to add."""
+        fact = self._fact(head)
+        if fact is None:
+            return head
+        for number, line in enumerate(self.lines):
+            if self._fact(line) == fact:
+                if len(head) > len(line):
+                    self.lines[number] = head
+                return None
+        return head
 
     _SIZES = re.compile(r"content changed \((\d+) -> (\d+) bytes\)")
 

@@ -551,3 +551,16 @@ def test_a_changed_or_removed_account_is_told_file_by_file(root):
     heads = [item.text for item in build(root).warnings]
     assert not any(h.startswith("account") for h in heads), heads
     assert any(h.startswith("/etc/passwd:") for h in heads)
+
+
+def test_a_fact_two_collectors_word_differently_is_said_once(root):
+    queue(root, "contents", {"mode": "pub", "path": "/etc/cron.d/job", "change": "created",
+                             "diff": "+* * * * * root true\n"},
+          {"mode": "pub", "path": "/etc/cron.d/old", "change": "removed"})
+    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/cron.d/job", "change": "added",
+                                 "kind": "f", "mode": "0644", "owner": "root",
+                                 "group": "root"},
+          {"mode": "pub", "path": "/etc/cron.d/old", "change": "removed", "kind": "f"})
+    heads = sorted(item.head for item in build(root).warnings)
+    assert heads == ["/etc/cron.d/job: new file, mode 0644, root:root",
+                     "/etc/cron.d/old: file removed"]
