@@ -26,7 +26,14 @@ differences are spooled as change records (source "audit"):
   every local file system;
 - world-writable files, and world-writable directories without the
   sticky bit, below ``[audit] system_dirs``;
-- files whose owner or group has no account, below ``system_dirs``.
+- files whose owner or group has no account, below ``system_dirs``;
+- files (and symlinks) below ``[audit] package_trees`` (/usr and the
+  top-level library and program directories, never /usr/local) that no
+  installed package's list names, no diversion put there and
+  update-alternatives did not make, unless ``[audit] generated`` names
+  them (byte code, caches that triggers rebuild): a .pth start-up hook
+  dropped into dist-packages, a library added to /usr/lib, a module to
+  /lib/modules.  dpkg's database is the allowlist.
 
 The first run records a baseline (one record); after that each item that
 appears is reported once, a setuid, setgid or capable file that goes away
@@ -108,11 +115,11 @@ PSEUDO_FS = frozenset((
 ))
 
 # Inventory categories: bit, spool name, counts key.
-SETUID, SETGID, WORLD_WRITABLE, UNOWNED, CAPABILITY = 1, 2, 4, 8, 16
+SETUID, SETGID, WORLD_WRITABLE, UNOWNED, CAPABILITY, UNPACKAGED = 1, 2, 4, 8, 16, 32
 CATEGORIES = ((SETUID, "setuid", "setuid"), (SETGID, "setgid", "setgid"),
               (CAPABILITY, "capabilities", "capabilities"),
               (WORLD_WRITABLE, "world-writable", "world_writable"),
-              (UNOWNED, "unowned", "unowned"))
+              (UNOWNED, "unowned", "unowned"), (UNPACKAGED, "unpackaged", "unpackaged"))
 # One inventory item in the state: categories, type, permission bits
 # with setuid/setgid/sticky, owner, group; then the raw file capabilities
 # (security.capability), if any.
@@ -121,6 +128,11 @@ _RECORD = struct.Struct("<BcHII")
 # a state without it (written before they were) knows none, and its
 # first comparison must not call every capable file new.
 WITH_CAPABILITIES = "capabilities"
+# The same for files no package ships (UNPACKAGED).
+WITH_UNPACKAGED = "unpackaged"
+# The top-level directories that merged /usr makes links to usr/...:
+# a package listing /bin/ls ships what the walk finds at /usr/bin/ls.
+_MERGED = (b"/bin", b"/sbin", b"/lib", b"/lib32", b"/lib64", b"/libx32")
 _KIND = {stat.S_IFREG: b"f", stat.S_IFDIR: b"d", stat.S_IFLNK: b"l",
          stat.S_IFIFO: b"p", stat.S_IFSOCK: b"s", stat.S_IFCHR: b"c",
          stat.S_IFBLK: b"b"}
@@ -281,10 +293,11 @@ def _under(path, tops):
 
 
 class _Inventory:
-    def __init__(self, settings, config, mounts, names):
+    def __init__(self, settings, config, mounts, names, packaged=None):
         self.settings = settings
         self.mounts = mounts
         self.names = names
+        self.packaged = packaged
         self.exclude = config.get("audit", "exclude")
         self.prune = (frozenset(NEVER_WALK) | frozenset(self.exclude)
                       | frozenset(mounts.not_walked()))
@@ -351,8 +364,15 @@ class _Inventory:
             return
         self._directories.add(key)
         self.walked += 1
-        if in_system:
-            self._item(path, info, True)
+        packaged = self.packaged if self.packaged is not None and \
+            self.packaged.holds(path) else None
+        # A directory no package lists, below the trees: its own item, with
+        # what it holds counted below it.
+        extra = UNPACKAGED if (self.packaged is not None and path != b"/"
+                               and self.packaged.holds(os.path.dirname(path))
+                               and not self.packaged.expected(fd, ".", path, info)) else 0
+        if in_system or extra:
+            self._item(path, info, in_system, categories=extra)
         base = path if path.endswith(b"/") else path + b"/"
         prune = self.prune
         system = self.system
@@ -369,7 +389,7 @@ class _Inventory:
                                 children.append((entry.name, child,
                                                  in_system or child in system))
                             continue
-                        if not in_system:
+                        if not in_system and packaged is None:
                             # Outside the system directories only setuid,
                             # setgid and capable regular files count:
                             # d_type says which entries to lstat at all.
@@ -384,7 +404,9 @@ class _Inventory:
                             caps = self._capabilities(fd, entry.name, found)
                         child = base + entry.name.encode(encoding, "surrogateescape")
                         if child not in prune:
-                            self._item(child, found, in_system, caps)
+                            extra = UNPACKAGED if packaged is not None and not \
+                                packaged.expected(fd, entry.name, child, found) else 0
+                            self._item(child, found, in_system, caps, extra)
                     except OSError as exc:
                         if exc.errno not in _GONE:
                             self.unreadable += 1
@@ -412,10 +434,9 @@ class _Inventory:
             return b""
         return capabilities.read(dir_fd, name) or b""
 
-    def _item(self, path, info, in_system, caps=b""):
+    def _item(self, path, info, in_system, caps=b"", categories=0):
         mode = info.st_mode
         form = stat.S_IFMT(mode)
-        categories = 0
         if form == stat.S_IFREG:
             if mode & stat.S_ISUID:
                 categories |= SETUID
@@ -435,6 +456,125 @@ class _Inventory:
         if categories:
             self.items[path] = _RECORD.pack(categories, _KIND.get(form, b"?"),
                                             stat.S_IMODE(mode), info.st_uid, info.st_gid) + caps
+
+
+class Packaged:
+    """What dpkg's database lets stand below ``[audit] package_trees``:
+    every path an installed package's list names (also at its /usr path,
+    where the top-level directory is merged /usr's link), where a
+    diversion sends a file, a link update-alternatives made, and what
+    ``[audit] generated`` names."""
+
+    def __init__(self, settings, config):
+        from systraq import dpkgdb
+        self.settings = settings
+        self.trees = tuple(config.get("audit", "package_trees"))
+        self.generated = config.get("audit", "generated")
+        database = dpkgdb.load(settings)
+        owned = set()
+        for package in database.installed():
+            owned.update(database.files(package) or ())
+        owned.update(d.target for d in dpkgdb.read_diversions(settings).values())
+        merged = [top for top in _MERGED if os.path.islink(settings.host(top))]
+        self.merged = merged
+        owned.update([self.in_usr(path) for path in owned if self.in_usr(path) != path])
+        self.owned = owned
+        self.alternatives = os.path.join(settings.dpkg_admindir, b"alternatives")
+        self._links = None
+
+    def in_usr(self, path):
+        """Where merged /usr puts ``path`` (/bin/ls: /usr/bin/ls)."""
+        if any(path == top or path.startswith(top + b"/") for top in self.merged):
+            return b"/usr" + path
+        return path
+
+    def holds(self, directory):
+        """Whether entries of ``directory`` (logical) are dpkg's to name."""
+        return (_under(directory, self.trees) and not _under(directory, (b"/usr/local",)))
+
+    def expected(self, dir_fd, name, path, info):
+        """Whether the entry ``name`` (``path``, lstat ``info``) of the
+        open directory ``dir_fd`` may stand there without a package."""
+        form = stat.S_IFMT(info.st_mode)
+        if path in self.owned or _under(path, (b"/usr/local",)):
+            return True
+        if form not in (stat.S_IFREG, stat.S_IFLNK, stat.S_IFDIR):
+            return False
+        import fnmatch
+        if any(fnmatch.fnmatchcase(path, pattern) for pattern in self.generated):
+            return True
+        if form == stat.S_IFLNK:
+            try:
+                target = os.fsencode(os.readlink(name, dir_fd=dir_fd))
+            except OSError:
+                return False
+            return self._alternative(path, target)
+        return False
+
+    def _alternative(self, path, target):
+        """Whether the link ``path`` -> ``target`` is one update-alternatives
+        made: it points into /etc/alternatives, and an alternative of the
+        database names ``path`` as its master or a slave link."""
+        name = target[len(b"/etc/alternatives/"):]
+        if not target.startswith(b"/etc/alternatives/") or not name or b"/" in name:
+            return False
+        if self._links is None:
+            self._links = self._alternative_links()
+        return self._links.get(path) == name
+
+    def _alternative_links(self):
+        """{link: name} of every alternative: each database file holds its
+        mode, its master link, then name and link of each slave, up to an
+        empty line (update-alternatives(1), FILES)."""
+        links = {}
+        try:
+            names = os.listdir(self.alternatives)
+        except OSError:
+            return links
+        for master in names:
+            try:
+                with open(os.path.join(self.alternatives, master), "rb") as handle:
+                    head = handle.read(1 << 16).split(b"\n\n", 1)[0].split(b"\n")
+            except OSError:
+                continue
+            if len(head) >= 2:
+                links[self.in_usr(head[1])] = os.fsencode(master)
+                for slave, link in zip(head[2::2], head[3::2]):
+                    links[self.in_usr(link)] = slave
+        return links
+
+
+def kind_of_unpackaged(path):
+    """What a file no package ships is, when that is what attackers drop:
+    for the report's wording and the attribution (never explained)."""
+    name = os.path.basename(path)
+    if name.endswith(b".pth") or name in (b"sitecustomize.py", b"usercustomize.py"):
+        return "a Python start-up hook"
+    if re.search(rb"\.ko(\.(xz|zst|gz))?$", name):
+        return "a kernel module"
+    if re.search(rb"\.so(\.[0-9.]+)?$", name):
+        return "a shared library"
+    if re.search(rb"/s?bin/", path):
+        return "a program"
+    return None
+
+
+# Where a file no package ships is never a package operation's, even made
+# while dpkg ran (attribution.Judge's critical patterns).
+NEVER_EXPLAINED = (b"*.pth", b"*/sitecustomize.py", b"*/usercustomize.py", b"*.ko",
+                   b"*.ko.*", b"*.so", b"*.so.*", b"*/bin/*", b"*/sbin/*")
+
+
+def without(bit, items):
+    """The inventory ``items`` as a state that did not yet know category
+    ``bit`` would hold it: for comparing with such a state once."""
+    out = {}
+    for path, record in items.items():
+        categories = record[0] & ~bit
+        if categories:
+            rest = record[1:_RECORD.size] if bit == CAPABILITY else record[1:]
+            out[path] = bytes((categories,)) + bytes(rest)
+    return out
 
 
 def counts_of(items):
@@ -463,12 +603,7 @@ def _unpack(record):
 def without_capabilities(items):
     """The inventory ``items`` as a state that knew no file capabilities
     would hold it: for comparing with such a state once."""
-    out = {}
-    for path, record in items.items():
-        categories = record[0] & ~CAPABILITY
-        if categories:
-            out[path] = bytes((categories,)) + bytes(record[1:_RECORD.size])
-    return out
+    return without(CAPABILITY, items)
 
 
 def compare(old, new, names):
@@ -517,12 +652,19 @@ def compare(old, new, names):
             # A tree that became world-writable or lost its owner in one
             # go (chmod -R, a deleted account) is one record, with how
             # many more entries below it did the same.
-            if bit in (WORLD_WRITABLE, UNOWNED) and top is not None \
-                    and path.startswith(top[0].rstrip(b"/") + b"/"):
+            if bit in (WORLD_WRITABLE, UNOWNED, UNPACKAGED) and top is not None \
+                    and path.startswith(top[0].rstrip(b"/") + b"/") \
+                    and not (bit == UNPACKAGED and kind_of_unpackaged(path)):
                 top[1]["below"] = top[1].get("below", 0) + 1
                 continue
             record = {"change": f"{name} added", "path": escape(path),
                       "type": TYPES[now[1].decode()], **fields(now)}
+            named = kind_of_unpackaged(path) if bit == UNPACKAGED else None
+            if named:
+                # What intruders drop is named on its own line, wherever.
+                record["named"] = named
+                records.append(record)
+                continue
             records.append(record)
             top = (path, record)
     return records
@@ -725,14 +867,25 @@ class _Run:
 
         header, old = self.transaction.load()
         damaged = self.transaction.damaged
-        inventory = _Inventory(settings, self.config, mounts, names)
+        status = os.path.join(settings.dpkg_admindir, b"status")
+        try:
+            # Not a dpkg system (no status file at all): nothing to look for.
+            packaged = Packaged(settings, self.config) if os.path.exists(status) else None
+        except RunError as exc:
+            # dpkg's database is the packages check's to report on.
+            packaged = None
+            findings.append({"source": "audit", "change": "package database",
+                             "text": f"files no package ships not looked for: {exc}"})
+        inventory = _Inventory(settings, self.config, mounts, names, packaged)
         new = inventory.run()
         counts = counts_of(new)
         compared = new
         if old is not None and not header.get(WITH_CAPABILITIES):
             # The last state knew no file capabilities: this run records
             # them; their changes count from the next.
-            compared = without_capabilities(new)
+            compared = without_capabilities(compared)
+        if old is not None and not header.get(WITH_UNPACKAGED):
+            compared = without(UNPACKAGED, compared)
 
         if damaged is not None:
             changes = [{"change": "state damaged", "detail": damaged, "count": len(new),
@@ -743,11 +896,11 @@ class _Run:
             changes = compare(old, compared, names)
         # The "since" of a run that compared with a state: the report
         # tells from it which package operation may have made a change.
-        judge = self.transaction.judge(self.config.get("check", "critical"))
+        judge = self.transaction.judge(self.config.get("check", "critical") + NEVER_EXPLAINED)
         spooled = [judge.judge(record) for record in self.transaction.stamped(
             [records.load(change, "audit") for change in changes], since=old is not None)]
         self.transaction.commit({"time": self.transaction.stamp, "counts": counts,
-                                 WITH_CAPABILITIES: True}, new,
+                                 WITH_CAPABILITIES: True, WITH_UNPACKAGED: True}, new,
                                 spooled, source="audit", mode=0o600)
 
         skipped = inventory.skipped()

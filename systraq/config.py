@@ -304,6 +304,43 @@ DEFAULT_GROWING = """
 /var/log/exim4/mainlog
 """
 
+# Where dpkg keeps what packages ship: a file there that no package's
+# list names is a warning of the root audit.  /usr/local is the admin's.
+DEFAULT_PACKAGE_TREES = """
+/usr
+/bin
+/sbin
+/lib
+/lib32
+/lib64
+/libx32
+"""
+
+# Files Debian's own tools make below the package trees, that no package
+# ships: byte code, caches that triggers rebuild, depmod's indexes, the
+# locale archive.  '*' matches '/' too.
+DEFAULT_GENERATED = """
+*/__pycache__
+*/__pycache__/*.pyc
+/usr/lib/modules/*/modules.*
+/lib/modules/*/modules.*
+/usr/lib/locale/locale-archive
+/usr/lib/udev/hwdb.bin
+/usr/share/mime/*
+/usr/share/icons/*/icon-theme.cache
+/usr/share/glib-2.0/schemas/gschemas.compiled
+/usr/share/applications/mimeinfo.cache
+/usr/share/info/dir
+/usr/share/info/dir.old
+/usr/lib/*/gio/modules/giomodule.cache
+/usr/lib/*/gdk-pixbuf-2.0/*/loaders.cache
+/usr/lib/*/gtk-*/*/immodules.cache
+/usr/share/fonts/*/fonts.dir
+/usr/share/fonts/*/fonts.scale
+/usr/share/fonts/*/encodings.dir
+/usr/lib/jvm/*/classes.jsa
+"""
+
 # Directories whose world-writable and unowned files the root audit
 # reports; /tmp and /var/tmp are meant to be world-writable.
 DEFAULT_SYSTEM_DIRS = """
@@ -400,6 +437,10 @@ SCHEMA = {
         "system_dirs": (DEFAULT_SYSTEM_DIRS, _absolute_paths, _show_paths),
         # Paths the audit never walks into.
         "exclude": ("", _absolute_paths, _show_paths),
+        # Where a file no package ships is a warning (/usr/local never),
+        # and what Debian's tools generate there.
+        "package_trees": (DEFAULT_PACKAGE_TREES, _absolute_paths, _show_paths),
+        "generated": (DEFAULT_GENERATED, _patterns, _show_paths),
     },
     "watch": {
         # Whether the realtime watcher (systraq-watch.service) runs.  The

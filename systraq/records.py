@@ -367,7 +367,8 @@ class PackageFinding(Record):
 _AUDIT_RANKS = {"uid 0": CRITICAL, "empty password": CRITICAL, "setuid added": CRITICAL,
                 "setgid added": CRITICAL, "capabilities added": CRITICAL,
                 "capabilities changed": CRITICAL, "world-writable added": CHANGE,
-                "unowned added": CHANGE, "shell startup": CHANGE}
+                "unowned added": CHANGE, "shell startup": CHANGE,
+                "unpackaged added": SERIOUS}
 
 
 class AuditFinding(Record):
@@ -378,7 +379,7 @@ class AuditFinding(Record):
 
     FIELDS = ("account", "line", "text", "type", "owner", "group", "below",
               "mode_before", "owner_before", "group_before", "capabilities",
-              "capabilities_before")
+              "capabilities_before", "named")
 
     @property
     def secret(self):
@@ -420,6 +421,12 @@ class AuditFinding(Record):
             return (f"file capabilities changed: {path}: {self['capabilities_before']} -> "
                     f"{self.get('capabilities', 'none')} ({self.get('mode', '?')} "
                     f"{self._who()})")
+        if change == "unpackaged added":
+            kind_of = self.get("named")
+            below = self.get("below")
+            more = f", and {below} more below it" if below else ""
+            return (f"no package ships this {kind}: {path}"
+                    + (f", {kind_of}" if kind_of else "") + f" ({what}){more}")
         if change in ("world-writable added", "unowned added"):
             label = ("writable by everybody" if change.startswith("world")
                      else "owner or group has no account")
@@ -437,6 +444,10 @@ class AuditFinding(Record):
         if "text" in self:
             return [str(self["text"])]
         text = f"{self.path or '?'}: {self.change}"
+        if self.change == "unpackaged added":
+            text = f"{self.path or '?'}: new {self.get('type', 'file')} no package ships"
+            if self.get("named"):
+                text += f", {self['named']}"
         if "mode" in self:
             caps = f"{self['capabilities']}, " if "capabilities" in self else ""
             if "capabilities_before" in self and self.get("capabilities") != \
@@ -444,6 +455,8 @@ class AuditFinding(Record):
                 caps = f"{self['capabilities_before']} -> {self.get('capabilities', 'none')}, "
             text += (f" ({caps}mode {self['mode']}, "
                      f"{self.get('owner', '?')}:{self.get('group', '?')})")
+        if self.get("below"):
+            text += f", and {self['below']} more below it"
         return [text]
 
 

@@ -238,7 +238,7 @@ def test_the_first_run_is_one_baseline_record(system):
     record = result.records[0]
     assert record["count"] == 2 and record["source"] == "audit"
     assert result.counts == {"setuid": 1, "setgid": 1, "capabilities": 0, "world_writable": 0,
-                             "unowned": 0}
+                             "unowned": 0, "unpackaged": 0}
     assert spooled(system) == result.records
 
 
@@ -500,7 +500,7 @@ def test_the_findings_file_for_the_report(system):
     assert document["format"] == 1 and document["time"] == 1700000000.5
     assert document["findings"] == result.findings
     assert document["counts"] == {"setuid": 1, "setgid": 1, "capabilities": 0,
-                                  "world_writable": 0, "unowned": 0}
+                                  "world_writable": 0, "unowned": 0, "unpackaged": 0}
     assert document["skipped"] == [{"path": "/mnt/fuse", "type": "fuse.sshfs"},
                                    {"path": "/mnt/nfs", "type": "nfs4"}]
     current = audit.current(settings)
@@ -644,3 +644,69 @@ def test_capabilities_are_read_from_the_file_not_through_a_link(tmp_path):
         assert capabilities.read(fd, b"gone") is None
     finally:
         os.close(fd)
+
+
+def test_files_no_package_ships_below_the_package_trees_are_added_items(system):
+    from tests.unit.test_packages import FakeDpkg
+    dpkg = FakeDpkg(system)
+    # Merged /usr: a package that lists /bin/ls ships /usr/bin/ls.
+    os.symlink("usr/bin", system.host("/bin"))
+    dpkg.install("coreutils", "9.1-1", {"/bin/ls": "\x7fELF"})
+    dpkg.install("passwd", "1:4.13", {"/usr/bin/passwd": "\x7fELF", "/usr/bin/chage": "\x7fELF",
+                                      "/usr/sbin/chpasswd": "\x7fELF"})
+    dpkg.install("python3-six", "1.16-1", {"/usr/lib/python3/dist-packages/six.py": "x\n"})
+    dpkg.install("base", "1", {"/usr/lib/x86_64-linux-gnu/libc.so.6": "\x7fELF",
+                               "/usr/lib/modules/6.1.0-28-amd64/kernel/fs.ko": "\x7fELF",
+                               "/usr/share/doc/base/copyright": "x\n"})
+    first = run(system)
+    assert first.baseline and first.counts["unpackaged"] == 0
+    # What Debian's tools make there, and the admin's own tree: nothing.
+    system.write("/usr/lib/python3/dist-packages/__pycache__/six.cpython-313.pyc", "b")
+    system.write("/var/lib/dpkg/alternatives/editor", "auto\n/usr/bin/editor\n")
+    os.symlink("/etc/alternatives/editor", system.host("/usr/bin/editor"))
+    system.write("/usr/local/bin/backup", "#!/bin/sh\n", mode=0o755)
+    # What an intruder drops.
+    system.write("/usr/lib/python3/dist-packages/zz.pth", "import os\n")
+    system.write("/usr/lib/x86_64-linux-gnu/libkeyutils.so.1.10", b"\x7fELF")
+    system.write("/usr/lib/modules/6.1.0-28-amd64/extra/net.ko.xz", b"\xfd7zXZ")
+    system.write("/usr/sbin/sshd-session", b"\x7fELF", mode=0o755)
+    os.symlink("/tmp/x", system.host("/usr/bin/vi"))
+    for name in ("a", "b", "c"):
+        system.write(f"/usr/share/.x/{name}", "x")
+    result = run(system)
+    said = {unescape(r["path"]).decode(): records.load(r).describe()[0]
+            for r in result.records}
+    assert sorted(said) == [
+        "/usr/bin/vi", "/usr/lib/modules/6.1.0-28-amd64/extra",
+        "/usr/lib/modules/6.1.0-28-amd64/extra/net.ko.xz",
+        "/usr/lib/python3/dist-packages/zz.pth",
+        "/usr/lib/x86_64-linux-gnu/libkeyutils.so.1.10", "/usr/sbin/sshd-session",
+        "/usr/share/.x"], said
+    assert said["/usr/lib/python3/dist-packages/zz.pth"].startswith(
+        "/usr/lib/python3/dist-packages/zz.pth: new file no package ships, "
+        "a Python start-up hook (mode 0644")
+    assert "a kernel module" in said["/usr/lib/modules/6.1.0-28-amd64/extra/net.ko.xz"]
+    assert "a shared library" in said["/usr/lib/x86_64-linux-gnu/libkeyutils.so.1.10"]
+    assert "a program" in said["/usr/sbin/sshd-session"]
+    # A new directory is one entry, with how much it holds; what it holds
+    # that intruders drop is named on its own all the same.
+    assert said["/usr/share/.x"].startswith("/usr/share/.x: new directory no package ships")
+    assert said["/usr/share/.x"].endswith("and 3 more below it")
+    assert all(not records.load(r).is_note for r in result.records)
+    assert run(system).records == []
+
+
+def test_an_inventory_without_packaged_files_learns_them_once(system):
+    from tests.unit.test_packages import FakeDpkg
+    FakeDpkg(system).install("coreutils", "9.1-1", {"/usr/bin/ls": "\x7fELF"})
+    system.write("/usr/lib/old-unpackaged.so", b"\x7fELF")
+    run(system)
+    state = audit.state_path(system.settings())
+    header, items = statefile.load(state, audit.STATE_FORMAT)
+    del header[audit.WITH_UNPACKAGED]
+    items = audit.without(audit.UNPACKAGED, items)
+    header["count"] = len(items)
+    atomic_write(state, statefile.encode(header, items), mode=0o600)
+    assert run(system).records == []
+    system.write("/usr/lib/new-unpackaged.so", b"\x7fELF")
+    assert [r["path"] for r in run(system).records] == ["/usr/lib/new-unpackaged.so"]
