@@ -10,6 +10,7 @@ report; the reinstall itself is still labelled with what it changed.
 
 import json
 
+from tests.chroot import mirror
 from tests.package.conftest import wait_for_first_baseline
 
 PACKAGE = "nano"
@@ -51,6 +52,45 @@ def test_installing_packages_whose_scripts_enable_units_warns_about_nothing(chro
     # The links' records carry the helper's label into the spool.
     spooled = chroot.run("cat /var/lib/systraq/spool/*.jsonl").stdout
     assert spooled.count("enabled by deb-systemd-helper for rsyslog.service") >= 2, spooled
+
+
+def test_an_upgrade_of_a_stale_system_warns_about_nothing(chroot):
+    # The chroot holds the release as debootstrap took it: its updates
+    # and security archives bring what a server's first "apt-get upgrade"
+    # brings.  A newer "tree" from a local repository makes sure at least
+    # one package is upgraded, whatever the archive holds today.
+    chroot.run("mkdir -p /srv/repo && cd /srv/repo && apt-get download -q tree"
+               " && dpkg-deb -R tree_*.deb x && rm tree_*.deb"
+               " && sed -i 's/^Version: .*/&+systraq1/' x/DEBIAN/control"
+               " && dpkg-deb -b x tree_new.deb >/dev/null && rm -rf x"
+               " && { dpkg-deb -f tree_new.deb; echo 'Filename: ./tree_new.deb';"
+               "      echo \"Size: $(stat -c %s tree_new.deb)\";"
+               "      echo \"SHA256: $(sha256sum tree_new.deb | cut -d' ' -f1)\"; echo; }"
+               " > Packages")
+    suite = chroot.release
+    archive = mirror()
+    lines = ["deb [trusted=yes] file:/srv/repo ./"]
+    if suite != "sid":     # sid has neither
+        lines.append(f"deb {archive} {suite}-updates main")
+        if archive.rstrip("/").endswith("/debian"):
+            lines.append(f"deb {archive.rstrip('/')}-security {suite}-security main")
+    chroot.write("/etc/apt/sources.list.d/stale.list", "\n".join(lines) + "\n")
+    if chroot.run("apt-get update -q", check=False).returncode != 0:
+        # A mirror without a security archive beside it.
+        chroot.write("/etc/apt/sources.list.d/stale.list", "\n".join(lines[:2]) + "\n")
+        chroot.run("apt-get update -q")
+    # The new apt source is the admin's change, a critical one: told, and
+    # delivered (mail is off here: the report is kept as a file), before
+    # the upgrade.
+    systraq(chroot, "check")
+    systraq(chroot, "report")
+    upgraded = chroot.run("apt-get upgrade -y -q").stdout
+    assert "+systraq1" in chroot.run("dpkg-query -W -f '${Version}' tree").stdout, upgraded
+    for command in ("check", "packages", "audit"):
+        systraq(chroot, command)
+    data = json.loads(systraq(chroot, "report --stdout --format json").stdout)
+    assert [w["text"] for w in data["warnings"] if w["change"] != "filesystem full"] == [], \
+        upgraded
 
 
 def test_a_hand_edit_a_minute_after_a_reinstall_is_a_warning(chroot):
