@@ -559,6 +559,54 @@ def kind_of_unpackaged(path):
     return None
 
 
+# A new file no package ships is shown with its content when it is text,
+# this short, and others may read it (a .pth hook is one line).
+CONTENT_LIMIT = 4096
+# What text has not: control bytes other than tab, newline and return.
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def with_content(settings, changes):
+    """``changes`` (record dicts), each new regular file no package ships
+    that others may read (the file and every directory above it) and that
+    is short text given its ``content``: what the report shows below it."""
+    from systraq.fsutil import NotRegular, read_untrusted
+    from systraq.pathcodec import escape_text, unescape as unescape_path
+    for change in changes:
+        if change.get("change") != "unpackaged added" or change.get("type") != "file" \
+                or not int(change.get("mode", "0"), 8) & stat.S_IROTH:
+            continue
+        path = unescape_path(change["path"])
+        if not _open_to_others(settings, os.path.dirname(path)):
+            continue
+        try:
+            data, info = read_untrusted(settings.host(path), limit=CONTENT_LIMIT + 1)
+        except (OSError, NotRegular):
+            continue
+        if (not info.st_mode & stat.S_IROTH or len(data) > CONTENT_LIMIT
+                or _CONTROL.search(data)):
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        change["content"] = escape_text(text)
+    return changes
+
+
+def _open_to_others(settings, directory):
+    """Whether others may enter ``directory`` and every one above it."""
+    while True:
+        try:
+            if not os.lstat(settings.host(directory)).st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
+        if directory in (b"/", b""):
+            return True
+        directory = os.path.dirname(directory)
+
+
 # Where a file no package ships is never a package operation's, even made
 # while dpkg ran (attribution.Judge's critical patterns).
 NEVER_EXPLAINED = (b"*.pth", b"*/sitecustomize.py", b"*/usercustomize.py", b"*.ko",
@@ -893,7 +941,7 @@ class _Run:
         elif old is None:
             changes = [{"change": "baseline", "count": len(new), "counts": counts}]
         else:
-            changes = compare(old, compared, names)
+            changes = with_content(settings, compare(old, compared, names))
         # The "since" of a run that compared with a state: the report
         # tells from it which package operation may have made a change.
         judge = self.transaction.judge(self.config.get("check", "critical") + NEVER_EXPLAINED)

@@ -379,7 +379,7 @@ class AuditFinding(Record):
 
     FIELDS = ("account", "line", "text", "type", "owner", "group", "below",
               "mode_before", "owner_before", "group_before", "capabilities",
-              "capabilities_before", "named")
+              "capabilities_before", "named", "content")
 
     @property
     def secret(self):
@@ -457,6 +457,8 @@ class AuditFinding(Record):
                      f"{self.get('owner', '?')}:{self.get('group', '?')})")
         if self.get("below"):
             text += f", and {self['below']} more below it"
+        if "content" in self:
+            return [text] + ["    " + line for line in str(self["content"]).rstrip("\n").split("\n")]
         return [text]
 
 

@@ -685,6 +685,11 @@ def test_files_no_package_ships_below_the_package_trees_are_added_items(system):
     assert said["/usr/lib/python3/dist-packages/zz.pth"].startswith(
         "/usr/lib/python3/dist-packages/zz.pth: new file no package ships, "
         "a Python start-up hook (mode 0644")
+    # Short text others may read comes with its content; a binary never.
+    shown = {unescape(r["path"]).decode(): records.load(r).describe()[1:]
+             for r in result.records}
+    assert shown["/usr/lib/python3/dist-packages/zz.pth"] == ["    import os"]
+    assert shown["/usr/lib/x86_64-linux-gnu/libkeyutils.so.1.10"] == []
     assert "a kernel module" in said["/usr/lib/modules/6.1.0-28-amd64/extra/net.ko.xz"]
     assert "a shared library" in said["/usr/lib/x86_64-linux-gnu/libkeyutils.so.1.10"]
     assert "a program" in said["/usr/sbin/sshd-session"]
