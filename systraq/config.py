@@ -343,16 +343,7 @@ DEFAULT_GENERATED = """
 
 # Directories whose world-writable and unowned files the root audit
 # reports; /tmp and /var/tmp are meant to be world-writable.
-DEFAULT_SYSTEM_DIRS = """
-/etc
-/usr
-/bin
-/sbin
-/lib
-/lib32
-/lib64
-/libx32
-/boot
+DEFAULT_SYSTEM_DIRS = "\n/etc" + DEFAULT_PACKAGE_TREES + """/boot
 /opt
 /srv
 /var/lib

@@ -120,10 +120,8 @@ class Record(dict):
         return (self.source, self.change, self.path, self.get("account"), self.get("line"))
 
 
-class Baseline(Record):
-    """A collector's first run: what it recorded to compare with from now on."""
-
-    FIELDS = ("count", "adopted", "old_stat", "counts")
+class _RunNote(Record):
+    """News about a collector's run rather than about the system."""
 
     @property
     def is_note(self):
@@ -132,6 +130,12 @@ class Baseline(Record):
     @property
     def rank(self):
         return MINOR
+
+
+class Baseline(_RunNote):
+    """A collector's first run: what it recorded to compare with from now on."""
+
+    FIELDS = ("count", "adopted", "old_stat", "counts")
 
     def _what(self):
         what = self.source.split("_")[0]
@@ -155,20 +159,12 @@ class Baseline(Record):
         return [text]
 
 
-class ScopeChanged(Record):
+class ScopeChanged(_RunNote):
     """The snapshot's lists name other paths than at its last run: how many
     it watches from now on (recorded as they are) and how many it no
     longer watches.  The edit of the list itself is a change of its own."""
 
     FIELDS = ("widened", "narrowed")
-
-    @property
-    def is_note(self):
-        return True
-
-    @property
-    def rank(self):
-        return MINOR
 
     def describe(self):
         what = f"snapshot {self['mode']}" if self.get("mode") else "snapshot"
