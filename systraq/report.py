@@ -189,6 +189,9 @@ class Item:
         # label.  It stays a warning in the report but is no alert.
         self.during = None
         self.during_run = None
+        # Head lines of records that tell of something else than a file's
+        # change (the audit's "account has uid 0"): never folded away.
+        self.others = []
 
     def add(self, lines):
         head, *detail = lines
@@ -385,6 +388,9 @@ def _critical(config, path):
     return any(fnmatch.fnmatchcase(raw, pattern) for pattern in config.get("check", "critical"))
 
 
+# The collectors whose records tell how a file changed.
+_FILE_SOURCES = ("snapshot", "contents", "contents_root")
+
 # The account databases useradd and adduser write, and the backups
 # ("NAME-") the shadow tools leave beside them.
 _ACCOUNT_FILES = ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/subuid",
@@ -483,6 +489,8 @@ class _Gatherer:
         key = ("path", path) if path is not None else ("record", batch.name, index)
         item = self.item(key, record, path)
         item.add(record.describe())
+        if record.get("source") not in _FILE_SOURCES:
+            item.others.append(record.describe()[0])
         item.refs.append((os.fsdecode(batch.name), index))
         if (record.get("source") in ("snapshot", "contents", "contents_root")
                 and _critical(self.config, path)):
@@ -561,17 +569,21 @@ class _Gatherer:
         if not added:
             return
         names = [name for name, _home in added]
-        homes = [home for _name, home in added if home not in ("", "/", "/nonexistent")]
+        # A home is the account's when it was made with it: an account
+        # given /root or another's home folds nothing of what is there.
+        created = [home for home, item in ((h, self.items.get(("path", h))) for _n, h in added)
+                   if home not in ("", "/") and item is not None
+                   and any(line.startswith("new directory") for line in item.lines)]
         members = [item for item in self.items.values() if item.path is not None
-                   and (item.path.rstrip("-") in _ACCOUNT_FILES or _below(item.path, homes))]
+                   and (item.path.rstrip("-") in _ACCOUNT_FILES or _below(item.path, created))]
         files = [os.path.basename(f) for f in _ACCOUNT_FILES
                  if any(m.path.rstrip("-") == f for m in members)]
-        created = [home for home in homes if any(
-            m.path == home and any(line.startswith("new ") for line in m.lines) for m in members)]
         head = (f"account{'s' if len(names) > 1 else ''} {', '.join(names)} added: "
                 + ", ".join(files))
         if created:
             head += "; " + "; ".join(f"home {home} created" for home in created)
+        for member in members:
+            head += "".join(f"; {line}" for line in member.others)
         group = Item(("accounts", tuple(names)), min(m.rank for m in members), "accounts",
                      "added", labelled=False)
         group.lines = [head]
@@ -580,7 +592,9 @@ class _Gatherer:
             group.detail += ["  " + line if line else "" for line in member.detail]
             group.critical = group.critical or member.critical
             group.alerted = group.alerted or member.alerted
-            group.unalerted = group.unalerted or member.unalerted
+            # What is not critical is never alerted: only a critical file
+            # not alerted yet makes the group one to alert.
+            group.unalerted = group.unalerted or (member.unalerted and member.critical)
             group.first_seen = min(filter(None, (group.first_seen, member.first_seen)),
                                    default=None)
             group.refs += member.refs
@@ -818,7 +832,8 @@ def alert(settings, config, now=None, host=None):
     if not items:
         return Alert([])
     count = len(items)
-    subject = (f"[systraq] {host}: alert: {items[0].path} changed" if count == 1
+    one = f"{items[0].path} changed" if items[0].path else items[0].head.split(":")[0]
+    subject = (f"[systraq] {host}: alert: {one}" if count == 1
                else f"[systraq] {host}: alert: {count} critical changes")
     lines = [f"systraq alert for {host}, {time.strftime('%Y-%m-%d %H:%M %z', time.localtime(now))}",
              "", "Changes to critical paths (the daily report will list them again):", ""]

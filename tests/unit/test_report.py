@@ -564,3 +564,30 @@ def test_a_fact_two_collectors_word_differently_is_said_once(root):
     heads = sorted(item.head for item in build(root).warnings)
     assert heads == ["/etc/cron.d/job: new file, mode 0644, root:root",
                      "/etc/cron.d/old: file removed"]
+
+
+def test_an_account_added_is_alerted_once_by_name(root, tmp_path):
+    useradd(root)
+    settings, config = root.settings(), conf(root)
+    working, out = sendmail(root, tmp_path)
+    assert len(delivery.alert(settings, config, now=NOW, host=HOST, sendmail=working,
+                              log=Log())) == 1
+    # Its files that are not critical (the backups, the home) were in
+    # that alert: nothing is alerted again.
+    assert delivery.alert(settings, config, now=NOW + 3600, host=HOST, sendmail=working,
+                          log=Log()) == []
+    (message,) = mails(out)
+    assert "Subject: [systraq] host.example.org: alert: account alice added" in message
+
+
+def test_an_account_given_an_existing_home_folds_nothing_of_it_and_hides_no_finding(root):
+    queue(root, "contents", {"mode": "pub", "path": "/etc/passwd", "change": "content",
+                             "diff": "+toor:x:0:0:spare root:/root:/bin/sh\n"})
+    queue(root, "audit", {"path": "/etc/passwd", "change": "uid 0", "account": "toor",
+                          "text": "account toor has uid 0, as root (/etc/passwd line 25)"})
+    queue(root, "snapshot_root", {"mode": "root", "path": "/root/.profile",
+                                  "change": "content"})
+    heads = [item.head for item in build(root).warnings]
+    assert heads[0] == ("account toor added: passwd; "
+                        "account toor has uid 0, as root (/etc/passwd line 25)"), heads
+    assert "/root/.profile: content changed" in heads
