@@ -520,10 +520,10 @@ def useradd(root, name="alice", group_diff="+alice:x:1001:\n"):
     queue(root, "snapshot_root", {"mode": "root", "path": "/etc/shadow", "change": "content"},
           {"mode": "root", "path": "/etc/gshadow", "change": "content"})
     queue(root, "snapshot_pub",
-          {"mode": "pub", "path": f"/home/{name}", "change": "added", "kind": "d",
-           "owner": name, "group": name, "perm": "0700"},
-          {"mode": "pub", "path": f"/home/{name}/.bashrc", "change": "added", "kind": "f",
-           "owner": name, "group": name, "perm": "0644"},
+          {"path": f"/home/{name}", "change": "added", "kind": "d", "mode": "0700",
+           "owner": name, "group": name},
+          {"path": f"/home/{name}/.bashrc", "change": "added", "kind": "f", "mode": "0644",
+           "owner": name, "group": name},
           {"mode": "pub", "path": "/etc/motd", "change": "content"})
 
 
@@ -557,7 +557,8 @@ def test_a_fact_two_collectors_word_differently_is_said_once(root):
     queue(root, "contents", {"mode": "pub", "path": "/etc/cron.d/job", "change": "created",
                              "diff": "+* * * * * root true\n"},
           {"mode": "pub", "path": "/etc/cron.d/old", "change": "removed"})
-    queue(root, "snapshot_pub", {"mode": "pub", "path": "/etc/cron.d/job", "change": "added",
+    # An added path's "mode" is its permission bits (records.FileChange).
+    queue(root, "snapshot_pub", {"path": "/etc/cron.d/job", "change": "added",
                                  "kind": "f", "mode": "0644", "owner": "root",
                                  "group": "root"},
           {"mode": "pub", "path": "/etc/cron.d/old", "change": "removed", "kind": "f"})
