@@ -63,7 +63,7 @@ import stat
 import struct
 import sys
 
-from systraq import accounts, capabilities, records, runner, scan, shellrc, standing
+from systraq import accounts, capabilities, fileattrs, records, runner, scan, shellrc, standing
 from systraq.errors import RunError
 from systraq.fsutil import mode_directory, read_untrusted
 from systraq.pathcodec import escape
@@ -116,10 +116,12 @@ PSEUDO_FS = frozenset((
 
 # Inventory categories: bit, spool name, counts key.
 SETUID, SETGID, WORLD_WRITABLE, UNOWNED, CAPABILITY, UNPACKAGED = 1, 2, 4, 8, 16, 32
+FLAGGED, ACL = 64, 128
 CATEGORIES = ((SETUID, "setuid", "setuid"), (SETGID, "setgid", "setgid"),
               (CAPABILITY, "capabilities", "capabilities"),
               (WORLD_WRITABLE, "world-writable", "world_writable"),
-              (UNOWNED, "unowned", "unowned"), (UNPACKAGED, "unpackaged", "unpackaged"))
+              (UNOWNED, "unowned", "unowned"), (UNPACKAGED, "unpackaged", "unpackaged"),
+              (FLAGGED, "flags", "flags"), (ACL, "acl", "acl"))
 # One inventory item in the state: categories, type, permission bits
 # with setuid/setgid/sticky, owner, group; then the raw file capabilities
 # (security.capability), if any.
@@ -128,8 +130,10 @@ _RECORD = struct.Struct("<BcHII")
 # a state without it (written before they were) knows none, and its
 # first comparison must not call every capable file new.
 WITH_CAPABILITIES = "capabilities"
-# The same for files no package ships (UNPACKAGED).
+# The same for files no package ships (UNPACKAGED), and for the
+# immutable/append-only flags and ACLs (FLAGGED, ACL).
 WITH_UNPACKAGED = "unpackaged"
+WITH_ATTRIBUTES = "attributes"
 # The top-level directories that merged /usr makes links to usr/...:
 # a package listing /bin/ls ships what the walk finds at /usr/bin/ls.
 _MERGED = (b"/bin", b"/sbin", b"/lib", b"/lib32", b"/lib64", b"/libx32")
@@ -371,8 +375,12 @@ class _Inventory:
         extra = UNPACKAGED if (self.packaged is not None and path != b"/"
                                and self.packaged.holds(os.path.dirname(path))
                                and not self.packaged.expected(fd, ".", path, info)) else 0
+        if in_system:
+            extra |= self._attributes(fd, None, path, info, parent_default=False)
         if in_system or extra:
             self._item(path, info, in_system, categories=extra)
+        # New entries take a directory's default ACL: theirs is expected.
+        inherits = in_system and fileattrs.read_acl(fd, None, fileattrs.DEFAULT) is not None
         base = path if path.endswith(b"/") else path + b"/"
         prune = self.prune
         system = self.system
@@ -406,6 +414,9 @@ class _Inventory:
                         if child not in prune:
                             extra = UNPACKAGED if packaged is not None and not \
                                 packaged.expected(fd, entry.name, child, found) else 0
+                            if in_system:
+                                extra |= self._attributes(fd, entry.name, child, found,
+                                                          inherits)
                             self._item(child, found, in_system, caps, extra)
                     except OSError as exc:
                         if exc.errno not in _GONE:
@@ -423,6 +434,23 @@ class _Inventory:
                          for name, child, child_system in reversed(children))
         else:
             os.close(fd)
+
+    @staticmethod
+    def _attributes(dir_fd, name, path, info, parent_default):
+        """FLAGGED and ACL for entry ``name`` of ``dir_fd`` (``dir_fd``
+        itself when ``name`` is None): the immutable or append-only flag,
+        and an ACL naming accounts or groups that is not the parent's
+        default one handed down."""
+        form = stat.S_IFMT(info.st_mode)
+        if form not in (stat.S_IFREG, stat.S_IFDIR):
+            return 0
+        found = FLAGGED if fileattrs.flags(dir_fd, b"" if name is None else
+                                           os.fsencode(name)) else 0
+        if not parent_default:
+            raw = fileattrs.read_acl(dir_fd, name)
+            if raw is not None and fileattrs.named_entries(raw):
+                found |= ACL
+        return found
 
     @staticmethod
     def _capabilities(dir_fd, name, info):
@@ -591,6 +619,22 @@ def with_content(settings, changes):
         except UnicodeDecodeError:
             continue
         change["content"] = escape_text(text)
+    return changes
+
+
+def with_attributes(settings, changes, names):
+    """``changes`` with what a new flag or ACL is: the flags' names
+    (``flags``), the ACL's named entries (``acl``), read again now."""
+    from systraq.pathcodec import unescape as unescape_path
+    for change in changes:
+        if change.get("change") not in ("flags added", "acl added"):
+            continue
+        host = settings.host(unescape_path(change["path"]))
+        if change["change"] == "flags added":
+            change["flags"] = " and ".join(fileattrs.flag_words(fileattrs.flags(None, host)))
+        else:
+            raw = fileattrs.read_acl(None, host)
+            change["acl"] = fileattrs.acl_text(raw, names) if raw else "?"
     return changes
 
 
@@ -934,6 +978,8 @@ class _Run:
             compared = without_capabilities(compared)
         if old is not None and not header.get(WITH_UNPACKAGED):
             compared = without(UNPACKAGED, compared)
+        if old is not None and not header.get(WITH_ATTRIBUTES):
+            compared = without(FLAGGED, without(ACL, compared))
 
         if damaged is not None:
             changes = [{"change": "state damaged", "detail": damaged, "count": len(new),
@@ -941,14 +987,16 @@ class _Run:
         elif old is None:
             changes = [{"change": "baseline", "count": len(new), "counts": counts}]
         else:
-            changes = with_content(settings, compare(old, compared, names))
+            changes = with_attributes(settings, with_content(settings, compare(old, compared,
+                                                                                names)), names)
         # The "since" of a run that compared with a state: the report
         # tells from it which package operation may have made a change.
         judge = self.transaction.judge(self.config.get("check", "critical") + NEVER_EXPLAINED)
         spooled = [judge.judge(record) for record in self.transaction.stamped(
             [records.load(change, "audit") for change in changes], since=old is not None)]
         self.transaction.commit({"time": self.transaction.stamp, "counts": counts,
-                                 WITH_CAPABILITIES: True, WITH_UNPACKAGED: True}, new,
+                                 WITH_CAPABILITIES: True, WITH_UNPACKAGED: True,
+                                 WITH_ATTRIBUTES: True}, new,
                                 spooled, source="audit", mode=0o600)
 
         skipped = inventory.skipped()

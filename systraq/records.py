@@ -364,7 +364,7 @@ _AUDIT_RANKS = {"uid 0": CRITICAL, "empty password": CRITICAL, "setuid added": C
                 "setgid added": CRITICAL, "capabilities added": CRITICAL,
                 "capabilities changed": CRITICAL, "world-writable added": CHANGE,
                 "unowned added": CHANGE, "shell startup": CHANGE,
-                "unpackaged added": SERIOUS}
+                "unpackaged added": SERIOUS, "flags added": SERIOUS, "acl added": SERIOUS}
 
 
 class AuditFinding(Record):
@@ -375,7 +375,7 @@ class AuditFinding(Record):
 
     FIELDS = ("account", "line", "text", "type", "owner", "group", "below",
               "mode_before", "owner_before", "group_before", "capabilities",
-              "capabilities_before", "named", "content")
+              "capabilities_before", "named", "content", "flags", "acl")
 
     @property
     def secret(self):
@@ -417,6 +417,10 @@ class AuditFinding(Record):
             return (f"file capabilities changed: {path}: {self['capabilities_before']} -> "
                     f"{self.get('capabilities', 'none')} ({self.get('mode', '?')} "
                     f"{self._who()})")
+        if change == "flags added":
+            return f"{self.get('flags') or 'immutable or append-only'} flag set: {path} ({what})"
+        if change == "acl added":
+            return f"ACL grants {self.get('acl', '?')}: {kind} {path} ({what})"
         if change == "unpackaged added":
             kind_of = self.get("named")
             below = self.get("below")
@@ -444,6 +448,11 @@ class AuditFinding(Record):
             text = f"{self.path or '?'}: new {self.get('type', 'file')} no package ships"
             if self.get("named"):
                 text += f", {self['named']}"
+        elif self.change == "flags added":
+            text = (f"{self.path or '?'}: {self.get('flags') or 'immutable or append-only'} "
+                    "flag set (chattr)")
+        elif self.change == "acl added":
+            text = f"{self.path or '?'}: ACL grants {self.get('acl', '?')}"
         if "mode" in self:
             caps = f"{self['capabilities']}, " if "capabilities" in self else ""
             if "capabilities_before" in self and self.get("capabilities") != \

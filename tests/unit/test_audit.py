@@ -238,7 +238,7 @@ def test_the_first_run_is_one_baseline_record(system):
     record = result.records[0]
     assert record["count"] == 2 and record["source"] == "audit"
     assert result.counts == {"setuid": 1, "setgid": 1, "capabilities": 0, "world_writable": 0,
-                             "unowned": 0, "unpackaged": 0}
+                             "unowned": 0, "unpackaged": 0, "flags": 0, "acl": 0}
     assert spooled(system) == result.records
 
 
@@ -500,7 +500,7 @@ def test_the_findings_file_for_the_report(system):
     assert document["format"] == 1 and document["time"] == 1700000000.5
     assert document["findings"] == result.findings
     assert document["counts"] == {"setuid": 1, "setgid": 1, "capabilities": 0,
-                                  "world_writable": 0, "unowned": 0, "unpackaged": 0}
+                                  "world_writable": 0, "unowned": 0, "unpackaged": 0, "flags": 0, "acl": 0}
     assert document["skipped"] == [{"path": "/mnt/fuse", "type": "fuse.sshfs"},
                                    {"path": "/mnt/nfs", "type": "nfs4"}]
     current = audit.current(settings)
@@ -715,3 +715,57 @@ def test_an_inventory_without_packaged_files_learns_them_once(system):
     assert run(system).records == []
     system.write("/usr/lib/new-unpackaged.so", b"\x7fELF")
     assert [r["path"] for r in run(system).records] == ["/usr/lib/new-unpackaged.so"]
+
+
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IMMUTABLE_FL = 0x80086601, 0x40086602, 0x10
+
+
+def chattr(path, immutable):
+    """chattr +i / -i, as e2fsprogs does it (FS_IOC_SETFLAGS)."""
+    import fcntl
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        (bits,) = struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 4))
+        bits = bits | FS_IMMUTABLE_FL if immutable else bits & ~FS_IMMUTABLE_FL
+        fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", bits))
+    finally:
+        os.close(fd)
+
+
+def acl(*entries):
+    """A POSIX ACL attribute: (tag, perms, id) entries, version 2."""
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+
+
+ANY = 0xFFFFFFFF
+# setfacl -m u:1001:rw on a 0640 file; setfacl -m d:g:4:rx on a directory.
+USER_RW = acl((1, 6, ANY), (2, 6, 1001), (4, 4, ANY), (0x10, 6, ANY), (0x20, 0, ANY))
+DEFAULT_ADM = acl((1, 7, ANY), (4, 5, ANY), (8, 5, 4), (0x10, 5, ANY), (0x20, 5, ANY))
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="chattr +i needs CAP_LINUX_IMMUTABLE")
+def test_an_immutable_flag_or_an_acl_set_on_a_system_file_is_an_added_item(system):
+    system.write("/etc/cron.d/job", "* * * * * root true\n")
+    system.mkdir("/var/log/journal")
+    # systemd's postinst gives the journal directory a default ACL: the
+    # files journald makes there inherit it, and say nothing.
+    os.setxattr(system.host("/var/log/journal"), "system.posix_acl_default", DEFAULT_ADM)
+    assert run(system).baseline
+    try:
+        chattr(system.host("/etc/cron.d/job"), True)
+    except OSError as exc:
+        pytest.skip(f"no immutable flag on this file system: {exc}")
+    try:
+        os.setxattr(system.host("/etc/shadow"), "system.posix_acl_access", USER_RW)
+        system.write("/var/log/journal/system.journal", "x")
+        os.setxattr(system.host("/var/log/journal/system.journal"), "system.posix_acl_access",
+                    acl((1, 6, ANY), (4, 4, ANY), (8, 5, 4), (0x10, 5, ANY), (0x20, 4, ANY)))
+        result = run(system)
+        said = {unescape(r["path"]).decode(): records.load(r).describe()[0]
+                for r in result.records}
+        assert said == {
+            "/etc/cron.d/job": "/etc/cron.d/job: immutable flag set (chattr) (mode 0644, root:root)",
+            "/etc/shadow": "/etc/shadow: ACL grants user:bob:rw- (mode 0660, root:root)"}, said
+        assert run(system).records == []
+    finally:
+        chattr(system.host("/etc/cron.d/job"), False)
