@@ -60,6 +60,7 @@ line numbers; never a password hash, never a line of a startup file.
 """
 
 import errno
+import fnmatch
 import os
 import re
 import stat
@@ -510,7 +511,7 @@ class Packaged:
         owned.update(d.target for d in dpkgdb.read_diversions(settings).values())
         merged = [top for top in _MERGED if os.path.islink(settings.host(top))]
         self.merged = merged
-        owned.update([self.in_usr(path) for path in owned if self.in_usr(path) != path])
+        owned.update([moved for moved in map(self.in_usr, owned) if moved not in owned])
         self.owned = owned
         self.alternatives = os.path.join(settings.dpkg_admindir, b"alternatives")
         self._links = None
@@ -533,7 +534,6 @@ class Packaged:
             return True
         if form not in (stat.S_IFREG, stat.S_IFLNK, stat.S_IFDIR):
             return False
-        import fnmatch
         if any(fnmatch.fnmatchcase(path, pattern) for pattern in self.generated):
             return True
         if form == stat.S_IFLNK:
@@ -577,18 +577,22 @@ class Packaged:
         return links
 
 
+# What intruders drop below the package trees, by name: named as such in
+# the report, and never a package operation's, even made while dpkg ran
+# (NEVER_EXPLAINED, attribution.Judge's critical patterns).
+_DROPPED = (("a Python start-up hook", (b"*.pth", b"*/sitecustomize.py", b"*/usercustomize.py")),
+            ("a kernel module", (b"*.ko", b"*.ko.*")),
+            ("a shared library", (b"*.so", b"*.so.*")),
+            ("a program", (b"*/bin/*", b"*/sbin/*")))
+NEVER_EXPLAINED = tuple(pattern for _kind, patterns in _DROPPED for pattern in patterns)
+
+
 def kind_of_unpackaged(path):
-    """What a file no package ships is, when that is what attackers drop:
-    for the report's wording and the attribution (never explained)."""
-    name = os.path.basename(path)
-    if name.endswith(b".pth") or name in (b"sitecustomize.py", b"usercustomize.py"):
-        return "a Python start-up hook"
-    if re.search(rb"\.ko(\.(xz|zst|gz))?$", name):
-        return "a kernel module"
-    if re.search(rb"\.so(\.[0-9.]+)?$", name):
-        return "a shared library"
-    if re.search(rb"/s?bin/", path):
-        return "a program"
+    """What a file no package ships is, when that is what attackers drop;
+    None otherwise."""
+    for kind, patterns in _DROPPED:
+        if any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns):
+            return kind
     return None
 
 
@@ -654,12 +658,6 @@ def _open_to_others(settings, directory):
         if directory in (b"/", b""):
             return True
         directory = os.path.dirname(directory)
-
-
-# Where a file no package ships is never a package operation's, even made
-# while dpkg ran (attribution.Judge's critical patterns).
-NEVER_EXPLAINED = (b"*.pth", b"*/sitecustomize.py", b"*/usercustomize.py", b"*.ko",
-                   b"*.ko.*", b"*.so", b"*.so.*", b"*/bin/*", b"*/sbin/*")
 
 
 def without(bit, items):

@@ -14,7 +14,6 @@ permissions and id.
 """
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import struct
@@ -33,7 +32,9 @@ _USER, _GROUP = 0x02, 0x08
 _NAMED = {_USER: "user", _GROUP: "group"}
 _NONE = (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT, errno.ENOTDIR)
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+# The C library this process already runs with: find_library("c") would
+# start ldconfig -p to find its name.
+_libc = ctypes.CDLL(None, use_errno=True)
 _statx = getattr(_libc, "statx", None)
 if _statx is not None:
     _statx.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint,

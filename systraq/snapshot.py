@@ -207,7 +207,7 @@ class Paths:
         """Whether the lists name ``path`` (itself, or a directory above it)."""
         if under(path, self.prune):
             return False
-        return path in self.paths or any(under(path, (top,)) for top in self.walk)
+        return path in self.paths or under(path, self.walk)
 
     def covers(self, path):
         """Whether the snapshot of this scope looks at ``path``."""
@@ -277,11 +277,12 @@ def paths_of(settings, scope, mode):
     return Paths(paths, walk, prune, private)
 
 
-def _scope_changes(settings, mode, before, after, old, new, differ):
+def _scope_changes(settings, mode, before, after, now, old, new, differ):
     """``(differ, note)``: the paths of ``differ`` that are changes, and a
     note record when the lists changed since the last run.
 
-    A path only the new lists name (``after``) is newly watched, one only
+    A path only the new lists name (``after``, which names ``now``, a
+    Paths) is newly watched, one only
     the old lists named (``before``) no longer watched: neither is a
     change of the system, and a widened list would otherwise turn every
     file it adds into a warning.  Both scopes are expanded against the
@@ -291,7 +292,7 @@ def _scope_changes(settings, mode, before, after, old, new, differ):
     """
     if before is None or before == after:
         return differ, None
-    was, now = paths_of(settings, before, mode), paths_of(settings, after, mode)
+    was = paths_of(settings, before, mode)
     kept, widened, narrowed = [], 0, 0
     for path in differ:
         if path not in old and not was.covers(path):
@@ -375,7 +376,8 @@ def _full(settings, config, mode, quick, run, workers):
     else:
         # What a private top holds that others may read was seen, not kept.
         differ = [p for p in scanner.changed + scanner.removed if p in new or p in old]
-        differ, note = _scope_changes(settings, mode, last.scope, scope, old, new, differ)
+        differ, note = _scope_changes(settings, mode, last.scope, scope, named, old, new,
+                                      differ)
         records = compare(old, new, mode, names, differ)
         if note is not None:
             records.insert(0, note)
