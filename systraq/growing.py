@@ -29,7 +29,7 @@ import os
 import stat
 import struct
 
-from systraq import records, runner
+from systraq import lists, records, runner
 from systraq.fsutil import NotRegular, mode_directory, open_untrusted
 from systraq.pathcodec import escape
 
@@ -55,17 +55,16 @@ def _logs(settings, patterns):
     """``{logical path: b"DEV INO SIZE"}`` of the regular files the
     patterns name now."""
     found = {}
-    for pattern in patterns:
-        magic = any(c in pattern for c in b"*?[")
-        hosts = glob.glob(settings.host_glob(pattern)) if magic else [settings.host(pattern)]
-        for host in hosts:
-            try:
-                info = os.lstat(host)
-            except OSError:
-                continue
-            if stat.S_ISREG(info.st_mode):
-                found[settings.logical(host)] = b"%d %d %d" % (info.st_dev, info.st_ino,
-                                                               info.st_size)
+    # The list files' matching: wildcards, and nothing reached through a
+    # link that leaves the root.
+    named = lists.expand(settings, [lists.Entry(p, 0) for p in patterns], "system", walk=False)
+    for logical in named.paths:
+        try:
+            info = os.lstat(settings.host(logical))
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            found[logical] = b"%d %d %d" % (info.st_dev, info.st_ino, info.st_size)
     return found
 
 
