@@ -582,8 +582,13 @@ class _Gatherer:
                 + ", ".join(files))
         if created:
             head += "; " + "; ".join(f"home {home} created" for home in created)
-        for member in members:
+        for member in sorted(members, key=lambda m: m.path):
             head += "".join(f"; {line}" for line in member.others)
+            # An existing line changed beside the account's new ones (an
+            # account put into the sudo group) is said in the head too.
+            if any(line.startswith("-") and not line.startswith("---")
+                   for line in member.detail):
+                head += f"; {member.path}: existing lines changed too"
         group = Item(("accounts", tuple(names)), min(m.rank for m in members), "accounts",
                      "added", labelled=False)
         group.lines = [head]

@@ -592,3 +592,9 @@ def test_an_account_given_an_existing_home_folds_nothing_of_it_and_hides_no_find
     assert heads[0] == ("account toor added: passwd; "
                         "account toor has uid 0, as root (/etc/passwd line 25)"), heads
     assert "/root/.profile: content changed" in heads
+
+
+def test_an_account_added_into_an_existing_group_says_so_in_its_head(root):
+    useradd(root, group_diff="-sudo:x:27:admin\n+sudo:x:27:admin,alice\n+alice:x:1001:\n")
+    (head,) = [item.head for item in build(root).warnings if item.head.startswith("account")]
+    assert head.endswith("; /etc/group: existing lines changed too"), head
