@@ -187,8 +187,8 @@ def _show_optional(path):
 # itself (ATT&CK's Linux persistence locations: schedulers, units and
 # generators, init scripts, shell start-up files, login and session
 # hooks, udev, motd, network hooks, apt and dpkg hooks), what every
-# program loads (loader, kernel modules, Python start-up hooks), where
-# packages come from, and systraq's own settings.  '*' matches '/' too.
+# program loads (loader, kernel modules, PAM modules, Python start-up
+# hooks), where packages come from, and systraq's own settings.  '*' matches '/' too.
 DEFAULT_CRITICAL = """
 /etc/passwd
 /etc/shadow
@@ -262,6 +262,10 @@ DEFAULT_CRITICAL = """
 /etc/modules
 /etc/modules-load.d/*
 /etc/modprobe.d/*
+/usr/lib/modules/*.ko*
+/lib/modules/*.ko*
+/usr/lib/*/security/*
+/lib/*/security/*
 /usr/lib/python3*.pth
 /usr/local/lib/python3*.pth
 */site-packages/*.pth
@@ -339,6 +343,13 @@ DEFAULT_GENERATED = """
 /usr/share/fonts/*/fonts.scale
 /usr/share/fonts/*/encodings.dir
 /usr/lib/jvm/*/classes.jsa
+"""
+
+# What the root half of the hourly check walks by metadata (trees.py):
+# dpkg's trees, the kernels and boot loader, and the admin's /opt and /srv.
+DEFAULT_TREES = DEFAULT_PACKAGE_TREES + """/boot
+/opt
+/srv
 """
 
 # Directories whose world-writable and unowned files the root audit
@@ -420,6 +431,10 @@ SCHEMA = {
         # Logs that may only grow: cut, emptied, replaced or removed other
         # than by their rotation is a warning (growing.py).
         "growing": (DEFAULT_GROWING, _absolute_paths, _show_paths),
+        # Directories walked every hour by metadata: what appeared, vanished
+        # or changed below them is a warning unless a package operation
+        # made it (trees.py).  Empty: none.
+        "trees": (DEFAULT_TREES, _absolute_paths, _show_paths),
     },
     "audit": {
         # Directories where world-writable files and files without a known

@@ -167,6 +167,9 @@ class ScopeChanged(_RunNote):
     FIELDS = ("widened", "narrowed")
 
     def describe(self):
+        if self.source == "trees":
+            return [f"trees walked hourly: [check] trees or exclude changed; "
+                    f"{self.get('widened', 0)} entries recorded as they are"]
         what = f"snapshot {self['mode']}" if self.get("mode") else "snapshot"
         parts = []
         if self.get("widened"):
@@ -264,6 +267,31 @@ class FileChange(Record):
         if self.get("flags"):
             fact += " [" + ", ".join(self["flags"]) + "]"
         return [f"{self.path}: {fact}"]
+
+
+class TreeChange(FileChange):
+    """What the hourly walk of ``[check] trees`` saw change about one
+    entry (trees.py): the snapshot's facts, from metadata alone (content
+    told by size and modification time), plus a file replaced by another
+    (a new inode), a file whose inode change time alone moved, and how
+    many entries a directory that appeared or vanished holds."""
+
+    FIELDS = FileChange.FIELDS + ("below",)
+
+    def describe(self):
+        change = self.change
+        if change == "replaced":
+            return [f"{self.path}: replaced by another file, same size and "
+                    "modification time"]
+        if change == "rewritten":
+            return [f"{self.path}: inode changed, with its size, times, mode and owner "
+                    "as they were (an attribute set, or content rewritten with its "
+                    "times set back)"]
+        lines = super().describe()
+        if self.get("below"):
+            below = self["below"]
+            lines[0] += f" ({below} entr{'y' if below == 1 else 'ies'} below)"
+        return lines
 
 
 _CONTENT_WORDS = {"content": "content changed", "created": "new file", "removed": "removed",
@@ -516,7 +544,7 @@ class LogFinding(Record):
 
 
 # Which class a spooled record is, by its source (and its change).
-_SOURCES = {"snapshot": FileChange, "contents": ContentChange, "contents_root": ContentChange,
+_SOURCES = {"snapshot": FileChange, "trees": TreeChange, "contents": ContentChange, "contents_root": ContentChange,
             "packages": PackageFinding, "archive_hook": PackageFinding, "audit": AuditFinding,
             "localsums": LocalSumFinding, "growing": LogFinding}
 _COMMON_CHANGES = {"baseline": Baseline, "state damaged": StateDamaged, "scope": ScopeChanged}

@@ -389,7 +389,7 @@ def _critical(config, path):
 
 
 # The collectors whose records tell how a file changed.
-_FILE_SOURCES = ("snapshot", "contents", "contents_root")
+_FILE_SOURCES = ("snapshot", "trees", "contents", "contents_root")
 
 # The account databases useradd and adduser write, and the backups
 # ("NAME-") the shadow tools leave beside them.
@@ -492,8 +492,7 @@ class _Gatherer:
         if record.get("source") not in _FILE_SOURCES:
             item.others.append(record.describe()[0])
         item.refs.append((os.fsdecode(batch.name), index))
-        if (record.get("source") in ("snapshot", "contents", "contents_root")
-                and _critical(self.config, path)):
+        if record.get("source") in _FILE_SOURCES and _critical(self.config, path):
             item.critical = True
             item.rank = CRITICAL
         if record.get("first_seen"):

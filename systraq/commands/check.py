@@ -11,7 +11,7 @@ as root does both, dropping to debian-systraq between them."""
 import os
 import sys
 
-from systraq import contents, delivery, growing, snapshot
+from systraq import contents, delivery, growing, snapshot, trees
 from systraq.commands import CALLER, ROOT, become_system_user, chatty, root_group
 from systraq.errors import EXIT_INCOMPLETE, EXIT_OK, EXIT_WARNINGS, SystraqError
 
@@ -54,7 +54,8 @@ def run(settings, conf, args):
                   ("contents --mode root",
                    lambda: contents.run(settings, conf, "root", spool_group=group)),
                   ("logs that may only grow",
-                   lambda: growing.run(settings, conf, spool_group=group))]
+                   lambda: growing.run(settings, conf, spool_group=group)),
+                  ("trees", lambda: trees.run(settings, conf, spool_group=group))]
     if args.mode != "root":
         # The contents job first: it rewrites the generated lists when
         # users changed, before the snapshot looks at /etc/systraq.

@@ -47,6 +47,8 @@ def test_a_missing_default_file_gives_the_defaults(root):
                                  "default"),
                                 ("check", "growing", " ".join(config.DEFAULT_GROWING.split()),
                                  "default"),
+                                ("check", "trees", " ".join(config.DEFAULT_TREES.split()),
+                                 "default"),
                                 ("audit", "system_dirs",
                                  " ".join(config.DEFAULT_SYSTEM_DIRS.split()), "default"),
                                 ("audit", "exclude", "(none)", "default"),

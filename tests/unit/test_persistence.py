@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Where an attacker makes a foothold survive, one scenario each: the
 shipped lists and the default configuration see a file planted there by
-the hourly check's snapshots, and it is a critical path (alerted at once).
+the hourly check's snapshots or its walk of [check] trees, and it is a
+critical path (alerted at once).
 
 The locations are those ATT&CK's Linux persistence and privilege
 escalation techniques name (technique numbers beside each); the package
@@ -13,7 +14,7 @@ import shutil
 
 import pytest
 
-from systraq import config, report, snapshot
+from systraq import config, report, snapshot, trees
 
 TOP = os.path.join(os.path.dirname(__file__), "..", "..")
 LISTS = ("snapshot_pub.list", "snapshot_root.list", "snapshot_pub.homelist",
@@ -69,6 +70,8 @@ LOCATIONS = [
     ("T1547.006 kernel modules loaded at boot", "/etc/modules-load.d/net.conf", 0o644),
     ("T1547.006 modprobe install command", "/etc/modprobe.d/blacklist-x.conf", 0o644),
     ("T1547.006 /etc/modules", "/etc/modules", 0o644),
+    ("T1547.006 a kernel module", "/usr/lib/modules/6.12.0-1-amd64/extra/hid-x.ko", 0o644),
+    ("T1556.003 a PAM module", "/usr/lib/x86_64-linux-gnu/security/pam_unix2.so", 0o644),
     ("T1546 NetworkManager dispatcher", "/etc/NetworkManager/dispatcher.d/99-up", 0o755),
     ("T1546 ifupdown hook", "/etc/network/if-up.d/route-fix", 0o755),
     ("T1546 dhclient hook", "/etc/dhcp/dhclient-exit-hooks.d/ntp", 0o644),
@@ -95,6 +98,7 @@ def system(root):
     conf = config.load(root.host("/etc/systraq/systraq.conf"))
     for mode in snapshot.MODES:
         snapshot.run(root.settings(), conf, mode)
+    trees.run(root.settings(), conf)
     return root, conf
 
 
@@ -114,6 +118,8 @@ def test_a_file_planted_where_a_technique_persists_is_seen_and_critical(system, 
     for each in snapshot.MODES:
         for record in snapshot.run(root.settings(), conf, each).records:
             found.setdefault(record.path, []).append((each, record.change))
+    for record in trees.run(root.settings(), conf).records:
+        found.setdefault(record.path, []).append(("trees", record.change))
     assert path in found, (technique, sorted(p for p in found if p))
     assert report._critical(conf, path), technique
     # What others may not read is the root snapshot's (the unprivileged
