@@ -28,8 +28,9 @@ differences are spooled as change records (source "audit"):
   sticky bit, below ``[audit] system_dirs``;
 - files whose owner or group has no account, below ``system_dirs``;
 - files and directories below ``system_dirs`` with the immutable or
-  append-only flag, or with an ACL that names accounts or groups and is
-  not the default ACL of their directory handed down (fileattrs.py);
+  append-only flag or a security attribute Debian does not set, or with
+  an ACL that names accounts or groups and is not the default ACL of
+  their directory handed down; such an ACL that changed (fileattrs.py);
 - files (and symlinks) below ``[audit] package_trees`` (/usr and the
   top-level library and program directories, never /usr/local) that no
   installed package's list names, no diversion put there and
@@ -128,8 +129,10 @@ CATEGORIES = ((SETUID, "setuid", "setuid"), (SETGID, "setgid", "setgid"),
               (FLAGGED, "flags", "flags"), (ACL, "acl", "acl"))
 # One inventory item in the state: categories, type, permission bits
 # with setuid/setgid/sticky, owner, group; then the raw file capabilities
-# (security.capability), if any.
+# (security.capability), if any; then, for an item with an ACL, the ACL's
+# named entries and their length in bytes (_ACL_LENGTH).
 _RECORD = struct.Struct("<BcHII")
+_ACL_LENGTH = struct.Struct("<H")
 # The state header's mark of an inventory that holds file capabilities:
 # a state without it (written before they were) knows none, and its
 # first comparison must not call every capable file new.
@@ -138,6 +141,8 @@ WITH_CAPABILITIES = "capabilities"
 # immutable/append-only flags and ACLs (FLAGGED, ACL).
 WITH_UNPACKAGED = "unpackaged"
 WITH_ATTRIBUTES = "attributes"
+# And for the ACL's entries kept with an item that has one.
+WITH_ACL_ENTRIES = "acl entries"
 # The top-level directories that merged /usr makes links to usr/...:
 # a package listing /bin/ls ships what the walk finds at /usr/bin/ls.
 _MERGED = (b"/bin", b"/sbin", b"/lib", b"/lib32", b"/lib64", b"/libx32")
@@ -379,10 +384,12 @@ class _Inventory:
         extra = UNPACKAGED if (self.packaged is not None and path != b"/"
                                and self.packaged.holds(os.path.dirname(path))
                                and not self.packaged.expected(fd, ".", path, info)) else 0
+        acl = b""
         if in_system:
-            extra |= self._attributes(fd, None, path, info, parent_default=False)
+            found, acl = self._attributes(fd, None, path, info, parent_default=False)
+            extra |= found
         if in_system or extra:
-            self._item(path, info, in_system, categories=extra)
+            self._item(path, info, in_system, categories=extra, acl=acl)
         # New entries take a directory's default ACL: theirs is expected.
         inherits = in_system and fileattrs.read_acl(fd, None, fileattrs.DEFAULT) is not None
         base = path if path.endswith(b"/") else path + b"/"
@@ -418,10 +425,12 @@ class _Inventory:
                         if child not in prune:
                             extra = UNPACKAGED if packaged is not None and not \
                                 packaged.expected(fd, entry.name, child, found) else 0
+                            acl = b""
                             if in_system:
-                                extra |= self._attributes(fd, entry.name, child, found,
-                                                          inherits)
-                            self._item(child, found, in_system, caps, extra)
+                                bits, acl = self._attributes(fd, entry.name, child, found,
+                                                             inherits)
+                                extra |= bits
+                            self._item(child, found, in_system, caps, extra, acl)
                     except OSError as exc:
                         if exc.errno not in _GONE:
                             self.unreadable += 1
@@ -441,22 +450,31 @@ class _Inventory:
 
     @staticmethod
     def _attributes(dir_fd, name, path, info, parent_default):
-        """FLAGGED and ACL for entry ``name`` of ``dir_fd`` (``dir_fd``
-        itself when ``name`` is None): the immutable or append-only flag,
-        and an ACL naming accounts or groups that is not the parent's
-        default one handed down.  (One statx and one getxattr an entry:
-        over the 147,068 entries of /usr, /etc and /var/lib of a
-        bookworm host, 0.42 s and 0.72 s.)"""
+        """``(FLAGGED | ACL bits, the ACL's named entries)`` for entry
+        ``name`` of ``dir_fd`` (``dir_fd`` itself when ``name`` is None):
+        the immutable or append-only flag or a security attribute Debian
+        does not set, and an ACL naming accounts or groups that is not
+        the parent's default one handed down.  One statx and one
+        listxattr an entry, and a getxattr for the few with an ACL (over
+        the 147,068 entries of /usr, /etc and /var/lib of a bookworm
+        host, a getxattr of each took 0.72 s)."""
         form = stat.S_IFMT(info.st_mode)
         if form not in (stat.S_IFREG, stat.S_IFDIR):
-            return 0
+            return 0, b""
         found = FLAGGED if fileattrs.flags(dir_fd, b"" if name is None else
                                            os.fsencode(name)) else 0
-        if not parent_default:
+        attributes = fileattrs.attribute_names(dir_fd, name)
+        if not attributes:
+            return found, b""
+        if fileattrs.unusual(attributes):
+            found |= FLAGGED
+        entries = b""
+        if not parent_default and fileattrs.ACCESS in attributes:
             raw = fileattrs.read_acl(dir_fd, name)
-            if raw is not None and fileattrs.named_entries(raw):
+            entries = fileattrs.named_raw(raw) if raw is not None else b""
+            if entries:
                 found |= ACL
-        return found
+        return found, entries
 
     @staticmethod
     def _capabilities(dir_fd, name, info):
@@ -468,7 +486,7 @@ class _Inventory:
             return b""
         return capabilities.read(dir_fd, name) or b""
 
-    def _item(self, path, info, in_system, caps=b"", categories=0):
+    def _item(self, path, info, in_system, caps=b"", categories=0, acl=b""):
         mode = info.st_mode
         form = stat.S_IFMT(mode)
         if form == stat.S_IFREG:
@@ -488,8 +506,10 @@ class _Inventory:
             if not self.names.has_user(info.st_uid) or not self.names.has_group(info.st_gid):
                 categories |= UNOWNED
         if categories:
+            tail = acl + _ACL_LENGTH.pack(len(acl)) if categories & ACL else b""
             self.items[path] = _RECORD.pack(categories, _KIND.get(form, b"?"),
-                                            stat.S_IMODE(mode), info.st_uid, info.st_gid) + caps
+                                            stat.S_IMODE(mode), info.st_uid,
+                                            info.st_gid) + caps + tail
 
 
 class Packaged:
@@ -632,8 +652,10 @@ def with_content(settings, changes):
 
 
 def with_attributes(settings, changes, names):
-    """``changes`` with what a new flag or ACL is: the flags' names
-    (``flags``), the ACL's named entries (``acl``), read again now."""
+    """``changes`` with what a new flag is, read again now: the flags'
+    names (``flags``) and the security attributes Debian does not set
+    (``attributes``); and a new ACL's named entries (``acl``), when the
+    inventory did not keep them."""
     from systraq.pathcodec import unescape as unescape_path
     for change in changes:
         if change.get("change") not in ("flags added", "acl added"):
@@ -641,7 +663,10 @@ def with_attributes(settings, changes, names):
         host = settings.host(unescape_path(change["path"]))
         if change["change"] == "flags added":
             change["flags"] = " and ".join(fileattrs.flag_words(fileattrs.flags(None, host)))
-        else:
+            unusual = fileattrs.unusual(fileattrs.attribute_names(None, host))
+            if unusual:
+                change["attributes"] = unusual
+        elif "acl" not in change:
             raw = fileattrs.read_acl(None, host)
             change["acl"] = fileattrs.acl_text(raw, names) if raw else "?"
     return changes
@@ -690,9 +715,30 @@ def _order(path):
     return path.split(b"/")
 
 
-def _unpack(record):
-    """(categories, kind, permissions, uid, gid, raw capabilities)."""
-    return _RECORD.unpack_from(record) + (bytes(record[_RECORD.size:]),)
+def _unpack(record, entries=True):
+    """(categories, kind, permissions, uid, gid, raw capabilities, the
+    ACL's named entries or None).  ``entries``: whether the record keeps
+    them (a state without WITH_ACL_ENTRIES does not)."""
+    categories, kind, perm, uid, gid = _RECORD.unpack_from(record)
+    rest = bytes(record[_RECORD.size:])
+    acl = None
+    if entries and categories & ACL and len(rest) >= _ACL_LENGTH.size:
+        (length,) = _ACL_LENGTH.unpack_from(rest, len(rest) - _ACL_LENGTH.size)
+        end = len(rest) - _ACL_LENGTH.size
+        acl, rest = rest[end - length:end], rest[:end - length]
+    return categories, kind, perm, uid, gid, rest, acl
+
+
+def without_acl_entries(items):
+    """The inventory ``items`` as a state that kept no ACL entries would
+    hold it: for comparing with such a state once."""
+    out = {}
+    for path, record in items.items():
+        if record[0] & ACL:
+            categories, kind, perm, uid, gid, caps, _acl = _unpack(record)
+            record = _RECORD.pack(categories, kind, perm, uid, gid) + caps
+        out[path] = record
+    return out
 
 
 def without_capabilities(items):
@@ -701,19 +747,23 @@ def without_capabilities(items):
     return without(CAPABILITY, items)
 
 
-def compare(old, new, names):
-    """Change records (without time) between two inventories, {path: record}."""
+def compare(old, new, names, entries=True):
+    """Change records (without time) between two inventories, {path:
+    record}; ``entries``: whether their records keep ACL entries."""
     def who(uid, gid):
         return (names.user(uid) if names.has_user(uid) else uid,
                 names.group(gid) if names.has_group(gid) else gid)
 
     def fields(unpacked, suffix=""):
-        _categories, kind, perm, uid, gid, caps = unpacked
+        _categories, kind, perm, uid, gid, caps, acl = unpacked
         owner, group = who(uid, gid)
         out = {"mode" + suffix: f"{perm:04o}", "owner" + suffix: owner,
                "group" + suffix: group}
         if caps:
             out["capabilities" + suffix] = capabilities.text(caps)
+        if acl:
+            # acl_text reads an ACL: its version word first.
+            out["acl" + suffix] = fileattrs.acl_text(b"\x02\0\0\0" + acl, names)
         return out
 
     records = []
@@ -722,8 +772,8 @@ def compare(old, new, names):
         before, after = old.get(path), new.get(path)
         if before == after:
             continue
-        was = _unpack(before) if before is not None else None
-        now = _unpack(after) if after is not None else None
+        was = _unpack(before, entries) if before is not None else None
+        now = _unpack(after, entries) if after is not None else None
         had = was[0] if was else 0
         has = now[0] if now else 0
         said = False
@@ -737,7 +787,10 @@ def compare(old, new, names):
                 said = True
         common = had & has
         if not said and common and was[1:] != now[1:]:
-            name = next(name for bit, name, _key in CATEGORIES if common & bit)
+            if common & ACL and was[1:6] == now[1:6]:
+                name = "acl"        # only the ACL's entries changed
+            else:
+                name = next(name for bit, name, _key in CATEGORIES if common & bit)
             records.append({"change": f"{name} changed", "path": escape(path),
                             "type": TYPES[now[1].decode()], **fields(now),
                             **fields(was, "_before")})
@@ -975,6 +1028,11 @@ class _Run:
         new = inventory.run()
         counts = counts_of(new)
         compared = new
+        entries = old is None or bool(header.get(WITH_ACL_ENTRIES))
+        if not entries:
+            # The last state kept no ACL entries: changed ones count
+            # from the next run.
+            compared = without_acl_entries(compared)
         if old is not None and not header.get(WITH_CAPABILITIES):
             # The last state knew no file capabilities: this run records
             # them; their changes count from the next.
@@ -990,8 +1048,8 @@ class _Run:
         elif old is None:
             changes = [{"change": "baseline", "count": len(new), "counts": counts}]
         else:
-            changes = with_attributes(settings, with_content(settings, compare(old, compared,
-                                                                                names)), names)
+            changes = with_attributes(settings, with_content(settings, compare(
+                old, compared, names, entries)), names)
         # The "since" of a run that compared with a state: the report
         # tells from it which package operation may have made a change.
         judge = self.transaction.judge(self.config.get("check", "critical") + NEVER_EXPLAINED)
@@ -999,7 +1057,7 @@ class _Run:
             [records.load(change, "audit") for change in changes], since=old is not None)]
         self.transaction.commit({"time": self.transaction.stamp, "counts": counts,
                                  WITH_CAPABILITIES: True, WITH_UNPACKAGED: True,
-                                 WITH_ATTRIBUTES: True}, new,
+                                 WITH_ATTRIBUTES: True, WITH_ACL_ENTRIES: True}, new,
                                 spooled, source="audit", mode=0o600)
 
         skipped = inventory.skipped()

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Attributes beyond the mode that an intruder uses: the immutable and
-append-only flags, and POSIX ACLs.
+append-only flags, POSIX ACLs, and security attributes a Debian system
+does not set.
 
 ``chattr +i`` on a planted file keeps even root from removing it until
 the flag is cleared, and hides the file from tools that only read the
@@ -10,7 +11,12 @@ statx(2)'s ``stx_attributes``, which needs no open file (lsattr opens
 each one); Python has no statx before 3.15, so it is called through
 ctypes.  The ACL is the ``system.posix_acl_access`` attribute
 (linux/posix_acl_xattr.h): a version word, then entries of tag,
-permissions and id.
+permissions and id.  Of the ``security.*`` extended attributes,
+``capability`` is the audit's inventory's (capabilities.py); the labels
+an enabled LSM or IMA keeps on every file (``selinux``, ``SMACK64``,
+``ima``, ``evm``) are left alone; any other, such as SMACK's
+``SMACK64EXEC`` (a label a program runs with, as setuid gives a user),
+is unusual on Debian and told.
 """
 
 import ctypes
@@ -31,6 +37,9 @@ DEFAULT = "system.posix_acl_default"
 _USER, _GROUP = 0x02, 0x08
 _NAMED = {_USER: "user", _GROUP: "group"}
 _NONE = (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT, errno.ENOTDIR)
+# security.* attributes that say nothing unusual (see the docstring).
+_USUAL_SECURITY = frozenset(("security.capability", "security.selinux", "security.SMACK64",
+                             "security.ima", "security.evm"))
 
 # The C library this process already runs with: find_library("c") would
 # start ldconfig -p to find its name.
@@ -68,6 +77,32 @@ def flag_words(bits):
             if bits & bit]
 
 
+def _where(dir_fd, name):
+    return name if dir_fd is None else f"/proc/self/fd/{dir_fd}/{os.fsdecode(name)}"
+
+
+def attribute_names(dir_fd, name):
+    """The names of the extended attributes of entry ``name`` of the open
+    directory ``dir_fd`` (of ``dir_fd`` itself when ``name`` is None; of
+    the path ``name`` when ``dir_fd`` is None), not following a link:
+    one call, where asking for each attribute is one call each."""
+    try:
+        if name is None:
+            return os.listxattr(dir_fd)
+        return os.listxattr(_where(dir_fd, name), follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in _NONE:
+            return []
+        raise
+
+
+def unusual(attribute_names_):
+    """The security attributes among ``attribute_names_`` that a Debian
+    system does not set by itself."""
+    return sorted(n for n in attribute_names_
+                  if n.startswith("security.") and n not in _USUAL_SECURITY)
+
+
 def read_acl(dir_fd, name, attribute=ACCESS):
     """The raw ACL ``attribute`` of entry ``name`` of the open directory
     ``dir_fd`` (of ``dir_fd`` itself when ``name`` is None; of the path
@@ -76,8 +111,7 @@ def read_acl(dir_fd, name, attribute=ACCESS):
     try:
         if name is None:
             return os.getxattr(dir_fd, attribute)
-        where = name if dir_fd is None else f"/proc/self/fd/{dir_fd}/{os.fsdecode(name)}"
-        return os.getxattr(where, attribute, follow_symlinks=False)
+        return os.getxattr(_where(dir_fd, name), attribute, follow_symlinks=False)
     except OSError as exc:
         if exc.errno in _NONE:
             return None
@@ -96,9 +130,18 @@ def named_entries(raw):
     return out
 
 
+def named_raw(raw):
+    """The entries of ``raw`` that name an account or a group, as the
+    ACL's own bytes (8 each): what the audit keeps to tell a changed ACL."""
+    return b"".join(raw[offset:offset + 8] for offset in range(4, len(raw) - 7, 8)
+                    if struct.unpack_from("<H", raw, offset)[0] in _NAMED)
+
+
 def acl_text(raw, names):
     """The named entries of ``raw`` as getfacl writes them
-    ("user:mallory:rw-"), ``names`` (accounts.Names) giving the names."""
+    ("user:mallory:rw-"), ``names`` (accounts.Names) giving the names.
+    ``raw`` may also be what ``named_raw`` kept, with the ACL's version
+    word before it."""
     shown = []
     for kind, ident, perms in named_entries(raw):
         has = names.has_user if kind == "user" else names.has_group

@@ -392,7 +392,8 @@ _AUDIT_RANKS = {"uid 0": CRITICAL, "empty password": CRITICAL, "setuid added": C
                 "setgid added": CRITICAL, "capabilities added": CRITICAL,
                 "capabilities changed": CRITICAL, "world-writable added": CHANGE,
                 "unowned added": CHANGE, "shell startup": CHANGE,
-                "unpackaged added": SERIOUS, "flags added": SERIOUS, "acl added": SERIOUS}
+                "unpackaged added": SERIOUS, "flags added": SERIOUS, "acl added": SERIOUS,
+                "acl changed": SERIOUS}
 
 
 class AuditFinding(Record):
@@ -403,7 +404,8 @@ class AuditFinding(Record):
 
     FIELDS = ("account", "line", "text", "type", "owner", "group", "below",
               "mode_before", "owner_before", "group_before", "capabilities",
-              "capabilities_before", "named", "content", "flags", "acl")
+              "capabilities_before", "named", "content", "flags", "attributes", "acl",
+              "acl_before")
 
     @property
     def secret(self):
@@ -418,6 +420,16 @@ class AuditFinding(Record):
     def is_note(self):
         # What went away from the inventory is good news.
         return self.change.endswith(" removed") or super().is_note
+
+    def _flags(self):
+        """What a "flags added" finding set: chattr's flags, security
+        attributes Debian does not set."""
+        said = []
+        if self.get("flags") or not self.get("attributes"):
+            said.append(f"{self.get('flags') or 'immutable or append-only'} flag set (chattr)")
+        if self.get("attributes"):
+            said.append("security attribute " + ", ".join(self["attributes"]) + " set")
+        return "; ".join(said)
 
     def _who(self, suffix=""):
         return f"{self.get('owner' + suffix, '?')}:{self.get('group' + suffix, '?')}"
@@ -446,9 +458,12 @@ class AuditFinding(Record):
                     f"{self.get('capabilities', 'none')} ({self.get('mode', '?')} "
                     f"{self._who()})")
         if change == "flags added":
-            return f"{self.get('flags') or 'immutable or append-only'} flag set: {path} ({what})"
+            return f"{self._flags()}: {path} ({what})"
         if change == "acl added":
             return f"ACL grants {self.get('acl', '?')}: {kind} {path} ({what})"
+        if change == "acl changed":
+            return (f"ACL changed: {kind} {path}: {self.get('acl_before', '?')} -> "
+                    f"{self.get('acl', '?')} ({what})")
         if change == "unpackaged added":
             kind_of = self.get("named")
             below = self.get("below")
@@ -477,10 +492,12 @@ class AuditFinding(Record):
             if self.get("named"):
                 text += f", {self['named']}"
         elif self.change == "flags added":
-            text = (f"{self.path or '?'}: {self.get('flags') or 'immutable or append-only'} "
-                    "flag set (chattr)")
+            text = f"{self.path or '?'}: {self._flags()}"
         elif self.change == "acl added":
             text = f"{self.path or '?'}: ACL grants {self.get('acl', '?')}"
+        elif self.change == "acl changed":
+            text = (f"{self.path or '?'}: ACL changed {self.get('acl_before', '?')} -> "
+                    f"{self.get('acl', '?')}")
         if "mode" in self:
             caps = f"{self['capabilities']}, " if "capabilities" in self else ""
             if "capabilities_before" in self and self.get("capabilities") != \

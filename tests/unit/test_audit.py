@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from systraq import audit, capabilities, config, records, statefile
+from systraq import audit, capabilities, config, fileattrs, records, statefile
 from systraq.errors import RunError
 from systraq.fsutil import atomic_write, exclusive_lock
 from systraq.pathcodec import unescape
@@ -769,3 +769,77 @@ def test_an_immutable_flag_or_an_acl_set_on_a_system_file_is_an_added_item(syste
         assert run(system).records == []
     finally:
         chattr(system.host("/etc/cron.d/job"), False)
+
+
+def _owner(tree):
+    """owner:group of the files this test makes, as the audit names them."""
+    from systraq import accounts
+    names = accounts.Names(tree.settings())
+    uid, gid = os.getuid(), os.getgid()
+    return (f"{names.user(uid) if names.has_user(uid) else uid}:"
+            f"{names.group(gid) if names.has_group(gid) else gid}")
+
+
+def _set_acl(path, data):
+    try:
+        os.setxattr(path, "system.posix_acl_access", data)
+    except OSError as exc:
+        pytest.skip(f"no POSIX ACLs on this file system: {exc}")
+
+
+def test_an_acl_that_changed_is_told_with_its_entries_before_and_after(system):
+    system.write("/etc/app.conf", "x", mode=0o640)
+    _set_acl(system.host("/etc/app.conf"), USER_RW)
+    assert run(system).baseline
+    assert run(system).records == []
+    # setfacl -m u:daemon:rw: daemon is added beside bob.
+    _set_acl(system.host("/etc/app.conf"),
+             acl((1, 6, ANY), (2, 6, 1), (2, 6, 1001), (4, 4, ANY), (0x10, 6, ANY),
+                 (0x20, 0, ANY)))
+    found = run(system).records
+    assert [records.load(r).describe()[0] for r in found] == [
+        "/etc/app.conf: ACL changed user:bob:rw- -> user:daemon:rw-,user:bob:rw- "
+        f"(mode 0660, {_owner(system)})"]
+    assert records.load(found[0]).rank == records.SERIOUS
+    assert run(system).records == []
+
+
+def test_a_state_without_acl_entries_takes_them_without_a_warning(system):
+    system.write("/etc/app.conf", "x", mode=0o640)
+    _set_acl(system.host("/etc/app.conf"), USER_RW)
+    assert run(system).baseline
+    # The state as a systraq that kept no entries wrote it.
+    path = audit.state_path(system.settings())
+    header, items = statefile.load(path, audit.STATE_FORMAT)
+    del header[audit.WITH_ACL_ENTRIES]
+    header["count"] = len(items)
+    atomic_write(path, statefile.encode(header, audit.without_acl_entries(items)), mode=0o600)
+    _set_acl(system.host("/etc/app.conf"),
+             acl((1, 6, ANY), (2, 6, 1000), (4, 4, ANY), (0x10, 6, ANY), (0x20, 0, ANY)))
+    assert run(system).records == []
+    _set_acl(system.host("/etc/app.conf"), USER_RW)
+    assert [r["change"] for r in run(system).records] == ["acl changed"]
+
+
+def test_a_security_attribute_debian_does_not_set_is_a_flag(system, monkeypatch):
+    system.write("/usr/bin/tool", "x", mode=0o755)
+    assert run(system).baseline
+    real = fileattrs.attribute_names
+    planted = system.host("/usr/bin/tool")
+
+    def names(dir_fd, name):
+        found = real(dir_fd, name)
+        where = name if dir_fd is None else os.path.join(
+            os.readlink(f"/proc/self/fd/{dir_fd}").encode(), os.fsencode(name or b""))
+        if os.fsencode(where).rstrip(b"/") == planted:
+            # setfattr -n security.SMACK64EXEC -v _ (needs CAP_SYS_ADMIN)
+            found = found + ["security.SMACK64EXEC", "security.selinux"]
+        return found
+    monkeypatch.setattr(fileattrs, "attribute_names", names)
+    found = run(system).records
+    assert [records.load(r).describe()[0] for r in found] == [
+        f"/usr/bin/tool: security attribute security.SMACK64EXEC set (mode 0755, "
+        f"{_owner(system)})"]
+    assert fileattrs.unusual(["security.capability", "security.selinux", "security.ima",
+                              "security.evm", "security.SMACK64", "user.x",
+                              "security.apparmor"]) == ["security.apparmor"]
