@@ -276,21 +276,32 @@ class TreeChange(FileChange):
     (a new inode), a file whose inode change time alone moved, and how
     many entries a directory that appeared or vanished holds."""
 
-    FIELDS = FileChange.FIELDS + ("below",)
+    FIELDS = FileChange.FIELDS + ("below", "package", "sums")
+
+    @property
+    def rank(self):
+        if self.get("sums") == "differ":
+            return SERIOUS
+        return super().rank
 
     def describe(self):
         change = self.change
         if change == "replaced":
-            return [f"{self.path}: replaced by another file, same size and "
-                    "modification time"]
-        if change == "rewritten":
-            return [f"{self.path}: inode changed, with its size, times, mode and owner "
-                    "as they were (an attribute set, or content rewritten with its "
-                    "times set back)"]
-        lines = super().describe()
+            lines = [f"{self.path}: replaced by another file, same size and "
+                     "modification time"]
+        elif change == "rewritten":
+            lines = [f"{self.path}: inode changed, with its size, times, mode and owner "
+                     "as they were (an attribute set, or content rewritten with its "
+                     "times set back)"]
+        else:
+            lines = super().describe()
         if self.get("below"):
             below = self["below"]
             lines[0] += f" ({below} entr{'y' if below == 1 else 'ies'} below)"
+        if self.get("sums") == "match":
+            lines[0] += f"; still matches {self.get('package', '?')}'s sums"
+        elif self.get("sums") == "differ":
+            lines[0] += f"; differs from {self.get('package', '?')}'s sums"
         return lines
 
 

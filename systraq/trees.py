@@ -14,8 +14,9 @@ the same mode).  What a package operation made is the operation's
 generated``: byte code, caches triggers rebuild) is left out.  The
 daily jobs say more of the same files: ``systraq packages`` whether a
 package file still matches dpkg's sums, ``systraq audit`` whether a
-package ships a new file at all.  No file is opened: the walk costs
-metadata only.
+package ships a new file at all.  The walk opens no file: only a package
+file whose content may have changed, and that no package operation
+explains, is read, to say whether it still matches dpkg's sums.
 
 Why this walk is not the snapshot's Scanner: it has to cost little
 enough to run every hour over about 145,000 entries.  The inode change
@@ -44,7 +45,7 @@ import struct
 
 from systraq import accounts, records, runner, scan
 from systraq.fsutil import mode_directory
-from systraq.pathcodec import escape
+from systraq.pathcodec import escape, unescape
 from systraq.settings import NEVER_WALK
 
 STATE_FORMAT = 1
@@ -429,6 +430,48 @@ def _inside_new(changes, critical):
             or any(fnmatch.fnmatchcase(c[0], pattern) for pattern in critical)]
 
 
+# What may have changed a file's content.
+_CONTENT = ("content", "replaced", "rewritten")
+
+
+def _with_sums(settings, found):
+    """``found`` with, for each package file whose content may have
+    changed and that no package operation explains, whether it still
+    matches dpkg's sums: only those files are read (md5, dpkg's digest),
+    and dpkg's lists only when there is one."""
+    asked = {unescape(r.path): n for n, r in enumerate(found)
+             if r.change in _CONTENT and r.explained is None and r.path}
+    if not asked:
+        return found
+    from systraq import dpkgdb
+    try:
+        database = dpkgdb.load(settings)
+    except dpkgdb.DatabaseError:
+        return found        # the package check's to report
+    merged = [top for top in (b"/bin", b"/sbin", b"/lib", b"/lib32", b"/lib64", b"/libx32")
+              if os.path.islink(settings.host(top))]
+    expected = {}
+    for path in asked:
+        # Merged /usr: dpkg may list /usr/bin/ls as /bin/ls.
+        names = [path] + [path[4:] for top in merged if path.startswith(b"/usr" + top + b"/")]
+        for name in names:
+            for package in database.owners(name):
+                digest = (database.sums(package) or {}).get(name)
+                if digest:
+                    expected[path] = (package.key, digest)
+    if not expected:
+        return found
+    read = scan.Scanner(settings, "md5", workers=1).records(sorted(expected))
+    found = list(found)
+    for path, (package, digest) in expected.items():
+        now = scan.plain_digest(read[path]) if path in read else None
+        if now is not None:
+            number = asked[path]
+            found[number] = found[number].with_fields(
+                package=package, sums="match" if now == digest else "differ")
+    return found
+
+
 def tops_of(settings, config):
     """The logical tops to walk: ``[check] trees`` without what is
     excluded or never walked."""
@@ -488,7 +531,8 @@ def run(settings, config, spool_group=None, now=None):
                 transaction.touch()
                 return Result([], walk.count, False)
             judge = transaction.judge(config.get("check", "critical"))
-            found = [judge.judge(record) for record in transaction.stamped(found)]
+            found = _with_sums(settings, [judge.judge(record)
+                                          for record in transaction.stamped(found)])
         transaction.commit({"time": transaction.stamp, "scope": scope}, _split(walk.new),
                            transaction.stamped(found), source="trees", mode=0o600)
         return Result(found, walk.count, old is None)

