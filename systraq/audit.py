@@ -255,7 +255,7 @@ def _unoctal(field):
     return re.sub(rb"\\([0-7]{3})", lambda m: bytes((int(m.group(1), 8) & 0xFF,)), field)
 
 
-class _Mounts:
+class Mounts:
     """Mount points (logical) and their types, from /proc/self/mounts
     below the settings' root.  Without a table (another root without
     /proc) every directory is taken as local."""
@@ -1009,7 +1009,7 @@ class _Run:
     def run(self):
         settings = self.settings
         names = accounts.Names(settings)
-        mounts = _Mounts(settings)
+        mounts = Mounts(settings)
         findings = account_findings(settings)
         findings += _Startup(settings, mounts, names).run()
 

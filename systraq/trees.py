@@ -171,6 +171,7 @@ class _Walk:
         self.changes = []
         self.count = 0
         self.dirty = False          # the state differs from the last one
+        self._mounts = None
 
     def top(self, root_fd, path):
         """Walk the tree at logical ``path``; a top that is not a directory
@@ -200,7 +201,7 @@ class _Walk:
             if stat.S_ISDIR(info.st_mode):
                 after = Entry(_fixed(info))
                 self._compare(path, before, after)
-                self._enter(parent_fd, name, path, info)
+                self._enter(parent_fd, name, path, info, None)
                 return
             target = os.readlink(name, dir_fd=parent_fd) if stat.S_ISLNK(info.st_mode) else None
             record = _fixed(info) + (target or b"")
@@ -233,9 +234,21 @@ class _Walk:
             total += self._below(path + b"/" + name)
         return total
 
-    def _enter(self, parent_fd, name, path, seen):
-        """Walk directory ``name`` of ``parent_fd``, which lstat showed as
-        ``seen``; its record goes to ``new``."""
+    def _walked(self, path):
+        """Whether the file system mounted at ``path`` is walked: not a
+        network or pseudo file system (as the audit decides)."""
+        from systraq import audit
+        if self._mounts is None:
+            self._mounts = audit.Mounts(self.settings)
+        fstype = self._mounts.table.get(path)
+        return fstype is None or audit.walked_type(fstype)
+
+    def _enter(self, parent_fd, name, path, seen, parent_dev):
+        """Walk directory ``name`` of ``parent_fd`` (on device
+        ``parent_dev``, None for a top), which lstat showed as ``seen``;
+        its record goes to ``new``."""
+        if seen.st_dev != parent_dev and not self._walked(path):
+            return              # an NFS /srv: its mount point stands alone
         try:
             fd = os.open(name, _OPEN, dir_fd=parent_fd)
         except OSError as exc:
@@ -248,11 +261,11 @@ class _Walk:
             info = os.fstat(fd)
             if (info.st_dev, info.st_ino) != (seen.st_dev, seen.st_ino):
                 return
-            self._directory(fd, path, _fixed(info))
+            self._directory(fd, path, _fixed(info), info.st_dev)
         finally:
             os.close(fd)
 
-    def _directory(self, fd, path, own):
+    def _directory(self, fd, path, own, dev):
         old = self.old.get(path)
         old_names = None
         if old is not None and old[:1] == b"d":
@@ -296,7 +309,7 @@ class _Walk:
             if info.st_mode & 0o170000 == stat.S_IFDIR:
                 child = base + name
                 if child not in prune:
-                    self._enter(fd, name, child, info)
+                    self._enter(fd, name, child, info, dev)
 
     def _changed(self, fd, path, own, names, infos, keys, old_names, old):
         """Record what differs in a directory whose entries moved."""

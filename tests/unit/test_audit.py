@@ -388,14 +388,14 @@ def test_a_device_the_mount_table_did_not_announce_makes_it_read_again(system, m
     system.write("/var/lib/box/suid", b"", mode=0o4755)
     other_devices(monkeypatch, system, {"/mnt/late": (4242, None), "/var/lib/box": (4343, None)})
     reads = []
-    original = audit._Mounts.read
+    original = audit.Mounts.read
 
     def read(self):
         original(self)
         reads.append(sorted(self.table))
         system.write("/proc/self/mounts", MOUNTS + "srv:/late /mnt/late nfs4 rw 0 0\n")
 
-    monkeypatch.setattr(audit._Mounts, "read", read)
+    monkeypatch.setattr(audit.Mounts, "read", read)
     run(system)
     assert inventory(system) == [b"/usr/bin/chage", b"/usr/bin/passwd", b"/var/lib/box/suid"]
     assert len(reads) == 3 and b"/mnt/late" in reads[-1] and b"/mnt/late" not in reads[0]

@@ -144,7 +144,7 @@ def test_excluded_paths_and_other_trees(root):
     root.write("/usr/bin/tool", "x")
     root.write("/usr/share/doc/tool/README", "x")
     conf = config.load(root.host("/etc/systraq/systraq.conf"))
-    assert trees.run(root.settings(), conf).count == 4
+    assert trees.run(root.settings(), conf).count == 5
     root.write("/usr/share/doc/tool/NEWS", "x")
     assert trees.run(root.settings(), conf).records == []
     root.write("/etc/systraq/systraq.conf", "[check]\ntrees = /usr\n    /srv\n")
@@ -231,3 +231,42 @@ def test_a_changed_package_file_says_whether_it_still_matches_dpkgs_sums(system)
         run.write("exit 0\n")
     assert [r.line() for r in trees.run(root.settings(), conf).records] == [
         "/opt/app/run: content changed (10 -> 17 bytes)"]
+
+
+class _OnAnotherDevice:
+    """A stat result as a mount point's looks: another device."""
+
+    def __init__(self, info):
+        self._info = info
+
+    def __getattr__(self, name):
+        return getattr(self._info, name)
+
+    st_dev = property(lambda self: self._info.st_dev + 1)
+
+
+def test_a_network_file_system_is_not_walked(root, monkeypatch):
+    root.write("/etc/systraq/systraq.conf", "[check]\ntrees = /usr\n    /srv\n")
+    root.write("/usr/bin/tool", "x")
+    root.write("/srv/share/big", "x")
+    root.write("/proc/self/mounts", "srv:/export /srv nfs4 rw 0 0\n")
+    srv = root.host("/srv")
+
+    def where(path, fd):
+        return os.fsencode(path) if fd is None else os.path.join(
+            os.readlink(f"/proc/self/fd/{fd}").encode(), os.fsencode(path))
+    real_stat, real_fstat = os.stat, os.fstat
+    monkeypatch.setattr(os, "stat", lambda path, *a, dir_fd=None, **k: (
+        _OnAnotherDevice if where(path, dir_fd) == srv else (lambda i: i))(
+            real_stat(path, *a, dir_fd=dir_fd, **k)))
+    monkeypatch.setattr(os, "fstat", lambda fd: (
+        _OnAnotherDevice if os.readlink(f"/proc/self/fd/{fd}").encode() == srv
+        else (lambda i: i))(real_fstat(fd)))
+    conf = config.load(root.host("/etc/systraq/systraq.conf"))
+    # /usr/bin, its tool and /usr/sbin; nothing below /srv.
+    assert trees.run(root.settings(), conf).count == 3
+    # Mounted locally, it is walked.
+    root.write("/proc/self/mounts", "/dev/sdb1 /srv ext4 rw 0 0\n")
+    root.write("/etc/systraq/systraq.conf", "[check]\ntrees = /srv\n    /usr\n")
+    conf = config.load(root.host("/etc/systraq/systraq.conf"))
+    assert trees.run(root.settings(), conf).count == 5
