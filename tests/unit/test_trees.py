@@ -144,7 +144,7 @@ def test_excluded_paths_and_other_trees(root):
     root.write("/usr/bin/tool", "x")
     root.write("/usr/share/doc/tool/README", "x")
     conf = config.load(root.host("/etc/systraq/systraq.conf"))
-    assert trees.run(root.settings(), conf).count == 5
+    assert trees.run(root.settings(), conf).count == 4
     root.write("/usr/share/doc/tool/NEWS", "x")
     assert trees.run(root.settings(), conf).records == []
     root.write("/etc/systraq/systraq.conf", "[check]\ntrees = /usr\n    /srv\n")
