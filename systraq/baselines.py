@@ -218,7 +218,7 @@ def commit(settings, state, against, group=None, now=None):
 
 # -- what a mail says ----------------------------------------------------------
 
-NAMES = ("snapshot_pub", "snapshot_root", "contents_pub", "contents_root", "packages",
+NAMES = ("snapshot_pub", "snapshot_root", "contents_pub", "contents_root", "trees", "packages",
          "audit")
 
 
