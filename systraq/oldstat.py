@@ -527,7 +527,7 @@ def compare(settings, old, new, mode, names, algorithm, lists_unchanged, homes,
     """
     # The record vocabulary is the snapshot's own; imported here because
     # the snapshot imports this module.
-    from systraq.snapshot import _flags, _new_thing, _who
+    from systraq.snapshot import gained_flags, _new_thing, _who
 
     resolved = resolve(old, new.keys(), homes)
     since = record_stamp(old.mtime)
@@ -563,10 +563,10 @@ def compare(settings, old, new, mode, names, algorithm, lists_unchanged, homes,
                 # No sizes: the old file did not keep them.
                 record(path, "content")
             if before is not None:
-                _attributes(record, path, before, after, names, _flags)
+                _attributes(record, path, before, after, names, gained_flags)
         if old.homes is not None:
             _compare_homes(record, settings, root_fd, resolved, new, homes, names,
-                           _flags, _who, compared)
+                           gained_flags, _who, compared)
     finally:
         os.close(root_fd)
 

@@ -91,7 +91,7 @@ def _stat_text(records, names):
 
 # --- comparing ---------------------------------------------------------------
 
-def _flags(old_perm, new_perm, kind):
+def gained_flags(old_perm, new_perm, kind):
     gained = new_perm & ~(old_perm or 0)
     flags = []
     if gained & stat.S_ISUID:
@@ -113,7 +113,7 @@ def _new_thing(entry):
     target (a name, not content), or the alarming bits of anything else."""
     if entry.kind == "l":
         return {"target": escape(entry.target)}
-    return {"flags": _flags(0, entry.perm, entry.kind)}
+    return {"flags": gained_flags(0, entry.perm, entry.kind)}
 
 
 def compare(old, new, mode, names, differ):
@@ -153,7 +153,7 @@ def compare(old, new, mode, names, differ):
             record(path, "target", before=escape(before.target), after=escape(after.target))
         if before.perm != after.perm and after.kind != "l":
             record(path, "mode", before=f"{before.perm:04o}", after=f"{after.perm:04o}",
-                   flags=_flags(before.perm, after.perm, after.kind))
+                   flags=gained_flags(before.perm, after.perm, after.kind))
         if before.uid != after.uid:
             record(path, "owner", before=names.user(before.uid),
                    after=names.user(after.uid))

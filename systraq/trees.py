@@ -47,6 +47,7 @@ from systraq import accounts, records, runner, scan
 from systraq.fsutil import mode_directory
 from systraq.pathcodec import escape, unescape
 from systraq.settings import NEVER_WALK
+from systraq.snapshot import gained_flags
 
 STATE_FORMAT = 1
 # One directory's record after its own metadata: how many entries, the
@@ -364,7 +365,7 @@ def _describe(settings, changes, generated, new_state):
             if after.kind == "l":
                 fields["target"] = escape(after.target or b"")
             else:
-                fields["flags"] = _flags(0, after.perm, after.kind)
+                fields["flags"] = gained_flags(0, after.perm, after.kind)
             if after.kind == "d":
                 fields["below"] = _count_below(new_state, path)
             record(path, "added", **fields)
@@ -396,7 +397,7 @@ def _describe(settings, changes, generated, new_state):
                 told = True
         if before.perm != after.perm and after.kind != "l":
             record(path, "mode", before=f"{before.perm:04o}", after=f"{after.perm:04o}",
-                   flags=_flags(before.perm, after.perm, after.kind))
+                   flags=gained_flags(before.perm, after.perm, after.kind))
             told = True
         if before.uid != after.uid:
             record(path, "owner", before=names.user(before.uid), after=names.user(after.uid))
@@ -412,11 +413,6 @@ def _describe(settings, changes, generated, new_state):
             # which are told themselves.
             record(path, "rewritten")
     return found
-
-
-def _flags(old_perm, new_perm, kind):
-    from systraq.snapshot import _flags as flags
-    return flags(old_perm, new_perm, kind)
 
 
 def _count_below(state, path):
