@@ -109,6 +109,16 @@ def _unpack(value):
     return value[:_FIXED_SIZE], names, keys, fixeds, targets
 
 
+def _head(value):
+    """``(own fixed, names, keys)`` of a directory's record: what an
+    unchanged directory needs, without copying the rest."""
+    count, names_length, _targets_length = _HEAD.unpack_from(value, _FIXED_SIZE)
+    at = _FIXED_SIZE + _HEAD.size
+    names = value[at:at + names_length].split(b"\0") if count else []
+    at += names_length
+    return value[:_FIXED_SIZE], names, memoryview(value)[at:at + count * _KEY.size]
+
+
 def _pack(own, names, keys, fixeds, targets):
     names_blob = b"\0".join(names)
     targets_blob = b"\0".join(targets)
@@ -270,7 +280,7 @@ class _Walk:
         old = self.old.get(path)
         old_names = None
         if old is not None and old[:1] == b"d":
-            old_own, old_names, old_keys, old_fixeds, old_targets = _unpack(old)
+            old_own, old_names, old_keys = _head(old)
         stat_at = os.stat
         key = _KEY.pack
         base = path + b"/" if path != b"/" else b"/"
