@@ -228,10 +228,12 @@ class _Walk:
     def _compare(self, path, before, after):
         if before is None or after is None or before.kind != after.kind \
                 or (before.ctime, before.ino) != (after.ctime, after.ino):
-            if before is None and after is not None and after.kind == "d":
+            if after is not None and after.kind == "d" and (before is None
+                                                            or before.kind != "d"):
                 below = None        # counted when the walk is done
             else:
-                below = self._below(path) if after is None and before.kind == "d" else 0
+                below = self._below(path) if before is not None and before.kind == "d" \
+                    and (after is None or after.kind != "d") else 0
             self.changes.append((path, before, after, below))
 
     def _below(self, path):
@@ -388,6 +390,10 @@ def _describe(settings, changes, generated, new_state):
                       **who(after)}
             if after.kind == "l":
                 fields["target"] = escape(after.target or b"")
+            if after.kind == "d":
+                fields["below"] = _count_below(new_state, path)
+            elif before.kind == "d":
+                fields["below"] = below
             record(path, "type", **fields)
             continue
         told = False
@@ -440,8 +446,10 @@ def _inside_new(changes, critical):
     ``critical`` (shell patterns) names: a kernel module in a new
     directory is alerted as one."""
     tops = sorted(path for path, before, after, _below in changes
-                  if (before is None and after is not None and after.kind == "d")
-                  or (after is None and before is not None and before.kind == "d"))
+                  if (after is not None and after.kind == "d"
+                      and (before is None or before.kind != "d"))
+                  or (before is not None and before.kind == "d"
+                      and (after is None or after.kind != "d")))
     if not tops:
         return changes
     return [c for c in changes

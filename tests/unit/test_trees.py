@@ -270,3 +270,19 @@ def test_a_network_file_system_is_not_walked(root, monkeypatch):
     root.write("/etc/systraq/systraq.conf", "[check]\ntrees = /srv\n    /usr\n")
     conf = config.load(root.host("/etc/systraq/systraq.conf"))
     assert trees.run(root.settings(), conf).count == 5
+
+
+def test_a_link_replaced_by_a_directory_is_one_entry_and_back_again(system):
+    root, _conf = system
+    os.unlink(root.host("/bin"))
+    for name in ("sh", "ls"):
+        root.write(f"/bin/{name}", "x", mode=0o755)
+    assert look(system) == [
+        f"/bin: symlink replaced by a directory, mode 0755, {_me()} (2 entries below)"]
+    for name in ("sh", "ls"):
+        os.unlink(root.host(f"/bin/{name}"))
+    os.rmdir(root.host("/bin"))
+    root.symlink("usr/bin", "/bin")
+    assert look(system) == [
+        f"/bin: directory replaced by a symlink, {_me()}, pointing to usr/bin "
+        "(2 entries below)"]
