@@ -405,7 +405,7 @@ def _describe(settings, changes, generated, new_state):
         elif after.kind == "f":
             if (before.size, before.mtime) != (after.size, after.mtime):
                 sizes = ({"size_before": before.size, "size_after": after.size}
-                         if after.perm & stat.S_IROTH else {})
+                         if _open_to_all(new_state, path, after.perm) else {})
                 record(path, "content", **sizes)
                 told = True
             elif before.ino != after.ino:
@@ -429,6 +429,21 @@ def _describe(settings, changes, generated, new_state):
             # which are told themselves.
             record(path, "rewritten")
     return found
+
+
+def _open_to_all(state, path, perm):
+    """Whether others may read ``path`` (permission bits ``perm``): it is
+    readable by all, and every directory above it that ``state`` holds
+    may be entered by all.  Only then are its sizes told."""
+    if not perm & stat.S_IROTH:
+        return False
+    parent = os.path.dirname(path)
+    while parent != path:
+        value = state.get(parent)
+        if value is not None and not _FIXED.unpack_from(value)[1] & stat.S_IXOTH:
+            return False
+        path, parent = parent, os.path.dirname(parent)
+    return True
 
 
 def _count_below(state, path):

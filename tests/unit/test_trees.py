@@ -301,3 +301,13 @@ def test_a_link_replaced_by_a_directory_is_one_entry_and_back_again(system):
     assert look(system) == [
         f"/bin: directory replaced by a symlink, {_me()}, pointing to usr/bin "
         "(2 entries below)"]
+
+
+def test_a_file_others_may_not_read_is_told_without_its_sizes(system):
+    root, _conf = system
+    root.write("/opt/vault/keys.txt", "k1\n", mode=0o644)
+    os.chmod(root.host("/opt/vault"), 0o700)
+    look(system)
+    with open(root.host("/opt/vault/keys.txt"), "a") as keys:
+        keys.write("k2\n")
+    assert look(system) == ["/opt/vault/keys.txt: content changed"]
