@@ -212,7 +212,7 @@ class _Walk:
             if stat.S_ISDIR(info.st_mode):
                 after = Entry(_fixed(info))
                 self._compare(path, before, after)
-                self._enter(parent_fd, name, path, info, None)
+                self._enter(parent_fd, name, path, info, os.fstat(root_fd).st_dev)
                 return
             target = os.readlink(name, dir_fd=parent_fd) if stat.S_ISLNK(info.st_mode) else None
             record = _fixed(info) + (target or b"")
@@ -258,8 +258,8 @@ class _Walk:
 
     def _enter(self, parent_fd, name, path, seen, parent_dev):
         """Walk directory ``name`` of ``parent_fd`` (on device
-        ``parent_dev``, None for a top), which lstat showed as ``seen``;
-        its record goes to ``new``."""
+        ``parent_dev``; the root's for a top), which lstat showed as
+        ``seen``; its record goes to ``new``."""
         if seen.st_dev != parent_dev and not self._walked(path):
             return              # an NFS /srv: its mount point stands alone
         try:
