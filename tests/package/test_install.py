@@ -111,8 +111,9 @@ def test_version_and_status_as_the_systraq_user(chroot):
     assert f"as seen by {USER}" in result.stdout
     assert "/etc/systraq/snapshot_pub.list" in result.stdout
     # The first baselines the installation made (snapshot and contents of
-    # both modes, logs that may only grow, audit) wait for the first report.
-    assert "Queued, not yet delivered: 6 records in 6 batches" in result.stdout
+    # both modes, logs that may only grow, the trees walked hourly, audit)
+    # wait for the first report.
+    assert "Queued, not yet delivered: 7 records in 7 batches" in result.stdout
     data = json.loads(chroot.run("systraq status --json", user=USER).stdout)
     rows = {row["name"]: row for row in data["lists"]}
     assert rows["snapshot_pub.list"]["state"] == "ok"
