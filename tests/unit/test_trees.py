@@ -181,7 +181,12 @@ _SETTINGS = []
 
 @pytest.fixture(autouse=True)
 def _names(root):
+    """The fake root's names, and the directories the tests make 0755
+    whatever the caller's umask (autopkgtest's is 002)."""
     _SETTINGS[:] = [root.settings()]
+    old_umask = os.umask(0o022)
+    yield
+    os.umask(old_umask)
 
 
 def test_a_critical_file_in_a_new_directory_is_told_on_its_own(root):
