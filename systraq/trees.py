@@ -58,7 +58,9 @@ _HEAD = struct.Struct("<III")
 _KEY = struct.Struct("<qQ")
 _FIXED = scan._FIXED
 _FIXED_SIZE = _FIXED.size
-_KIND = scan._KIND
+# An entry's metadata as the snapshot's records begin: kind, permissions,
+# owner, group, size, times, device and inode.
+_fixed = scan._fixed
 _OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 
@@ -72,13 +74,6 @@ class Result:
 
 def state_path(settings):
     return os.path.join(settings.root_state_dir, b"trees.state")
-
-
-def _fixed(info):
-    mode = info.st_mode
-    return _FIXED.pack(_KIND.get(stat.S_IFMT(mode), b"?"), mode & 0o7777, info.st_uid,
-                       info.st_gid, info.st_size, info.st_mtime_ns, info.st_ctime_ns,
-                       info.st_dev, info.st_ino)
 
 
 class Entry:
@@ -95,20 +90,6 @@ class Entry:
         self.target = target
 
 
-def _unpack(value):
-    """``(own fixed, names, keys, fixeds, targets)`` of a directory's record."""
-    count, names_length, targets_length = _HEAD.unpack_from(value, _FIXED_SIZE)
-    at = _FIXED_SIZE + _HEAD.size
-    names = value[at:at + names_length].split(b"\0") if count else []
-    at += names_length
-    keys = value[at:at + count * _KEY.size]
-    at += count * _KEY.size
-    fixeds = value[at:at + count * _FIXED_SIZE]
-    at += count * _FIXED_SIZE
-    targets = value[at:at + targets_length].split(b"\0") if targets_length else []
-    return value[:_FIXED_SIZE], names, keys, fixeds, targets
-
-
 def _head(value):
     """``(own fixed, names, keys)`` of a directory's record: what an
     unchanged directory needs, without copying the rest."""
@@ -117,6 +98,17 @@ def _head(value):
     names = value[at:at + names_length].split(b"\0") if count else []
     at += names_length
     return value[:_FIXED_SIZE], names, memoryview(value)[at:at + count * _KEY.size]
+
+
+def _unpack(value):
+    """``(own fixed, names, keys, fixeds, targets)`` of a directory's record."""
+    own, names, keys = _head(value)
+    count, names_length, targets_length = _HEAD.unpack_from(value, _FIXED_SIZE)
+    at = _FIXED_SIZE + _HEAD.size + names_length + count * _KEY.size
+    fixeds = value[at:at + count * _FIXED_SIZE]
+    at += count * _FIXED_SIZE
+    targets = value[at:at + targets_length].split(b"\0") if targets_length else []
+    return own, names, keys, fixeds, targets
 
 
 def _pack(own, names, keys, fixeds, targets):
@@ -207,7 +199,7 @@ class _Walk:
                 before = Entry(old[:_FIXED_SIZE], target)
             if info is None:
                 if before is not None:
-                    self.changes.append((path, before, None, self._below(path)))
+                    self.changes.append((path, before, None, _count_below(self.old, path)))
                 return
             if stat.S_ISDIR(info.st_mode):
                 after = Entry(_fixed(info))
@@ -232,20 +224,10 @@ class _Walk:
                                                             or before.kind != "d"):
                 below = None        # counted when the walk is done
             else:
-                below = self._below(path) if before is not None and before.kind == "d" \
-                    and (after is None or after.kind != "d") else 0
+                vanished = before is not None and before.kind == "d" and (
+                    after is None or after.kind != "d")
+                below = _count_below(self.old, path) if vanished else 0
             self.changes.append((path, before, after, below))
-
-    def _below(self, path):
-        """How many entries the last state held below directory ``path``."""
-        value = self.old.get(path)
-        if value is None or value[:1] != b"d":
-            return 0
-        _own, names, _keys, _fixeds, _targets = _unpack(value)
-        total = len(names)
-        for name in names:
-            total += self._below(path + b"/" + name)
-        return total
 
     def _walked(self, path):
         """Whether the file system mounted at ``path`` is walked: not a
@@ -353,7 +335,7 @@ class _Walk:
         for name, was in before.items():
             child = base + name
             self.changes.append((child, was, None,
-                                 self._below(child) if was.kind == "d" else 0))
+                                 _count_below(self.old, child) if was.kind == "d" else 0))
         self.new[path] = _pack(own, names, keys, b"".join(fixeds), targets)
 
 
@@ -451,7 +433,7 @@ def _count_below(state, path):
     value = state.get(path)
     if value is None or value[:1] != b"d":
         return 0
-    _own, names, _keys, _fixeds, _targets = _unpack(value)
+    _own, names, _keys = _head(value)
     return len(names) + sum(_count_below(state, path + b"/" + name) for name in names)
 
 
@@ -494,8 +476,8 @@ def _with_sums(settings, found):
         database = dpkgdb.load(settings)
     except dpkgdb.DatabaseError:
         return found        # the package check's to report
-    merged = [top for top in (b"/bin", b"/sbin", b"/lib", b"/lib32", b"/lib64", b"/libx32")
-              if os.path.islink(settings.host(top))]
+    from systraq.audit import _MERGED
+    merged = [top for top in _MERGED if os.path.islink(settings.host(top))]
     expected = {}
     for path in asked:
         # Merged /usr: dpkg may list /usr/bin/ls as /bin/ls.
@@ -577,13 +559,13 @@ def run(settings, config, spool_group=None, now=None):
             else:
                 found = [records.make("trees", "scope", None, widened=walk.count)]
         else:
-            critical = config.get("check", "critical")
-            changes = _inside_new(walk.changes, critical)
-            found = _describe(settings, changes, config.get("audit", "generated"), walk.new)
             if not walk.dirty and walk.new.keys() == old.keys():
                 transaction.touch()
                 return Result([], walk.count, False)
-            judge = transaction.judge(config.get("check", "critical"))
+            critical = config.get("check", "critical")
+            changes = _inside_new(walk.changes, critical)
+            found = _describe(settings, changes, config.get("audit", "generated"), walk.new)
+            judge = transaction.judge(critical)
             found = _with_sums(settings, [judge.judge(record)
                                           for record in transaction.stamped(found)])
         transaction.commit({"time": transaction.stamp, "scope": scope}, _split(walk.new),
